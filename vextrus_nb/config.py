@@ -1,0 +1,283 @@
+"""Load and validate the inventory and an environment.
+
+The inventory (`parameters/inventory.yaml`) is the catalogue of the platform;
+an environment (`parameters/environments/<env>.yaml`) says where it runs, with
+which driver, and where its secrets come from: by reference, never by value.
+Both are validated with pydantic, and the dependency graph is checked for
+dangling references, cycles and phase inversions, each named in the error.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vextrus_nb import paths
+from vextrus_nb.errors import ConfigError, SecretUnavailable
+
+ComponentKind = Literal["service", "infrastructure", "dev_tool"]
+ProbeKind = Literal["http", "tcp", "postgres", "redis"]
+Criticality = Literal["critical", "high", "medium", "low", "none"]
+
+TERMINUS_PATHS = {"health": "/health", "ready": "/health/ready", "live": "/health/live"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Component(_Strict):
+    name: str = ""
+    kind: ComponentKind
+    description: str = ""
+    port: Annotated[int, Field(ge=1, le=65535)]
+    probe: ProbeKind = "http"
+    health_path: str | None = None
+    depends_on: tuple[str, ...] = ()
+    phase: Annotated[int, Field(ge=1, le=8)] | None = None
+    database: str | None = None
+    criticality: Criticality = "medium"
+    subgraphs: tuple[str, ...] = ()
+    metrics_path: str | None = None
+
+    @model_validator(mode="after")
+    def _service_defaults(self) -> Component:
+        if self.kind == "service":
+            # NestJS services all follow the Terminus convention; say so once, here.
+            object.__setattr__(self, "health_path", self.health_path or TERMINUS_PATHS["health"])
+            object.__setattr__(self, "metrics_path", self.metrics_path or "/metrics")
+        if self.kind != "dev_tool" and self.phase is None:
+            raise ValueError("every non-dev-tool component needs a deployment phase (1-8)")
+        if self.probe == "http" and not self.health_path:
+            raise ValueError("an http-probed component needs a health_path")
+        return self
+
+    @property
+    def health_paths(self) -> dict[str, str]:
+        """All health endpoints: the Terminus three for services, else the one."""
+        if self.kind == "service":
+            return dict(TERMINUS_PATHS)
+        return {"health": self.health_path} if self.health_path else {}
+
+
+class Inventory(_Strict):
+    version: int = 1
+    components: dict[str, Component]
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Inventory:
+        for name, component in self.components.items():
+            object.__setattr__(component, "name", name)
+            for dep in (*component.depends_on, *component.subgraphs):
+                if dep not in self.components:
+                    raise ValueError(f"component '{name}' depends on unknown component '{dep}'")
+                dep_phase = self.components[dep].phase
+                if component.phase and dep_phase and dep_phase > component.phase:
+                    raise ValueError(
+                        f"component '{name}' (phase {component.phase}) depends on '{dep}' "
+                        f"which starts later (phase {dep_phase})"
+                    )
+        try:
+            self._static_order()
+        except graphlib.CycleError as exc:
+            cycle = " -> ".join(exc.args[1])
+            raise ValueError(f"dependency cycle: {cycle}") from None
+        return self
+
+    def _static_order(self) -> list[str]:
+        sorter = graphlib.TopologicalSorter({n: c.depends_on for n, c in self.components.items()})
+        return list(sorter.static_order())
+
+    @cached_property
+    def start_order(self) -> list[str]:
+        """All components, dependencies first, phase by phase, stable by name within a phase."""
+        rank = {name: i for i, name in enumerate(self._static_order())}
+        return sorted(
+            self.components,
+            key=lambda n: (self.components[n].phase or 99, self._depth(n), rank[n]),
+        )
+
+    def _depth(self, name: str) -> int:
+        deps = self.components[name].depends_on
+        return 0 if not deps else 1 + max(self._depth(d) for d in deps)
+
+    def phase(self, number: int) -> list[Component]:
+        return [self.components[n] for n in self.start_order if self.components[n].phase == number]
+
+    def services(self) -> list[Component]:
+        return [c for c in self.components.values() if c.kind == "service"]
+
+    def get(self, name: str) -> Component:
+        try:
+            return self.components[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown component '{name}'; known: {', '.join(sorted(self.components))}"
+            ) from None
+
+    def infrastructure_dependencies(self, name: str) -> list[Component]:
+        """The datastores and brokers a service reports as its readiness indicators."""
+        return [
+            self.components[d]
+            for d in self.components[name].depends_on
+            if self.components[d].kind == "infrastructure"
+        ]
+
+
+class SecretRef(_Strict):
+    """Where a secret comes from. Exactly one of env (a variable name) or file."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret reference needs exactly one of 'env' or 'file'")
+        return self
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class DatastoreLogin(_Strict):
+    user: str
+    password_secret: str
+
+
+class ProbeSettings(_Strict):
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 2.0
+    concurrency: Annotated[int, Field(ge=1, le=512)] = 32
+    latency_budget_ms: Annotated[float, Field(gt=0)] = 500.0
+
+
+class Environment(_Strict):
+    name: str
+    description: str = ""
+    driver: Literal["local", "compose", "kube"]
+    production: bool = False
+    sandbox: bool = False
+    default_host: str = "127.0.0.1"
+    hosts: dict[str, str] = {}
+    ports: dict[str, Annotated[int, Field(ge=1, le=65535)]] = {}
+    simulated: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    secrets: dict[str, SecretRef] = {}
+    postgres: DatastoreLogin | None = None
+    redis: DatastoreLogin | None = None
+    probe: ProbeSettings = ProbeSettings()
+    deployment: dict[str, str] = {}
+    rpo_hours: Annotated[float, Field(gt=0)] = 24.0
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _no_literal_secrets(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, ref in value.items():
+                if not isinstance(ref, dict):
+                    raise ValueError(
+                        f"secret '{key}' must be a reference ({{env: VAR}} or {{file: PATH}}), "
+                        "never a literal value"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _logins_reference_known_secrets(self) -> Environment:
+        for login in (self.postgres, self.redis):
+            if login and login.password_secret not in self.secrets:
+                raise ValueError(f"login '{login.user}' names undeclared secret '{login.password_secret}'")
+        return self
+
+    def resolve_secret(self, name: str) -> str:
+        """The secret's value. Register it with the run's redactor before showing anything."""
+        ref = self.secrets.get(name)
+        if ref is None:
+            raise SecretUnavailable(f"environment '{self.name}' declares no secret '{name}'")
+        if ref.env:
+            value = os.environ.get(ref.env)
+            if value is None:
+                raise SecretUnavailable(f"secret '{name}': environment variable {ref.env} is not set")
+            return value
+        path = Path(ref.file.format(sandbox_dir=paths.sandbox_dir()))  # type: ignore[union-attr]
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise SecretUnavailable(f"secret '{name}': cannot read {path} ({exc.strerror})") from None
+
+    def resolve_all_secrets(self) -> dict[str, str]:
+        """Every secret this environment can resolve (the ones it cannot are skipped)."""
+        values = {}
+        for name in self.secrets:
+            try:
+                values[name] = self.resolve_secret(name)
+            except SecretUnavailable:
+                continue
+        return values
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+
+
+def _validation_message(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
+    return f"invalid {path}:\n" + "\n".join(lines)
+
+
+def load_inventory(path: Path | None = None) -> Inventory:
+    path = path or paths.parameters_dir() / "inventory.yaml"
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {path}: expected a mapping with 'components'")
+    try:
+        return Inventory.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, exc)) from None
+
+
+def available_environments(parameters_dir: Path | None = None) -> list[str]:
+    env_dir = (parameters_dir or paths.parameters_dir()) / "environments"
+    return sorted(p.stem for p in env_dir.glob("*.yaml"))
+
+
+def load_environment(name: str, inventory: Inventory | None = None) -> Environment:
+    """Load `parameters/environments/<name>.yaml` and check it against the inventory."""
+    known = available_environments()
+    if name not in known:
+        raise ConfigError(f"unknown environment '{name}'; known: {', '.join(known) or '(none)'}")
+    path = paths.parameters_dir() / "environments" / f"{name}.yaml"
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {path}: expected a mapping")
+    data.setdefault("name", name)
+    try:
+        env = Environment.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, exc)) from None
+    if env.name != name:
+        raise ConfigError(f"invalid {path}: its name '{env.name}' does not match the file name '{name}'")
+    inventory = inventory or load_inventory()
+    named = {*env.hosts, *env.ports, *env.simulated, *env.exclude}
+    unknown = sorted(named - set(inventory.components))
+    if unknown:
+        raise ConfigError(f"invalid {path}: unknown component(s) {', '.join(unknown)}")
+    return env

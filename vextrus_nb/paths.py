@@ -1,0 +1,39 @@
+"""Where things live: the project tree, the sandbox state, the outputs.
+
+Every location can be moved with an environment variable so that tests, a
+scheduler's container and an engineer's checkout never step on each other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The checkout holding `parameters/` and `notebooks/` (VEXTRUS_HOME overrides)."""
+    if home := os.environ.get("VEXTRUS_HOME"):
+        return Path(home).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "parameters" / "inventory.yaml").is_file():
+            return candidate
+    return _PACKAGE_PARENT
+
+
+def parameters_dir() -> Path:
+    return Path(os.environ.get("VEXTRUS_PARAMETERS_DIR") or project_root() / "parameters")
+
+
+def notebooks_dir() -> Path:
+    return Path(os.environ.get("VEXTRUS_NOTEBOOKS_DIR") or project_root() / "notebooks")
+
+
+def outputs_dir() -> Path:
+    return Path(os.environ.get("VEXTRUS_OUTPUTS_DIR") or project_root() / "outputs")
+
+
+def sandbox_dir() -> Path:
+    return Path(os.environ.get("VEXTRUS_SANDBOX_DIR") or project_root() / ".sandbox")

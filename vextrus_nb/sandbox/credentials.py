@@ -1,0 +1,13 @@
+"""Names of the sandbox services' own credentials (values live in the secrets dir)."""
+
+
+def pg_role_name(service: str) -> str:
+    return "svc_" + service.replace("-", "_")
+
+
+def pg_secret_name(service: str) -> str:
+    return f"pg_{service}"
+
+
+def redis_secret_name(service: str) -> str:
+    return f"redis_{service}"

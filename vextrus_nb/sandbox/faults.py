@@ -1,0 +1,23 @@
+"""Which faults each kind of sandbox component can take, and what they mean.
+
+- down:      the component stops listening (connections are refused); for
+             PostgreSQL and Redis the real server is stopped.
+- unhealthy: it answers, but its health endpoints report failure (503 / red).
+- slow:      every answer is delayed by `delay_s` (default 5 s, beyond the
+             default probe timeout of 2 s).
+"""
+
+from __future__ import annotations
+
+from vextrus_nb.config import Component
+
+MODES = ("down", "unhealthy", "slow")
+DEFAULT_SLOW_DELAY_S = 5.0
+REAL_DATASTORES = ("postgres", "redis")
+
+
+def supported_modes(component: Component) -> tuple[str, ...]:
+    if component.name in REAL_DATASTORES or component.probe == "tcp":
+        # A real server or a bare TCP listener has no health endpoint to turn red.
+        return ("down",)
+    return MODES

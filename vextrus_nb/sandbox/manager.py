@@ -1,0 +1,322 @@
+"""Start, stop, inspect and break the sandbox. Everything it owns lives under
+one directory (paths.sandbox_dir()), except the PostgreSQL data directory,
+which must belong to the server's own account when we run as root; its path is
+in the state file."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from vextrus_nb import paths
+from vextrus_nb.config import Inventory, load_inventory
+from vextrus_nb.errors import SandboxError
+from vextrus_nb.sandbox import faults as fault_modes
+from vextrus_nb.sandbox import redis_server
+from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.sandbox.postgres_cluster import PostgresCluster, find_bindir
+from vextrus_nb.sandbox.seed import seed_statements
+from vextrus_nb.sandbox.state import SandboxState, free_ports, pid_alive, read_faults, write_faults
+
+ADMIN_USER = "vextrus_admin"
+SERVICES_START_TIMEOUT_S = 30.0
+
+
+def _root(root: Path | None) -> Path:
+    return (root or paths.sandbox_dir()).resolve()
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Serialise changes to one sandbox (two `fault` commands at once, say)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _cluster(state: SandboxState) -> PostgresCluster:
+    return PostgresCluster(Path(state.pg_bindir), Path(state.pg_datadir), state.ports["postgres"], ADMIN_USER)
+
+
+def is_running(root: Path | None = None) -> bool:
+    root = _root(root)
+    try:
+        state = SandboxState.load(root)
+    except SandboxError:
+        return False
+    return pid_alive(state.services_pid)
+
+
+def up(root: Path | None = None, scale: float = 1.0, inventory: Inventory | None = None) -> SandboxState:
+    """Start the sandbox (or return the running one). Idempotent."""
+    root = _root(root)
+    if scale <= 0:
+        raise SandboxError(f"--scale must be positive, got {scale}")
+    with _locked(root):
+        if is_running(root):
+            return SandboxState.load(root)
+        if (root / "state.json").exists():
+            _teardown(root)  # a crashed sandbox's leftovers
+        return _start(root, scale, inventory or load_inventory())
+
+
+def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    names = list(inventory.start_order)
+    ports = dict(zip([*names, "__control__"], free_ports(len(names) + 1), strict=True))
+    control_port = ports.pop("__control__")
+    services = [c for c in inventory.services()]
+    state = SandboxState(
+        root=root,
+        ports=ports,
+        control_port=control_port,
+        pg_bindir=str(find_bindir()),
+        pg_datadir="",
+        scale=scale,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        extra={"inventory": str(paths.parameters_dir() / "inventory.yaml")},
+    )
+    state.write_secret("postgres_password", secrets.token_urlsafe(24))
+    state.write_secret("redis_password", secrets.token_urlsafe(24))
+    for service in services:
+        state.write_secret(pg_secret_name(service.name), secrets.token_urlsafe(24))
+        state.write_secret(redis_secret_name(service.name), secrets.token_urlsafe(24))
+
+    cluster = PostgresCluster.create(
+        Path(state.pg_bindir), ports["postgres"], ADMIN_USER, state.secret("postgres_password")
+    )
+    state.pg_datadir = str(cluster.datadir)
+    state.save()
+    try:
+        cluster.start()
+        _provision_databases(state, inventory, scale)
+        conf = redis_server.write_config(
+            root,
+            ports["redis"],
+            state.secret("redis_password"),
+            {s.name: state.secret(redis_secret_name(s.name)) for s in services},
+        )
+        state.redis_pid = redis_server.start(conf, ports["redis"], state.secret("redis_password"))
+        state.save()
+        write_faults(root, {})
+        state.services_pid = _spawn_services(root)
+        state.save()
+        _wait_for_services(state)
+    except BaseException:
+        _teardown(root)
+        raise
+    return state
+
+
+def _admin_connect(state: SandboxState, dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=state.ports["postgres"],
+        dbname=dbname,
+        user=ADMIN_USER,
+        password=state.secret("postgres_password"),
+        autocommit=True,
+        connect_timeout=5,
+    )
+
+
+def _provision_databases(state: SandboxState, inventory: Inventory, scale: float) -> None:
+    with_db = [c for c in inventory.services() if c.database]
+    with _admin_connect(state) as conn:
+        for service in with_db:
+            role = pg_role_name(service.name)
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(state.secret(pg_secret_name(service.name)))
+                )
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(service.database), sql.Identifier(role)
+                )
+            )
+
+    def seed(service_name: str, database: str) -> None:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=state.ports["postgres"],
+            dbname=database,
+            user=pg_role_name(service_name),
+            password=state.secret(pg_secret_name(service_name)),
+        ) as conn:
+            for statement in seed_statements(service_name, scale):
+                conn.execute(statement)
+            conn.execute("ANALYZE")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(seed, s.name, s.database) for s in with_db if s.database]:
+            future.result()
+
+
+def _spawn_services(root: Path) -> int:
+    log = open(root / "services.log", "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vextrus_nb.sandbox.services", str(root)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    return process.pid
+
+
+def _control(state: SandboxState, method: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
+    response = httpx.request(method, f"http://127.0.0.1:{state.control_port}{path}", timeout=timeout)
+    response.raise_for_status()
+    return response.json()
+
+
+def _wait_for_services(state: SandboxState) -> None:
+    deadline = time.monotonic() + SERVICES_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not pid_alive(state.services_pid):
+            raise SandboxError(f"sandbox services exited at start: {_tail(state.root / 'services.log')}")
+        try:
+            _control(state, "GET", "/status", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SandboxError(f"sandbox services did not answer within {SERVICES_START_TIMEOUT_S:g}s")
+
+
+def _tail(path: Path, chars: int = 800) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+def down(root: Path | None = None) -> bool:
+    """Stop everything and delete the sandbox's state. False if nothing was there."""
+    root = _root(root)
+    if not (root / "state.json").exists():
+        return False
+    with _locked(root):
+        _teardown(root)
+    return True
+
+
+def _teardown(root: Path) -> None:
+    try:
+        state = SandboxState.load(root)
+    except SandboxError:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    if pid_alive(state.services_pid):
+        os.kill(state.services_pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        while pid_alive(state.services_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(state.services_pid):
+            os.kill(state.services_pid, signal.SIGKILL)  # type: ignore[arg-type]
+    if pid_alive(state.redis_pid):
+        redis_server.stop(state.ports["redis"], state.secret("redis_password"))
+    if state.pg_datadir:
+        _cluster(state).destroy()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def status(root: Path | None = None) -> dict[str, Any]:
+    """What is running, on which port, with which fault."""
+    root = _root(root)
+    state = SandboxState.load(root)
+    faults = read_faults(root)
+    served: dict[str, Any] = {}
+    if pid_alive(state.services_pid):
+        with contextlib.suppress(httpx.HTTPError):
+            served = _control(state, "GET", "/status", timeout=2.0)
+    rows = {
+        "postgres": {
+            "port": state.ports["postgres"],
+            "running": _cluster(state).is_running(),
+            "fault": faults.get("postgres"),
+        },
+        "redis": {
+            "port": state.ports["redis"],
+            "running": pid_alive(state.redis_pid),
+            "fault": faults.get("redis"),
+        },
+    }
+    for name, info in served.items():
+        rows[name] = {"port": info["port"], "running": info["listening"], "fault": info["fault"]}
+    return {
+        "root": str(root),
+        "started_at": state.started_at,
+        "scale": state.scale,
+        "services_process": pid_alive(state.services_pid),
+        "components": rows,
+    }
+
+
+def fault(
+    component: str, mode: str, root: Path | None = None, delay_s: float | None = None
+) -> dict[str, Any]:
+    """Break one component in one of the supported modes (see faults.py)."""
+    root = _root(root)
+    inventory = load_inventory()
+    target = inventory.get(component)
+    if mode not in fault_modes.MODES:
+        raise SandboxError(f"unknown fault mode '{mode}'; modes: {', '.join(fault_modes.MODES)}")
+    allowed = fault_modes.supported_modes(target)
+    if mode not in allowed:
+        raise SandboxError(
+            f"{component} cannot be made '{mode}' in the sandbox; it supports: {', '.join(allowed)}"
+        )
+    with _locked(root):
+        state = SandboxState.load(root)
+        current = read_faults(root)
+        record: dict[str, Any] = {"mode": mode, "since": datetime.now(UTC).isoformat(timespec="seconds")}
+        if mode == "slow":
+            record["delay_s"] = delay_s if delay_s is not None else fault_modes.DEFAULT_SLOW_DELAY_S
+        if component == "postgres":
+            _cluster(state).stop()
+        elif component == "redis":
+            redis_server.stop(state.ports["redis"], state.secret("redis_password"))
+        current[component] = record
+        write_faults(root, current)
+        _control(state, "POST", "/reload")
+        return record
+
+
+def heal(component: str | None = None, root: Path | None = None) -> list[str]:
+    """Clear one component's fault, or all of them; returns what was healed."""
+    root = _root(root)
+    if component is not None:
+        load_inventory().get(component)  # a clear error for a name that does not exist
+    with _locked(root):
+        state = SandboxState.load(root)
+        current = read_faults(root)
+        healed = [n for n in current if component in (None, n)]
+        for name in healed:
+            if name == "postgres":
+                _cluster(state).start()
+            elif name == "redis":
+                state.redis_pid = redis_server.start(
+                    root / "redis.conf", state.ports["redis"], state.secret("redis_password")
+                )
+                state.save()
+            del current[name]
+        write_faults(root, current)
+        _control(state, "POST", "/reload")
+        return healed

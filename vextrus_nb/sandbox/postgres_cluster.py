@@ -1,0 +1,144 @@
+"""A throwaway PostgreSQL cluster: initdb, pg_ctl start/stop, roles and databases.
+
+The server refuses to run as root, so when we are root the cluster belongs to
+the `postgres` system user (or `nobody`) and lives in a temporary directory
+that user can reach.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vextrus_nb.errors import SandboxError
+
+
+def find_bindir() -> Path:
+    """Where initdb, pg_ctl, pg_dump live: pg_config, then Debian's layout, then PATH."""
+    candidates: list[Path] = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    raise SandboxError(
+        "PostgreSQL server binaries not found (looked at pg_config --bindir, /usr/lib/postgresql/*/bin, "
+        "PATH); install them, e.g. `apt-get install postgresql`"
+    )
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The account to run the server as, or None to run as ourselves."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise SandboxError("running as root, and neither a 'postgres' nor a 'nobody' account exists")
+
+
+@dataclass
+class PostgresCluster:
+    bindir: Path
+    datadir: Path
+    port: int
+    superuser: str
+
+    @property
+    def logfile(self) -> Path:
+        return self.datadir.parent / "postgres.log"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        account = _server_account()
+        result = subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+            cwd=self.datadir.parent,
+        )
+        return result
+
+    @classmethod
+    def create(cls, bindir: Path, port: int, superuser: str, password: str) -> PostgresCluster:
+        """initdb a new cluster in a fresh temporary directory, scram auth on loopback."""
+        account = _server_account()
+        home = Path(tempfile.mkdtemp(prefix="vextrus-pg-"))
+        datadir = home / "data"
+        pwfile = home / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if account:
+            os.chown(home, account.pw_uid, account.pw_gid)
+            os.chown(pwfile, account.pw_uid, account.pw_gid)
+        home.chmod(0o700)
+        cluster = cls(bindir=bindir, datadir=datadir, port=port, superuser=superuser)
+        result = cluster._run(
+            "initdb",
+            "-D",
+            str(datadir),
+            "-U",
+            superuser,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
+        pwfile.unlink()
+        if result.returncode != 0:
+            shutil.rmtree(home, ignore_errors=True)
+            raise SandboxError(f"initdb failed: {result.stderr.strip()[-500:]}")
+        return cluster
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.datadir.parent} "
+            "-c max_connections=200 -c shared_buffers=64MB -c fsync=off -c full_page_writes=off "
+            "-c log_min_messages=warning"
+        )
+        result = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.logfile),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        if result.returncode != 0:
+            tail = self.logfile.read_text()[-800:] if self.logfile.exists() else ""
+            raise SandboxError(f"PostgreSQL did not start: {result.stderr.strip()} {tail}")
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def is_running(self) -> bool:
+        if not self.datadir.exists():
+            return False
+        return self._run("pg_ctl", "-D", str(self.datadir), "status").returncode == 0
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.datadir.parent, ignore_errors=True)

@@ -1,0 +1,312 @@
+"""The Vextrus services (and the components that cannot run here) as real HTTP
+servers: one aiohttp process, one listening site per component.
+
+Service health follows NestJS Terminus and is computed from real checks of each
+service's dependencies: its own PostgreSQL database with its own role, Redis
+with its own ACL user, and a TCP connect to each simulated broker. Stopping
+PostgreSQL therefore turns every service's readiness red, as in production.
+
+Run as `python -m vextrus_nb.sandbox.services SANDBOX_DIR`; it is controlled
+through a loopback control port (see manager.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from vextrus_nb.config import Component, Inventory, load_inventory
+from vextrus_nb.sandbox import faults as fault_modes
+from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.sandbox.redis_server import acl_user_name
+from vextrus_nb.sandbox.state import SandboxState, read_faults
+
+log = logging.getLogger("vextrus.sandbox")
+HOST = "127.0.0.1"
+INDICATOR_TIMEOUT_S = 1.5
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ComponentServer:
+    """One component: its aiohttp app, its listening site, its current fault."""
+
+    def __init__(self, component: Component, port: int, platform: Platform):
+        self.component = component
+        self.port = port
+        self.platform = platform
+        self.fault: dict[str, Any] | None = None
+        self.site: web.TCPSite | None = None
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests", "HTTP requests served", ["method", "path", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", ["path"], registry=self.registry
+        )
+        app = web.Application(middlewares=[self._middleware])
+        self._add_routes(app)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+
+    # -- lifecycle -----------------------------------------------------------
+    async def setup(self) -> None:
+        await self.runner.setup()
+
+    async def listen(self) -> None:
+        if self.site is None:
+            self.site = web.TCPSite(self.runner, HOST, self.port, reuse_address=True)
+            await self.site.start()
+
+    async def stop_listening(self) -> None:
+        if self.site is not None:
+            await self.site.stop()
+            self.site = None
+
+    # -- behaviour -------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        if self.fault and self.fault.get("mode") == "slow":
+            await asyncio.sleep(float(self.fault.get("delay_s", fault_modes.DEFAULT_SLOW_DELAY_S)))
+        response = await handler(request)
+        self.requests.labels(request.method, request.path, str(response.status)).inc()
+        self.latency.labels(request.path).observe(time.perf_counter() - started)
+        return response
+
+    @property
+    def unhealthy(self) -> bool:
+        return bool(self.fault and self.fault.get("mode") == "unhealthy")
+
+    def _add_routes(self, app: web.Application) -> None:
+        c = self.component
+        if c.kind == "service":
+            app.router.add_get("/health", self._terminus(include_dependencies=True))
+            app.router.add_get("/health/ready", self._terminus(include_dependencies=True))
+            app.router.add_get("/health/live", self._terminus(include_dependencies=False))
+            app.router.add_get("/metrics", self._metrics)
+            if c.subgraphs:
+                app.router.add_route("*", "/graphql", self._graphql)
+        else:
+            if c.health_path and c.health_path != "/":
+                app.router.add_get(c.health_path, self._simulated_health)
+            app.router.add_get("/", self._simulated_health)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _terminus(self, include_dependencies: bool) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            checks: dict[str, Awaitable[str | None]] = {}
+            if include_dependencies:
+                checks = self.platform.dependency_checks(self.component)
+            names = list(checks)
+            outcomes = await asyncio.gather(*checks.values())
+            info: dict[str, Any] = {"memory_heap": {"status": "up"}}
+            error: dict[str, Any] = {}
+            for name, problem in zip(names, outcomes, strict=True):
+                if problem is None:
+                    info[name] = {"status": "up"}
+                else:
+                    error[name] = {"status": "down", "message": problem}
+            if self.unhealthy and include_dependencies:
+                error["process"] = {"status": "down", "message": "fault injected: unhealthy"}
+            body = {
+                "status": "error" if error else "ok",
+                "info": info,
+                "error": error,
+                "details": {**info, **error},
+            }
+            return web.json_response(body, status=503 if error else 200)
+
+        return handler
+
+    async def _graphql(self, request: web.Request) -> web.Response:
+        subgraphs = []
+        for name in self.component.subgraphs:
+            problem = await self.platform.tcp_check(name)
+            subgraphs.append(
+                {
+                    "name": name,
+                    "url": f"http://{HOST}:{self.platform.ports[name]}/graphql",
+                    "status": "up" if problem is None else "down",
+                }
+            )
+        body: dict[str, Any] = {"data": {"_gateway": {"subgraphs": subgraphs}}}
+        down = [s["name"] for s in subgraphs if s["status"] == "down"]
+        if down:
+            body["errors"] = [{"message": f"subgraph(s) unavailable: {', '.join(down)}"}]
+        return web.json_response(body)
+
+    async def _simulated_health(self, request: web.Request) -> web.Response:
+        name, bad = self.component.name, self.unhealthy
+        if name == "elasticsearch":
+            return web.json_response(
+                {
+                    "cluster_name": "vextrus-sandbox",
+                    "status": "red" if bad else "green",
+                    "number_of_nodes": 1,
+                    "active_shards_percent_as_number": 0 if bad else 100,
+                }
+            )
+        if bad:
+            return web.json_response({"status": "error", "message": "fault injected: unhealthy"}, status=503)
+        if name == "traefik":
+            return web.Response(text="OK")
+        if name == "grafana":
+            return web.json_response({"database": "ok", "version": "10.4.0"})
+        return web.json_response({"status": "ok", "component": name, "simulated": True})
+
+
+class Platform:
+    """All component servers plus the real dependency checks they share."""
+
+    def __init__(self, state: SandboxState, inventory: Inventory):
+        self.state = state
+        self.inventory = inventory
+        self.ports = state.ports
+        self.servers: dict[str, ComponentServer] = {}
+        for name in inventory.start_order:
+            component = inventory.components[name]
+            if name in fault_modes.REAL_DATASTORES or name not in self.ports:
+                continue
+            self.servers[name] = ComponentServer(component, self.ports[name], self)
+
+    # -- real dependency checks: each returns None when healthy, else the reason --
+    def dependency_checks(self, component: Component) -> dict[str, Awaitable[str | None]]:
+        checks: dict[str, Awaitable[str | None]] = {}
+        for dep in self.inventory.infrastructure_dependencies(component.name):
+            if dep.name == "postgres" and component.database:
+                checks["database"] = self.postgres_check(component)
+            elif dep.name == "redis":
+                checks["redis"] = self.redis_check(component)
+            else:
+                checks[dep.name] = self.tcp_check(dep.name)
+        return checks
+
+    async def postgres_check(self, component: Component) -> str | None:
+        import psycopg
+
+        try:
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(
+                    host=HOST,
+                    port=self.ports["postgres"],
+                    dbname=component.database,
+                    user=pg_role_name(component.name),
+                    password=self.state.secret(pg_secret_name(component.name)),
+                    connect_timeout=2,
+                    application_name=f"vextrus-{component.name}",
+                ),
+                INDICATOR_TIMEOUT_S,
+            )
+            async with conn:
+                await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)
+            return None
+        except TimeoutError:
+            return f"no answer within {INDICATOR_TIMEOUT_S}s"
+        except Exception as exc:
+            return _first_line(exc)
+
+    async def redis_check(self, component: Component) -> str | None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis(
+            host=HOST,
+            port=self.ports["redis"],
+            username=acl_user_name(component.name),
+            password=self.state.secret(redis_secret_name(component.name)),
+            socket_timeout=INDICATOR_TIMEOUT_S,
+            socket_connect_timeout=INDICATOR_TIMEOUT_S,
+        )
+        try:
+            await client.ping()
+            return None
+        except Exception as exc:
+            return _first_line(exc)
+        finally:
+            await client.aclose()
+
+    async def tcp_check(self, name: str) -> str | None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.ports[name]), 0.5)
+            writer.close()
+            return None
+        except (OSError, TimeoutError) as exc:
+            return f"{name} unreachable: {_first_line(exc)}"
+
+    # -- control ------------------------------------------------------------------
+    async def apply_faults(self) -> None:
+        wanted = read_faults(self.state.root)
+        for name, server in self.servers.items():
+            server.fault = wanted.get(name)
+            if server.fault and server.fault.get("mode") == "down":
+                await server.stop_listening()
+            else:
+                await server.listen()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            name: {"port": s.port, "listening": s.site is not None, "fault": s.fault}
+            for name, s in self.servers.items()
+        }
+
+    def control_app(self) -> web.Application:
+        async def get_status(request: web.Request) -> web.Response:
+            return web.json_response(self.status())
+
+        async def reload(request: web.Request) -> web.Response:
+            await self.apply_faults()
+            return web.json_response(self.status())
+
+        app = web.Application()
+        app.router.add_get("/status", get_status)
+        app.router.add_post("/reload", reload)
+        return app
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+async def serve(root: Path) -> None:
+    state = SandboxState.load(root)
+    inventory = load_inventory(Path(state.extra["inventory"]))
+    platform = Platform(state, inventory)
+    for server in platform.servers.values():
+        await server.setup()
+    await platform.apply_faults()
+    control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)
+    await control.setup()
+    await web.TCPSite(control, HOST, state.control_port, reuse_address=True).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "sandbox services listening: %d components, control port %d",
+        len(platform.servers),
+        state.control_port,
+    )
+    await stop.wait()
+    for server in platform.servers.values():
+        await server.runner.cleanup()
+    await control.cleanup()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve(Path(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
