@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import httpx
+import psycopg
+import redis.asyncio as aioredis
 
 from vextrus_nb.asyncio_bridge import run_sync
 
@@ -92,8 +94,6 @@ async def _probe_tcp(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, 
 
 
 async def _probe_postgres(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
-    import psycopg
-
     conn = await psycopg.AsyncConnection.connect(
         host=target.host,
         port=target.port,
@@ -110,8 +110,6 @@ async def _probe_postgres(target: ProbeTarget, timeout: float) -> tuple[ProbeSta
 
 
 async def _probe_redis(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
-    import redis.asyncio as aioredis
-
     client = aioredis.Redis(
         host=target.host,
         port=target.port,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -82,7 +83,6 @@ def start(conf: Path, port: int, admin_password: str, timeout: float = 10.0) -> 
 
 def stop(port: int, admin_password: str) -> None:
     client = redis.Redis(host="127.0.0.1", port=port, password=admin_password, socket_timeout=2)
-    try:
+    # A connection error means it is already gone, which is what we wanted.
+    with contextlib.suppress(redis.ConnectionError):
         client.shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass  # it is gone, which is what we wanted

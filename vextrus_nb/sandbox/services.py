@@ -13,6 +13,7 @@ through a loopback control port (see manager.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -174,6 +175,8 @@ class Platform:
         self.inventory = inventory
         self.ports = state.ports
         self.servers: dict[str, ComponentServer] = {}
+        self._pg_connections: dict[str, Any] = {}
+        self._redis_clients: dict[str, Any] = {}
         for name in inventory.start_order:
             component = inventory.components[name]
             if name in fault_modes.REAL_DATASTORES or name not in self.ports:
@@ -193,47 +196,66 @@ class Platform:
         return checks
 
     async def postgres_check(self, component: Component) -> str | None:
+        """SELECT 1 over the service's own connection, like TypeORM's pingCheck over its pool.
+
+        The connection is kept between checks (a fresh scram login per check would
+        cost more than the check); a failed check drops it, so the next one logs in
+        again with the service's current credentials."""
         import psycopg
 
+        conn = self._pg_connections.get(component.name)
         try:
-            conn = await asyncio.wait_for(
-                psycopg.AsyncConnection.connect(
-                    host=HOST,
-                    port=self.ports["postgres"],
-                    dbname=component.database,
-                    user=pg_role_name(component.name),
-                    password=self.state.secret(pg_secret_name(component.name)),
-                    connect_timeout=2,
-                    application_name=f"vextrus-{component.name}",
-                ),
-                INDICATOR_TIMEOUT_S,
-            )
-            async with conn:
-                await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)
+            if conn is None or conn.closed:
+                conn = await asyncio.wait_for(
+                    psycopg.AsyncConnection.connect(
+                        host=HOST,
+                        port=self.ports["postgres"],
+                        dbname=component.database,
+                        user=pg_role_name(component.name),
+                        password=self.state.secret(pg_secret_name(component.name)),
+                        connect_timeout=2,
+                        autocommit=True,
+                        application_name=f"vextrus-{component.name}",
+                    ),
+                    INDICATOR_TIMEOUT_S,
+                )
+                self._pg_connections[component.name] = conn
+            await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)
             return None
-        except TimeoutError:
-            return f"no answer within {INDICATOR_TIMEOUT_S}s"
         except Exception as exc:
-            return _first_line(exc)
+            self._pg_connections.pop(component.name, None)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            return (
+                f"no answer within {INDICATOR_TIMEOUT_S}s"
+                if isinstance(exc, TimeoutError)
+                else _first_line(exc)
+            )
 
     async def redis_check(self, component: Component) -> str | None:
+        """PING as the service's ACL user over its own client (redis-py reconnects by itself)."""
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis(
-            host=HOST,
-            port=self.ports["redis"],
-            username=acl_user_name(component.name),
-            password=self.state.secret(redis_secret_name(component.name)),
-            socket_timeout=INDICATOR_TIMEOUT_S,
-            socket_connect_timeout=INDICATOR_TIMEOUT_S,
-        )
+        client = self._redis_clients.get(component.name)
+        if client is None:
+            client = aioredis.Redis(
+                host=HOST,
+                port=self.ports["redis"],
+                username=acl_user_name(component.name),
+                password=self.state.secret(redis_secret_name(component.name)),
+                socket_timeout=INDICATOR_TIMEOUT_S,
+                socket_connect_timeout=INDICATOR_TIMEOUT_S,
+            )
+            self._redis_clients[component.name] = client
         try:
             await client.ping()
             return None
         except Exception as exc:
+            self._redis_clients.pop(component.name, None)
+            with contextlib.suppress(Exception):
+                await client.aclose()
             return _first_line(exc)
-        finally:
-            await client.aclose()
 
     async def tcp_check(self, name: str) -> str | None:
         try:

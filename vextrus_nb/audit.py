@@ -1,0 +1,228 @@
+"""The run record, redaction, and the tamper-evident ledger.
+
+Every run appends one line to `outputs/ledger.jsonl`. Each line carries the
+sha256 of the output notebook, the previous line's hash and its own hash over
+its canonical JSON, so editing a notebook or a line, or deleting a line, breaks
+the chain at a point `verify_ledger` names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vextrus_nb import paths
+
+REDACTED = "***REDACTED***"
+LEDGER_NAME = "ledger.jsonl"
+GENESIS = "0" * 64
+
+# Parameter names whose values are secrets by convention.
+SECRET_NAME = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|credential|api[_-]?key|private[_-]?key|^key$|_key$", re.IGNORECASE
+)
+# Shorter values would be scrubbed out of ordinary words; a real secret is longer.
+MIN_SCRUB_LENGTH = 6
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
+def redact_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTED if is_secret_name(k) and v not in (None, "") else v) for k, v in parameters.items()}
+
+
+class Scrubber:
+    """Replaces every known secret value, wherever it appears in a JSON-like tree."""
+
+    def __init__(self, values: Iterable[str] = ()):
+        self._values: set[str] = set()
+        self.add(values)
+
+    def add(self, values: Iterable[str]) -> None:
+        for value in values:
+            if isinstance(value, str) and len(value) >= MIN_SCRUB_LENGTH:
+                self._values.add(value)
+
+    def text(self, text: str) -> str:
+        # Longest first, so a secret containing another is replaced whole.
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def tree(self, node: Any) -> Any:
+        if isinstance(node, str):
+            return self.text(node)
+        if isinstance(node, list):
+            return [self.tree(item) for item in node]
+        if isinstance(node, dict):
+            return {key: self.tree(value) for key, value in node.items()}
+        return node
+
+
+def operator() -> str:
+    return os.environ.get("VEXTRUS_OPERATOR") or getpass.getuser()
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=paths.project_root(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=paths.project_root(),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vextrus-nb")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+def ledger_path(outputs_dir: Path | None = None) -> Path:
+    return (outputs_dir or paths.outputs_dir()) / LEDGER_NAME
+
+
+@contextlib.contextmanager
+def _ledger_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _last_hash(path: Path) -> str:
+    if not path.exists():
+        return GENESIS
+    last = ""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                last = line
+    return json.loads(last)["hash"] if last else GENESIS
+
+
+def append_entry(record: dict[str, Any], outputs_dir: Path | None = None) -> dict[str, Any]:
+    """Chain and append one run record; returns the entry as written (with its hash)."""
+    path = ledger_path(outputs_dir)
+    with _ledger_lock(path):
+        entry = {**record, "prev_hash": _last_hash(path)}
+        entry["hash"] = entry_hash(entry)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return entry
+
+
+def read_entries(outputs_dir: Path | None = None) -> list[dict[str, Any]]:
+    path = ledger_path(outputs_dir)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class LedgerVerdict:
+    ok: bool
+    entries: int
+    broken_line: int | None = None
+    broken_run_id: str | None = None
+    reason: str = ""
+
+    def message(self) -> str:
+        if self.ok:
+            return f"ledger intact: {self.entries} entries, chain and notebooks verified"
+        return f"ledger broken at line {self.broken_line} (run {self.broken_run_id or '?'}): {self.reason}"
+
+
+def verify_ledger(outputs_dir: Path | None = None) -> LedgerVerdict:
+    """Check every line's hash, the chain, and every sealed notebook's sha256."""
+    outputs_dir = outputs_dir or paths.outputs_dir()
+    path = ledger_path(outputs_dir)
+    if not path.exists():
+        return LedgerVerdict(ok=True, entries=0)
+    previous = GENESIS
+    count = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        count += 1
+        problem, run_id = _check_line(line, previous, outputs_dir)
+        if problem:
+            return LedgerVerdict(False, count, number, run_id, problem)
+        previous = json.loads(line)["hash"]
+    return LedgerVerdict(ok=True, entries=count)
+
+
+def _check_line(line: str, previous: str, outputs_dir: Path) -> tuple[str, str | None]:
+    """("", run id) when the line is intact, else (what is wrong, run id)."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg})", None
+    run_id = entry.get("run_id")
+    if entry.get("hash") != entry_hash(entry):
+        return "entry was modified (its hash does not match its content)", run_id
+    if entry.get("prev_hash") != previous:
+        return "chain broken: previous entry missing or altered", run_id
+    output, expected = entry.get("output"), entry.get("output_sha256")
+    if output and expected:
+        notebook = outputs_dir / output
+        if not notebook.exists():
+            return f"output notebook {output} is missing", run_id
+        if sha256_file(notebook) != expected:
+            return f"output notebook {output} was modified after the run", run_id
+    return "", run_id

@@ -1,0 +1,159 @@
+"""`vextrus-nb`: run runbooks, inspect the ledger, drive the sandbox.
+
+Heavy modules (papermill, pandas) are imported inside the commands that need
+them, so `vextrus-nb list` or `ledger verify` answer at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vextrus_nb.errors import VextrusError
+
+app = typer.Typer(
+    help="Operational runbooks for the Vextrus ERP platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+ledger_app = typer.Typer(help="The tamper-evident record of every run.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The embedded sandbox environment.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def _err(message: str) -> None:
+    typer.echo(f"vextrus-nb: {message}", err=True)
+
+
+@app.command()
+def run(
+    runbook: Annotated[str, typer.Argument(help="e.g. verify/smoke (see `vextrus-nb list`)")],
+    env: Annotated[str, typer.Option("--env", "-e", help="environment name")],
+    parameter: Annotated[
+        list[str] | None, typer.Option("--parameter", "-p", help="key=value, repeatable")
+    ] = None,
+    parameters_file: Annotated[
+        Path | None, typer.Option("--parameters-file", "-f", help="YAML file of parameters (lists, dicts)")
+    ] = None,
+    cell_timeout: Annotated[int, typer.Option(help="seconds one cell may run")] = 900,
+) -> None:
+    """Execute a runbook; prints the output notebook path last. Exit 0 passed, 1 failed, 2 refused."""
+    from vextrus_nb import parameters, runner
+    from vextrus_nb.errors import RunRefused
+
+    try:
+        given = parameters.parse_assignments(parameter or [])
+    except RunRefused as exc:
+        _err(f"refused: {exc}")
+        raise typer.Exit(runner.EXIT_REFUSED) from None
+    outcome = runner.run(runbook, env, given, parameters_file, cell_timeout_s=cell_timeout)
+    if outcome.status == "refused":
+        _err(f"refused: {outcome.message}")
+    elif outcome.status != "passed":
+        _err(f"{outcome.status}: {outcome.message}")
+    if outcome.output_path:
+        typer.echo(str(outcome.output_path))
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command("list")
+def list_runbooks() -> None:
+    """The runbooks and the environments they can run against."""
+    from vextrus_nb.config import available_environments
+    from vextrus_nb.runner import list_runbooks as runbooks
+
+    typer.echo("runbooks:     " + ", ".join(runbooks()))
+    typer.echo("environments: " + ", ".join(available_environments()))
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Exit 0 if every entry and output notebook is intact, else 1 naming the first broken entry."""
+    from vextrus_nb.audit import verify_ledger
+
+    verdict = verify_ledger()
+    if verdict.ok:
+        typer.echo(verdict.message())
+        return
+    _err(verdict.message())
+    raise typer.Exit(1)
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    scale: Annotated[float, typer.Option(help="data set size: 1 is a few MB of rows, 100 about 1 GiB")] = 1.0,
+) -> None:
+    """Start the sandbox in the background (idempotent)."""
+    from vextrus_nb.sandbox import manager
+
+    state = _guard(lambda: manager.up(scale=scale))
+    typer.echo(
+        f"sandbox up at {state.root}: PostgreSQL :{state.ports['postgres']}, Redis :{state.ports['redis']}, "
+        f"{len(state.ports) - 2} HTTP components (control :{state.control_port})"
+    )
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop the sandbox and delete its state."""
+    from vextrus_nb.sandbox import manager
+
+    typer.echo("sandbox stopped" if _guard(manager.down) else "no sandbox running")
+
+
+@sandbox_app.command("status")
+def sandbox_status() -> None:
+    """Each component: port, running, injected fault."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vextrus_nb.sandbox import manager
+
+    info = _guard(manager.status)
+    table = Table(title=f"sandbox {info['root']} (started {info['started_at']}, scale {info['scale']})")
+    for column in ("component", "port", "running", "fault"):
+        table.add_column(column)
+    for name, row in info["components"].items():
+        fault = row["fault"]["mode"] if row["fault"] else ""
+        table.add_row(name, str(row["port"]), "yes" if row["running"] else "[red]no[/red]", fault)
+    Console().print(table)
+
+
+@sandbox_app.command("fault")
+def sandbox_fault(
+    service: Annotated[str, typer.Argument(help="component name from the inventory")],
+    mode: Annotated[str, typer.Argument(help="down | unhealthy | slow")],
+    delay: Annotated[float | None, typer.Option(help="seconds of delay for 'slow'")] = None,
+) -> None:
+    """Inject a fault into one component."""
+    from vextrus_nb.sandbox import manager
+
+    record = _guard(lambda: manager.fault(service, mode, delay_s=delay))
+    typer.echo(f"{service}: {record['mode']}" + (f" ({record['delay_s']:g}s)" if "delay_s" in record else ""))
+
+
+@sandbox_app.command("heal")
+def sandbox_heal(
+    service: Annotated[str | None, typer.Argument(help="component to heal; all when omitted")] = None,
+) -> None:
+    """Clear injected faults."""
+    from vextrus_nb.sandbox import manager
+
+    healed = _guard(lambda: manager.heal(service))
+    typer.echo("healed: " + (", ".join(healed) if healed else "nothing was faulted"))
+
+
+def _guard(action):  # type: ignore[no-untyped-def]
+    """Known errors become one clear line and exit code 2, not a traceback."""
+    try:
+        return action()
+    except VextrusError as exc:
+        _err(str(exc))
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,191 @@
+"""The run as seen from inside the notebook: `rb = vextrus_nb.start(...)`.
+
+The Runbook object loads the environment, enforces the guards (dry run,
+production confirmation), records each step, and at the end writes the run
+record and raises when the run failed, so papermill exits non-zero.
+
+Under `vextrus-nb run` the record goes to the file the runner names
+(VEXTRUS_RECORD_PATH) and the runner seals the notebook and writes the ledger.
+Run any other way (plain papermill, cell by cell in JupyterLab) the record is
+appended to the ledger directly, without a notebook hash, since the notebook
+is still being written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vextrus_nb import audit
+from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
+from vextrus_nb.display import badge, show
+from vextrus_nb.errors import RunbookFailed, RunRefused
+
+RECORD_PATH_VAR = "VEXTRUS_RECORD_PATH"
+RUN_ID_VAR = "VEXTRUS_RUN_ID"
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class StepRecord:
+    title: str
+    status: str = "running"  # passed | failed | failed-allowed
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Runbook:
+    name: str
+    env: Environment
+    inventory: Inventory
+    parameters: dict[str, Any]
+    destructive: bool = False
+    run_id: str = field(default_factory=lambda: os.environ.get(RUN_ID_VAR) or new_run_id())
+    started_at: str = field(default_factory=now_utc)
+    summary: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepRecord] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    scrubber: audit.Scrubber = field(default_factory=audit.Scrubber, repr=False)
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.parameters.get("dry_run", True))
+
+    # -- secrets ------------------------------------------------------------
+    def secret(self, name: str) -> str:
+        """Resolve a secret by reference and remember it, so it is scrubbed from what we show."""
+        value = self.env.resolve_secret(name)
+        self.scrubber.add([value])
+        return value
+
+    # -- steps ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def step(self, title: str, allow_failure: bool = False) -> Iterator[StepRecord]:
+        """Record one step; an exception fails the run unless the step may fail."""
+        record = StepRecord(title)
+        self.steps.append(record)
+        started = time.perf_counter()
+        try:
+            yield record
+        except Exception as exc:
+            record.seconds = round(time.perf_counter() - started, 3)
+            record.error = self.scrubber.text(f"{type(exc).__name__}: {exc}")
+            if allow_failure:
+                record.status = "failed-allowed"
+                show(f"step '{title}' failed and is allowed to: {record.error}")
+                return
+            record.status = "failed"
+            self._write_record("error")
+            raise
+        record.seconds = round(time.perf_counter() - started, 3)
+        if record.status == "running":
+            record.status = "passed"
+
+    def fail(self, reason: str) -> None:
+        """Register a finding that makes the run fail at finish()."""
+        self.failures.append(self.scrubber.text(reason))
+
+    # -- record ---------------------------------------------------------------
+    def header(self) -> Any:
+        import pandas as pd
+
+        rows = {
+            "runbook": self.name,
+            "run id": self.run_id,
+            "environment": f"{self.env.name} ({self.env.driver})"
+            + ("  PRODUCTION" if self.env.production else ""),
+            "operator": audit.operator(),
+            "host": audit.host(),
+            "started (UTC)": self.started_at,
+            "mode": "dry run" if self.dry_run else "LIVE: changes will be made",
+            "version": f"vextrus-nb {audit.package_version()} @ {audit.git_commit()[:12]}",
+        }
+        return pd.DataFrame({"": list(rows.values())}, index=list(rows.keys()))
+
+    def record(self, status: str) -> dict[str, Any]:
+        failed = next((s for s in self.steps if s.status == "failed"), None)
+        return {
+            "run_id": self.run_id,
+            "runbook": self.name,
+            "env": self.env.name,
+            "parameters": audit.redact_parameters(self.parameters),
+            "operator": audit.operator(),
+            "host": audit.host(),
+            "git_commit": audit.git_commit(),
+            "package_version": audit.package_version(),
+            "started_at": self.started_at,
+            "ended_at": now_utc(),
+            "status": status,
+            "summary": self.scrubber.tree(self.summary),
+            "failures": list(self.failures),
+            "steps": [asdict(s) for s in self.steps],
+            "resume_from": failed.title if failed else None,
+        }
+
+    def _write_record(self, status: str) -> dict[str, Any]:
+        record = self.record(status)
+        target = os.environ.get(RECORD_PATH_VAR)
+        if target:
+            Path(target).write_text(json.dumps(record, indent=2, default=str))
+        else:
+            audit.append_entry({**record, "executed_by": "notebook", "output": None, "output_sha256": None})
+        return record
+
+    def finish(self) -> Any:
+        """Summarise, write the run record, and raise RunbookFailed if the run failed."""
+        import pandas as pd
+
+        passed = not self.failures and all(s.status != "failed" for s in self.steps)
+        self._write_record("passed" if passed else "failed")
+        steps = pd.DataFrame([asdict(s) for s in self.steps], columns=["title", "status", "seconds", "error"])
+        show(steps)
+        if self.summary:
+            show(pd.DataFrame({"value": [str(v) for v in self.summary.values()]}, index=list(self.summary)))
+        verdict = "; ".join(self.failures) if self.failures else f"{len(self.steps)} steps completed"
+        show(badge(passed, verdict))
+        if not passed:
+            raise RunbookFailed(verdict)
+        return None
+
+
+def start(
+    runbook: str,
+    env: str = "sandbox",
+    dry_run: bool = True,
+    confirm: str = "",
+    destructive: bool = False,
+    **parameters: Any,
+) -> Runbook:
+    """Load the environment, check the guards, show the header; see the module docstring."""
+    inventory = load_inventory()
+    environment = load_environment(env, inventory)
+    if destructive and not dry_run and environment.production and confirm != environment.name:
+        raise RunRefused(
+            f"'{runbook}' makes changes and '{environment.name}' is production: "
+            f"pass confirm='{environment.name}' to proceed"
+        )
+    rb = Runbook(
+        name=runbook,
+        env=environment,
+        inventory=inventory,
+        parameters={"env": env, "dry_run": dry_run, "confirm": confirm, **parameters},
+        destructive=destructive,
+    )
+    show(rb.header())
+    return rb

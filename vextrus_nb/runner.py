@@ -1,0 +1,275 @@
+"""Execute a runbook with papermill and seal the evidence.
+
+`run()` refuses bad input before a kernel starts (exit 2), executes the
+notebook into a private scratch file, scrubs every secret the run could have
+touched, stamps the run record into `metadata.vextrus`, writes
+`outputs/<env>/<date>/<runbook>-<utc time>-<run id>.ipynb` (also when the run
+fails: the partial notebook is the evidence) and appends the ledger.
+Exit codes: 0 passed, 1 failed or errored, 2 refused before running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vextrus_nb import audit, parameters, paths
+from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
+from vextrus_nb.errors import RunRefused
+from vextrus_nb.runbook import RECORD_PATH_VAR, RUN_ID_VAR, new_run_id, now_utc
+
+EXIT_PASSED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+DEFAULT_CELL_TIMEOUT_S = 900
+KERNEL_START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    exit_code: int
+    status: str  # passed | failed | error | refused
+    message: str
+    output_path: Path | None = None
+    run_id: str | None = None
+    record: dict[str, Any] | None = None
+
+
+def list_runbooks(notebooks_dir: Path | None = None) -> list[str]:
+    root = notebooks_dir or paths.notebooks_dir()
+    return sorted(
+        str(p.relative_to(root).with_suffix(""))
+        for p in root.rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts
+    )
+
+
+def resolve_notebook(runbook: str, notebooks_dir: Path | None = None) -> Path:
+    root = (notebooks_dir or paths.notebooks_dir()).resolve()
+    candidate = (root / f"{runbook.removesuffix('.ipynb')}.ipynb").resolve()
+    if root not in candidate.parents or not candidate.is_file():
+        known = ", ".join(list_runbooks(root)) or "(none)"
+        raise RunRefused(f"unknown runbook '{runbook}'; known: {known}")
+    return candidate
+
+
+def output_path_for(outputs_dir: Path, env: str, runbook: str, run_id: str, when: datetime) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", runbook.removesuffix(".ipynb"))
+    name = f"{slug}-{when.strftime('%H%M%SZ')}-{run_id}.ipynb"
+    return outputs_dir / env / when.strftime("%Y-%m-%d") / name
+
+
+def _notebook_metadata(notebook: Path) -> dict[str, Any]:
+    return json.loads(notebook.read_text()).get("metadata", {}).get("vextrus", {})
+
+
+@dataclass(frozen=True)
+class _Plan:
+    notebook: Path
+    runbook: str
+    env: Environment
+    parameters: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def prepare(
+    runbook: str,
+    env: str,
+    given: dict[str, Any] | None = None,
+    parameters_file: Path | None = None,
+    notebooks_dir: Path | None = None,
+) -> _Plan:
+    """Everything that can refuse a run, checked before anything runs."""
+    notebook = resolve_notebook(runbook, notebooks_dir)
+    try:
+        environment = load_environment(env, load_inventory())
+    except ConfigError as exc:
+        raise RunRefused(str(exc)) from None
+    merged: dict[str, Any] = {}
+    # Per-environment defaults for this runbook, then an explicit file, then -p.
+    defaults = paths.parameters_dir() / "runbooks" / runbook / f"{env}.yaml"
+    if defaults.is_file():
+        merged |= parameters.load_file(defaults)
+    if parameters_file is not None:
+        merged |= parameters.load_file(parameters_file)
+    merged |= given or {}
+    if merged.get("env", env) != env:
+        raise RunRefused(f"parameter env={merged['env']!r} contradicts --env {env}")
+    merged["env"] = env
+    values = parameters.validate(parameters.declared_parameters(notebook), merged)
+    metadata = _notebook_metadata(notebook)
+    live = not values.get("dry_run", True)
+    if metadata.get("destructive") and live and environment.production and values.get("confirm") != env:
+        raise RunRefused(
+            f"'{runbook}' changes '{env}', which is production: pass -p confirm={env} to proceed"
+        )
+    return _Plan(notebook, runbook.removesuffix(".ipynb"), environment, values, metadata)
+
+
+@contextlib.contextmanager
+def _kernel_environment(variables: dict[str, str]) -> Iterator[None]:
+    """The kernel inherits our environment; set the run's variables for its lifetime only."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _scrubber_for(plan: _Plan) -> audit.Scrubber:
+    """Every secret the run could have touched: the environment's, the sandbox's own, secret parameters."""
+    scrubber = audit.Scrubber(plan.env.resolve_all_secrets().values())
+    if plan.env.sandbox:
+        secrets_dir = paths.sandbox_dir() / "secrets"
+        if secrets_dir.is_dir():
+            scrubber.add(p.read_text().strip() for p in secrets_dir.iterdir() if p.is_file())
+    scrubber.add(
+        str(v) for k, v in plan.parameters.items() if audit.is_secret_name(k) and v not in (None, "")
+    )
+    return scrubber
+
+
+def _redact_injected_parameters(nb: Any, plan: _Plan) -> None:
+    """papermill copies parameters into a cell and into metadata (papermill #271, #706)."""
+    secret_names = [k for k in plan.parameters if audit.is_secret_name(k)]
+    papermill_meta = nb.metadata.get("papermill", {})
+    if "parameters" in papermill_meta:
+        papermill_meta["parameters"] = audit.redact_parameters(dict(papermill_meta["parameters"]))
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            lines = cell.source.splitlines()
+            for i, line in enumerate(lines):
+                name = line.split("=", 1)[0].strip()
+                if name in secret_names:
+                    lines[i] = f'{name} = "{audit.REDACTED}"'
+            cell.source = "\n".join(lines)
+
+
+def run(
+    runbook: str,
+    env: str,
+    given: dict[str, Any] | None = None,
+    parameters_file: Path | None = None,
+    notebooks_dir: Path | None = None,
+    outputs_dir: Path | None = None,
+    cell_timeout_s: int = DEFAULT_CELL_TIMEOUT_S,
+) -> RunOutcome:
+    try:
+        plan = prepare(runbook, env, given, parameters_file, notebooks_dir)
+    except (RunRefused, ConfigError) as exc:
+        return RunOutcome(EXIT_REFUSED, "refused", str(exc))
+    return _execute(plan, outputs_dir or paths.outputs_dir(), cell_timeout_s)
+
+
+def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    run_id = new_run_id()
+    started = datetime.now(UTC)
+    output = output_path_for(outputs_dir, plan.env.name, plan.runbook, run_id, started)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Unscrubbed work in progress lives in private files, never at the final path.
+    scratch = output.with_name(f".{output.stem}.partial.ipynb")
+    record_file = output.with_name(f".{output.stem}.record.json")
+    for private in (scratch, record_file):
+        private.touch(mode=0o600)
+    kernel_vars = {
+        RUN_ID_VAR: run_id,
+        RECORD_PATH_VAR: str(record_file),
+        "VEXTRUS_HOME": str(paths.project_root()),
+        "VEXTRUS_OUTPUTS_DIR": str(outputs_dir),
+        "VEXTRUS_SANDBOX_DIR": str(paths.sandbox_dir()),
+        "VEXTRUS_PARAMETERS_DIR": str(paths.parameters_dir()),
+    }
+    status, cause = "passed", ""
+    try:
+        with _kernel_environment(kernel_vars):
+            papermill.execute_notebook(
+                str(plan.notebook),
+                str(scratch),
+                parameters=plan.parameters,
+                kernel_name="python3",
+                start_timeout=KERNEL_START_TIMEOUT_S,
+                execution_timeout=cell_timeout_s,
+                progress_bar=False,
+                log_output=False,
+                cwd=str(plan.notebook.parent),
+            )
+    except PapermillExecutionError as exc:
+        status = {"RunbookFailed": "failed", "RunRefused": "refused"}.get(exc.ename, "error")
+        cause = f"{exc.ename}: {exc.evalue}"
+    except Exception as exc:  # a dead kernel, a start timeout: still leave the record (papermill #125, #478)
+        status, cause = "error", f"{type(exc).__name__}: {exc}"
+
+    scrubber = _scrubber_for(plan)
+    record = _final_record(plan, run_id, started, status, scrubber.text(cause), record_file)
+    record_file.unlink(missing_ok=True)
+    if status == "refused":
+        scratch.unlink(missing_ok=True)
+        return RunOutcome(EXIT_REFUSED, "refused", record["cause"], None, run_id, record)
+
+    if scratch.stat().st_size:
+        nb = nbformat.read(scratch, as_version=4)
+    else:  # the kernel never got far enough for papermill to write anything
+        nb = nbformat.read(plan.notebook, as_version=4)
+    _redact_injected_parameters(nb, plan)
+    nb = nbformat.from_dict(scrubber.tree(nb))
+    nb.metadata["vextrus"] = {**plan.metadata, "record": record}
+    nbformat.write(nb, output)
+    scratch.unlink(missing_ok=True)
+    output.chmod(0o644)
+
+    entry = audit.append_entry(
+        {
+            **record,
+            "executed_by": "vextrus-nb run",
+            "output": str(output.relative_to(outputs_dir)),
+            "output_sha256": audit.sha256_file(output),
+        },
+        outputs_dir,
+    )
+    exit_code = EXIT_PASSED if status == "passed" else EXIT_FAILED
+    message = "passed" if status == "passed" else record["cause"] or status
+    return RunOutcome(exit_code, status, message, output, run_id, entry)
+
+
+def _final_record(
+    plan: _Plan, run_id: str, started: datetime, status: str, cause: str, record_file: Path
+) -> dict[str, Any]:
+    """The kernel's own record when it wrote one, completed with what only the runner knows."""
+    from_kernel: dict[str, Any] = {}
+    if record_file.exists() and record_file.stat().st_size:
+        with contextlib.suppress(json.JSONDecodeError):
+            from_kernel = json.loads(record_file.read_text())
+    record = {
+        "run_id": run_id,
+        "runbook": plan.runbook,
+        "env": plan.env.name,
+        "parameters": audit.redact_parameters(plan.parameters),
+        "operator": audit.operator(),
+        "host": audit.host(),
+        "git_commit": audit.git_commit(),
+        "package_version": audit.package_version(),
+        "summary": {},
+        "failures": [],
+        "steps": [],
+        "resume_from": None,
+        **{k: v for k, v in from_kernel.items() if k not in ("parameters", "run_id")},
+        "started_at": started.isoformat(timespec="seconds"),
+        "ended_at": now_utc(),
+        "status": status,
+        "cause": cause,
+    }
+    return record

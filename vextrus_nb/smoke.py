@@ -1,0 +1,107 @@
+"""The smoke sweep: probe every component of an environment once.
+
+Verdict: the run fails when any component of criticality `critical` is down;
+anything else down or degraded is reported as a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vextrus_nb.probes import ProbeResult, sweep
+from vextrus_nb.targets import probe_targets
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vextrus_nb.runbook import Runbook
+
+STATUS_COLOURS = {"up": "#1a7f37", "degraded": "#bf8700", "down": "#cf222e"}
+FAILING_CRITICALITY = ("critical",)
+
+
+@dataclass
+class SmokeResult:
+    results: list[ProbeResult]
+    seconds: float
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        columns = ["component", "check", "kind", "status", "latency_ms", "criticality", "detail", "address"]
+        return pd.DataFrame([r.as_row() for r in self.results], columns=columns)
+
+    @property
+    def critical_down(self) -> list[str]:
+        return [
+            r.component for r in self.results if r.status == "down" and r.criticality in FAILING_CRITICALITY
+        ]
+
+    @property
+    def other_problems(self) -> list[str]:
+        return [
+            r.component for r in self.results if r.status != "up" and r.component not in self.critical_down
+        ]
+
+    def table(self) -> Any:
+        """Problems first, then by component; status cells coloured."""
+        frame = self.frame.assign(_order=lambda f: f["status"].map({"down": 0, "degraded": 1, "up": 2}))
+        frame = frame.sort_values(["_order", "component"]).drop(columns="_order").reset_index(drop=True)
+        return frame.style.map(
+            lambda v: f"color: white; background-color: {STATUS_COLOURS.get(v, '#57606a')}", subset=["status"]
+        )
+
+    def figure(self) -> Any:
+        import plotly.express as px
+
+        frame = self.frame
+        fig = px.bar(
+            frame,
+            x="component",
+            y="latency_ms",
+            color="status",
+            color_discrete_map=STATUS_COLOURS,
+            hover_data=["check", "detail", "criticality"],
+            title="Component health and probe latency",
+        )
+        fig.update_layout(xaxis_tickangle=-45, yaxis_title="probe latency (ms)", height=450)
+        return fig
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.frame["status"].value_counts().to_dict()
+        return {
+            "components": len({r.component for r in self.results}),
+            "up": counts.get("up", 0),
+            "degraded": counts.get("degraded", 0),
+            "down": counts.get("down", 0),
+            "critical_down": self.critical_down,
+            "sweep_seconds": round(self.seconds, 2),
+        }
+
+
+def run_sweep(rb: Runbook, timeout_s: float | None = None, concurrency: int | None = None) -> SmokeResult:
+    """Probe every component in scope (dev tools excluded). Read-only."""
+    import time
+
+    settings = rb.env.probe
+    targets = probe_targets(rb.env, rb.inventory)
+    for target in targets:
+        if target.password:
+            rb.scrubber.add([target.password])
+    started = time.perf_counter()
+    results = sweep(
+        targets,
+        timeout=timeout_s or settings.timeout_s,
+        concurrency=concurrency or settings.concurrency,
+        latency_budget_ms=settings.latency_budget_ms,
+    )
+    return SmokeResult(results, time.perf_counter() - started)
+
+
+def judge(rb: Runbook, result: SmokeResult) -> None:
+    """Put the figures in the run record and register the failures."""
+    rb.summary.update(result.summary())
+    if result.critical_down:
+        rb.fail(f"critical component(s) down: {', '.join(result.critical_down)}")
