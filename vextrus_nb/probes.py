@@ -18,6 +18,8 @@ from typing import Any, Literal
 import httpx
 import psycopg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from vextrus_nb.asyncio_bridge import run_sync
 
@@ -117,6 +119,8 @@ async def _probe_redis(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus
         password=target.password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        # A probe reports the first answer; redis-py would otherwise retry even a refused login.
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         await client.ping()

@@ -236,6 +236,8 @@ class Platform:
     async def redis_check(self, component: Component) -> str | None:
         """PING as the service's ACL user over its own client (redis-py reconnects by itself)."""
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         client = self._redis_clients.get(component.name)
         if client is None:
@@ -246,6 +248,7 @@ class Platform:
                 password=self.state.secret(redis_secret_name(component.name)),
                 socket_timeout=INDICATOR_TIMEOUT_S,
                 socket_connect_timeout=INDICATOR_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),  # the next health check is the retry
             )
             self._redis_clients[component.name] = client
         try:

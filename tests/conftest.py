@@ -1,0 +1,77 @@
+"""Shared fixtures: one real sandbox per session (real PostgreSQL, real Redis,
+the services as real HTTP servers on loopback), healed after every test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox.state import SandboxState
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "vextrus-nb")
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
+    root = tmp_path_factory.mktemp("sandbox")
+    os.environ["VEXTRUS_SANDBOX_DIR"] = str(root)
+    os.environ["VEXTRUS_HOME"] = str(REPO)
+    state = manager.up(root)
+    yield state
+    manager.down(root)
+
+
+@pytest.fixture
+def healthy(sandbox: SandboxState) -> Iterator[SandboxState]:
+    """The sandbox, with every fault this test injects cleared afterwards."""
+    yield sandbox
+    manager.heal(root=sandbox.root)
+
+
+@pytest.fixture
+def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh outputs directory (and ledger) per test."""
+    path = tmp_path / "outputs"
+    monkeypatch.setenv("VEXTRUS_OUTPUTS_DIR", str(path))
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=REPO)
+
+
+def ledger_entries(outputs: Path) -> list[dict[str, Any]]:
+    path = outputs / "ledger.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def notebook_outputs_text(path: Path) -> str:
+    """Everything the executed cells displayed, as one string."""
+    nb = nbformat.read(path, as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def write_runbook(directory: Path, name: str, parameters: str, *body: str) -> Path:
+    """A small runbook notebook of the standard shape, for testing the runner."""
+    cells = [new_markdown_cell(f"# test runbook {name}"),
+             new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+             *[new_code_cell(code) for code in body]]
+    nb = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "vextrus": {"runbook": name, "destructive": False}})
+    path = directory / f"{name}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
