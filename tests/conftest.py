@@ -47,9 +47,17 @@ def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=REPO)
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
 
 
 def ledger_entries(outputs: Path) -> list[dict[str, Any]]:
@@ -65,12 +73,18 @@ def notebook_outputs_text(path: Path) -> str:
 
 def write_runbook(directory: Path, name: str, parameters: str, *body: str) -> Path:
     """A small runbook notebook of the standard shape, for testing the runner."""
-    cells = [new_markdown_cell(f"# test runbook {name}"),
-             new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-             *[new_code_cell(code) for code in body]]
-    nb = new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "vextrus": {"runbook": name, "destructive": False}})
+    cells = [
+        new_markdown_cell(f"# test runbook {name}"),
+        new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        *[new_code_cell(code) for code in body],
+    ]
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "vextrus": {"runbook": name, "destructive": False},
+        },
+    )
     path = directory / f"{name}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)

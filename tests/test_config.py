@@ -15,10 +15,24 @@ from vextrus_nb.errors import ConfigError, SecretUnavailable
 REPO = Path(__file__).resolve().parent.parent
 
 DESIGN_PORTS = {
-    "auth": 3001, "master-data": 3002, "notification": 3003, "configuration": 3004, "scheduler": 3005,
-    "document-generator": 3006, "import-export": 3007, "file-storage": 3008, "audit": 3009,
-    "workflow": 3011, "rules-engine": 3012, "crm": 3013, "finance": 3014, "hr": 3015,
-    "organization": 3016, "project-management": 3017, "scm": 3018, "api-gateway": 4000,
+    "auth": 3001,
+    "master-data": 3002,
+    "notification": 3003,
+    "configuration": 3004,
+    "scheduler": 3005,
+    "document-generator": 3006,
+    "import-export": 3007,
+    "file-storage": 3008,
+    "audit": 3009,
+    "workflow": 3011,
+    "rules-engine": 3012,
+    "crm": 3013,
+    "finance": 3014,
+    "hr": 3015,
+    "organization": 3016,
+    "project-management": 3017,
+    "scm": 3018,
+    "api-gateway": 4000,
 }
 
 
@@ -26,13 +40,36 @@ def test_inventory_holds_the_whole_catalogue() -> None:
     inventory = load_inventory()
     services = {c.name: c.port for c in inventory.services()}
     assert services == DESIGN_PORTS
-    for name in ("postgres", "redis", "zookeeper", "kafka", "elasticsearch", "minio", "rabbitmq",
-                 "eventstore", "temporal", "traefik", "prometheus", "grafana", "signoz"):
+    for name in (
+        "postgres",
+        "redis",
+        "zookeeper",
+        "kafka",
+        "elasticsearch",
+        "minio",
+        "rabbitmq",
+        "eventstore",
+        "temporal",
+        "traefik",
+        "prometheus",
+        "grafana",
+        "signoz",
+    ):
         assert inventory.get(name).kind == "infrastructure"
     assert {c.name for c in inventory.components.values() if c.kind == "dev_tool"} == {
-        "adminer", "kafka-ui", "redis-commander", "verdaccio"}
+        "adminer",
+        "kafka-ui",
+        "redis-commander",
+        "verdaccio",
+    }
     assert set(inventory.get("api-gateway").subgraphs) == {
-        "auth", "master-data", "workflow", "rules-engine", "finance", "organization"}
+        "auth",
+        "master-data",
+        "workflow",
+        "rules-engine",
+        "finance",
+        "organization",
+    }
     assert all(c.database for c in inventory.services() if c.name != "api-gateway")
 
 
@@ -43,8 +80,10 @@ def test_start_order_puts_every_dependency_first_and_follows_the_phases() -> Non
     for component in inventory.components.values():
         for dep in component.depends_on:
             assert position[dep] < position[component.name], (dep, component.name)
-    assert [c.name for c in inventory.phase(6)][0] == "auth"
-    assert [c.name for c in inventory.phase(2)].index("zookeeper") < [c.name for c in inventory.phase(2)].index("kafka")
+    assert inventory.phase(6)[0].name == "auth"
+    assert [c.name for c in inventory.phase(2)].index("zookeeper") < [
+        c.name for c in inventory.phase(2)
+    ].index("kafka")
     assert [c.name for c in inventory.phase(8)] == ["api-gateway"]
 
 
@@ -72,7 +111,9 @@ def test_cycle_is_named(tmp_path: Path) -> None:
 
 def test_dependency_on_a_later_phase_is_refused(tmp_path: Path) -> None:
     path = _inventory_file(tmp_path, {"auth": _svc(6, "gw"), "gw": _svc(8)})
-    with pytest.raises(ConfigError, match=r"'auth' \(phase 6\) depends on 'gw' which starts later \(phase 8\)"):
+    with pytest.raises(
+        ConfigError, match=r"'auth' \(phase 6\) depends on 'gw' which starts later \(phase 8\)"
+    ):
         load_inventory(path)
 
 
@@ -125,7 +166,7 @@ def test_environment_naming_an_unknown_component_is_refused(parameters_copy: Pat
     data = yaml.safe_load(path.read_text())
     data["hosts"]["finanse"] = "db"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="unknown component.*finanse"):
+    with pytest.raises(ConfigError, match=r"unknown component.*finanse"):
         load_environment("staging")
 
 

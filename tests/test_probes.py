@@ -68,8 +68,15 @@ def test_http_probe_degraded_over_latency_budget(healthy: SandboxState) -> None:
 
 
 def _pg(sandbox: SandboxState, port: int | None = None, password: str | None = None) -> ProbeTarget:
-    return ProbeTarget("postgres", "postgres", LOCAL, port or sandbox.ports["postgres"], database="postgres",
-                       user="vextrus_admin", password=password or sandbox.secret("postgres_password"))
+    return ProbeTarget(
+        "postgres",
+        "postgres",
+        LOCAL,
+        port or sandbox.ports["postgres"],
+        database="postgres",
+        user="vextrus_admin",
+        password=password or sandbox.secret("postgres_password"),
+    )
 
 
 def test_postgres_probe_up(sandbox: SandboxState) -> None:
@@ -86,7 +93,9 @@ def test_postgres_probe_down_when_refused_or_wrong_password(sandbox: SandboxStat
 
 def test_redis_probe_up_with_auth_and_down_without(sandbox: SandboxState) -> None:
     port = sandbox.ports["redis"]
-    up = _one(ProbeTarget("redis", "redis", LOCAL, port, user="default", password=sandbox.secret("redis_password")))
+    up = _one(
+        ProbeTarget("redis", "redis", LOCAL, port, user="default", password=sandbox.secret("redis_password"))
+    )
     assert up.status == "up" and "PING" in up.detail
     no_auth = _one(ProbeTarget("redis", "redis", LOCAL, port))
     assert no_auth.status == "down" and "Authentication" in no_auth.detail
@@ -99,15 +108,21 @@ def test_tcp_probe_up_and_down(sandbox: SandboxState, closed_port: int) -> None:
 
 def test_hanging_targets_do_not_delay_the_others(sandbox: SandboxState, hanging_ports: list[int]) -> None:
     timeout = 1.0
-    healthy = [ProbeTarget(name, "http", LOCAL, sandbox.ports[name], path="/health/live")
-               for name in ("auth", "finance", "hr", "crm", "scm", "audit", "workflow", "organization")]
-    dead = [ProbeTarget(f"dead-{i}", "http", LOCAL, port, path="/health") for i, port in enumerate(hanging_ports)]
+    healthy = [
+        ProbeTarget(name, "http", LOCAL, sandbox.ports[name], path="/health/live")
+        for name in ("auth", "finance", "hr", "crm", "scm", "audit", "workflow", "organization")
+    ]
+    dead = [
+        ProbeTarget(f"dead-{i}", "http", LOCAL, port, path="/health") for i, port in enumerate(hanging_ports)
+    ]
     started = time.perf_counter()
     results = sweep([*dead, *healthy], timeout=timeout, concurrency=32)
     elapsed = time.perf_counter() - started
     by_name = {r.component: r for r in results}
-    assert all(by_name[t.component].status == "down" and "no answer within 1s" in by_name[t.component].detail
-               for t in dead)
+    assert all(
+        by_name[t.component].status == "down" and "no answer within 1s" in by_name[t.component].detail
+        for t in dead
+    )
     assert all(by_name[t.component].status == "up" for t in healthy)
     # One after another, three hanging targets alone would take 3 timeouts.
     assert elapsed < 2 * timeout, elapsed
@@ -115,7 +130,10 @@ def test_hanging_targets_do_not_delay_the_others(sandbox: SandboxState, hanging_
 
 
 def test_results_keep_the_order_of_the_targets(sandbox: SandboxState, closed_port: int) -> None:
-    targets = [ProbeTarget("b", "tcp", LOCAL, closed_port), ProbeTarget("a", "tcp", LOCAL, sandbox.ports["kafka"])]
+    targets = [
+        ProbeTarget("b", "tcp", LOCAL, closed_port),
+        ProbeTarget("a", "tcp", LOCAL, sandbox.ports["kafka"]),
+    ]
     assert [r.component for r in sweep(targets)] == ["b", "a"]
 
 

@@ -100,7 +100,7 @@ def test_bad_fault_requests_are_refused_by_name(sandbox: SandboxState) -> None:
         manager.fault("finanse", "down", root=sandbox.root)
     with pytest.raises(SandboxError, match="unknown fault mode 'exploded'"):
         manager.fault("finance", "exploded", root=sandbox.root)
-    with pytest.raises(SandboxError, match="kafka cannot be made 'unhealthy'.*supports: down"):
+    with pytest.raises(SandboxError, match=r"kafka cannot be made 'unhealthy'.*supports: down"):
         manager.fault("kafka", "unhealthy", root=sandbox.root)
 
 
@@ -120,25 +120,43 @@ def test_metrics_and_gateway_graphql(healthy: SandboxState) -> None:
     _get(healthy, "crm", "/health")
     metrics = _get(healthy, "crm", "/metrics").text
     assert 'http_requests_total{code="200",method="GET",path="/health"}' in metrics
-    subgraphs = httpx.post(f"http://{LOCAL}:{healthy.ports['api-gateway']}/graphql",
-                           json={"query": "{ _gateway { subgraphs { name status } } }"}).json()
+    subgraphs = httpx.post(
+        f"http://{LOCAL}:{healthy.ports['api-gateway']}/graphql",
+        json={"query": "{ _gateway { subgraphs { name status } } }"},
+    ).json()
     assert {s["name"] for s in subgraphs["data"]["_gateway"]["subgraphs"]} == {
-        "auth", "master-data", "workflow", "rules-engine", "finance", "organization"}
+        "auth",
+        "master-data",
+        "workflow",
+        "rules-engine",
+        "finance",
+        "organization",
+    }
     manager.fault("finance", "down", root=healthy.root)
-    degraded = httpx.post(f"http://{LOCAL}:{healthy.ports['api-gateway']}/graphql", json={"query": "{}"}).json()
+    degraded = httpx.post(
+        f"http://{LOCAL}:{healthy.ports['api-gateway']}/graphql", json={"query": "{}"}
+    ).json()
     assert {s["name"]: s["status"] for s in degraded["data"]["_gateway"]["subgraphs"]}["finance"] == "down"
     assert "finance" in degraded["errors"][0]["message"]
 
 
 def test_seeded_erp_data_is_consistent(sandbox: SandboxState) -> None:
     def query(db: str, sql: str):
-        with psycopg.connect(host=LOCAL, port=sandbox.ports["postgres"], dbname=db, user="vextrus_admin",
-                             password=sandbox.secret("postgres_password")) as conn:
+        with psycopg.connect(
+            host=LOCAL,
+            port=sandbox.ports["postgres"],
+            dbname=db,
+            user="vextrus_admin",
+            password=sandbox.secret("postgres_password"),
+        ) as conn:
             return conn.execute(sql).fetchone()
 
-    count, wrong_vat = query("vextrus_finance", "SELECT count(*), count(*) FILTER "
-                             "(WHERE vat_amount <> round(net_amount * 0.15, 2) OR gross_amount <> net_amount + vat_amount) "
-                             "FROM invoices")
+    count, wrong_vat = query(
+        "vextrus_finance",
+        "SELECT count(*), count(*) FILTER "
+        "(WHERE vat_amount <> round(net_amount * 0.15, 2) OR gross_amount <> net_amount + vat_amount) "
+        "FROM invoices",
+    )
     assert count > 0 and wrong_vat == 0
     debit, credit = query("vextrus_finance", "SELECT sum(debit), sum(credit) FROM journal_lines")
     assert debit == credit > 0

@@ -187,5 +187,7 @@ def start(
         parameters={"env": env, "dry_run": dry_run, "confirm": confirm, **parameters},
         destructive=destructive,
     )
+    # A secret passed as a parameter must not come back through a summary or an error message.
+    rb.scrubber.add(str(v) for k, v in rb.parameters.items() if audit.is_secret_name(k) and v)
     show(rb.header())
     return rb

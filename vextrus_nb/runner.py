@@ -214,7 +214,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
         status, cause = "error", f"{type(exc).__name__}: {exc}"
 
     scrubber = _scrubber_for(plan)
-    record = _final_record(plan, run_id, started, status, scrubber.text(cause), record_file)
+    record = scrubber.tree(_final_record(plan, run_id, started, status, cause, record_file))
     record_file.unlink(missing_ok=True)
     if status == "refused":
         scratch.unlink(missing_ok=True)

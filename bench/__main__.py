@@ -1,0 +1,8 @@
+"""Run every benchmark; results go to stdout and bench/results/<name>.json."""
+
+from __future__ import annotations
+
+from bench import bench_cli_startup, bench_sweep
+
+for bench in (bench_sweep, bench_cli_startup):
+    bench.main()

@@ -1,0 +1,30 @@
+"""Every committed runbook has the common shape and is committed clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").rglob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_runbook_shape(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.cells[0].cell_type == "markdown"
+    for heading in ("Purpose", "When to run", "Risk", "Expected duration", "Rollback"):
+        assert heading in nb.cells[0].source, heading
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ('env = "sandbox"', "dry_run = True", 'confirm = ""'):
+        assert name in tagged[0].source
+    assert "vextrus_nb.start(" in nb.cells[nb.cells.index(tagged[0]) + 1].source
+    assert "rb.finish()" in nb.cells[-1].source
+    runbook = str(path.relative_to(path.parents[1]).with_suffix(""))
+    assert nb.metadata["vextrus"]["runbook"] == runbook
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "commit notebooks stripped"

@@ -1,0 +1,177 @@
+"""The runner end to end, through the real CLI and a real kernel: exit codes,
+refusals that leave nothing behind, evidence on failure, secrets scrubbed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox.state import SandboxState
+
+from .conftest import ledger_entries, notebook_outputs_text, run_cli, write_runbook
+
+STANDARD = 'env = "sandbox"\ndry_run = True\nconfirm = ""'
+
+
+def _printed_path(stdout: str) -> Path:
+    return Path(stdout.strip().splitlines()[-1])
+
+
+def test_smoke_passes_on_a_healthy_sandbox(healthy: SandboxState, outputs: Path) -> None:
+    result = run_cli("run", "verify/smoke", "--env", "sandbox")
+    assert result.returncode == 0, result.stderr
+    output = _printed_path(result.stdout)
+    assert output.is_file() and output.parent.parent == outputs / "sandbox"
+    assert output.name.startswith("verify-smoke-") and output.suffix == ".ipynb"
+    record = nbformat.read(output, as_version=4).metadata["vextrus"]["record"]
+    assert record["status"] == "passed" and record["summary"]["critical_down"] == []
+    assert record["summary"]["components"] == 32
+    [entry] = ledger_entries(outputs)
+    assert entry["status"] == "passed" and entry["run_id"] == record["run_id"]
+    assert entry["output"] == str(output.relative_to(outputs))
+    assert {"operator", "host", "git_commit", "package_version", "started_at", "ended_at"} <= entry.keys()
+
+
+def test_smoke_fails_and_names_the_service_that_is_down(healthy: SandboxState, outputs: Path) -> None:
+    manager.fault("finance", "down", root=healthy.root)
+    result = run_cli("run", "verify/smoke", "--env", "sandbox")
+    assert result.returncode == 1
+    assert "critical component(s) down: finance" in result.stderr
+    output = _printed_path(result.stdout)
+    shown = notebook_outputs_text(output)
+    assert "finance" in shown and "FAILED" in shown
+    [entry] = ledger_entries(outputs)
+    assert entry["status"] == "failed" and entry["summary"]["critical_down"] == ["finance"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "verify/smokey", "--env", "sandbox"],
+            "unknown runbook 'verify/smokey'; known: verify/smoke",
+        ),
+        (["run", "verify/smoke", "--env", "prod"], "unknown environment 'prod'"),
+        (["run", "verify/smoke", "--env", "sandbox", "-p", "colour=red"], "unknown parameter 'colour'"),
+        (
+            ["run", "verify/smoke", "--env", "sandbox", "-p", "timeout_s=fast"],
+            "'timeout_s' expects float, got str",
+        ),
+        (["run", "verify/smoke", "--env", "sandbox", "-p", "dry_run=1"], "'dry_run' expects bool, got int"),
+        (["run", "verify/smoke", "--env", "sandbox", "-p", "novalue"], "malformed parameter 'novalue'"),
+        (["run", "verify/smoke", "--env", "sandbox", "-p", "env=staging"], "contradicts --env sandbox"),
+        (["run", "../../etc/passwd", "--env", "sandbox"], "unknown runbook"),
+    ],
+)
+def test_bad_input_is_refused_with_exit_2_and_leaves_nothing(
+    sandbox: SandboxState, outputs: Path, args: list[str], message: str
+) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert not outputs.exists() or not any(outputs.rglob("*"))
+
+
+def test_malformed_parameters_file_is_refused(sandbox: SandboxState, outputs: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("timeout_s: [1, 2\n")
+    result = run_cli("run", "verify/smoke", "--env", "sandbox", "-f", str(bad))
+    assert result.returncode == 2 and "malformed YAML in" in result.stderr and "line" in result.stderr
+    assert not outputs.exists()
+
+
+def test_malformed_environment_file_is_refused(sandbox: SandboxState, outputs: Path, tmp_path: Path) -> None:
+    import shutil
+
+    params = tmp_path / "parameters"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "parameters", params)
+    (params / "environments" / "broken.yaml").write_text("name: broken\ndriver: [local\n")
+    result = run_cli("run", "verify/smoke", "--env", "broken", env={"VEXTRUS_PARAMETERS_DIR": str(params)})
+    assert result.returncode == 2 and "malformed YAML in" in result.stderr and "broken.yaml" in result.stderr
+    assert not outputs.exists()
+
+
+def test_parameters_file_supplies_values(healthy: SandboxState, outputs: Path, tmp_path: Path) -> None:
+    good = tmp_path / "params.yaml"
+    good.write_text("timeout_s: 1.5\nconcurrency: 8\n")
+    result = run_cli("run", "verify/smoke", "--env", "sandbox", "-f", str(good))
+    assert result.returncode == 0, result.stderr
+    assert ledger_entries(outputs)[0]["parameters"]["concurrency"] == 8
+
+
+@pytest.fixture
+def runbooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "notebooks"
+    monkeypatch.setenv("VEXTRUS_NOTEBOOKS_DIR", str(directory))
+    return directory
+
+
+def test_secrets_leave_no_trace_in_notebook_or_ledger(
+    healthy: SandboxState, outputs: Path, runbooks: Path
+) -> None:
+    write_runbook(
+        runbooks,
+        "test/secretive",
+        STANDARD + '\ndb_password = ""',
+        'import vextrus_nb\nrb = vextrus_nb.start("test/secretive", env=env, db_password=db_password)',
+        "print('given:', db_password)\nprint('admin:', rb.secret('postgres_password'))",
+        "rb.summary['echo'] = db_password\nrb.finish()",
+    )
+    parameter_secret = "Tr0ub4dor-and-3-horses"
+    result = run_cli("run", "test/secretive", "--env", "sandbox", "-p", f"db_password={parameter_secret}")
+    assert result.returncode == 0, result.stderr
+    output = _printed_path(result.stdout)
+    written = output.read_text() + (outputs / "ledger.jsonl").read_text()
+    for secret in (parameter_secret, healthy.secret("postgres_password")):
+        assert secret not in written
+    assert "***REDACTED***" in notebook_outputs_text(output)
+    nb = nbformat.read(output, as_version=4)
+    assert nb.metadata["papermill"]["parameters"]["db_password"] == "***REDACTED***"
+    assert ledger_entries(outputs)[0]["parameters"]["db_password"] == "***REDACTED***"
+
+
+def test_a_failing_step_records_where_to_resume(sandbox: SandboxState, outputs: Path, runbooks: Path) -> None:
+    write_runbook(
+        runbooks,
+        "test/broken",
+        STANDARD,
+        'import vextrus_nb\nrb = vextrus_nb.start("test/broken", env=env)',
+        'with rb.step("optional cleanup", allow_failure=True):\n    raise RuntimeError("nothing to clean")',
+        'with rb.step("restore database"):\n    raise RuntimeError("disk full")',
+        "rb.finish()",
+    )
+    result = run_cli("run", "test/broken", "--env", "sandbox")
+    assert result.returncode == 1 and "RuntimeError: disk full" in result.stderr
+    [entry] = ledger_entries(outputs)
+    assert entry["status"] == "error" and entry["resume_from"] == "restore database"
+    assert [s["status"] for s in entry["steps"]] == ["failed-allowed", "failed"]
+    assert _printed_path(result.stdout).is_file()
+
+
+def test_a_dead_kernel_still_leaves_a_record(sandbox: SandboxState, outputs: Path, runbooks: Path) -> None:
+    write_runbook(runbooks, "test/crash", STANDARD, "import os\nos._exit(3)")
+    result = run_cli("run", "test/crash", "--env", "sandbox")
+    assert result.returncode == 1 and "error" in result.stderr
+    [entry] = ledger_entries(outputs)
+    assert entry["status"] == "error" and "DeadKernelError" in entry["cause"]
+    assert _printed_path(result.stdout).is_file()
+    assert run_cli("ledger", "verify").returncode == 0
+
+
+def test_ledger_verify_catches_an_edited_notebook(healthy: SandboxState, outputs: Path) -> None:
+    first = _printed_path(run_cli("run", "verify/smoke", "--env", "sandbox").stdout)
+    second = run_cli("run", "verify/smoke", "--env", "sandbox")
+    assert run_cli("ledger", "verify").returncode == 0
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    first.write_bytes(bytes(data))
+    verdict = run_cli("ledger", "verify")
+    first_id = json.loads((outputs / "ledger.jsonl").read_text().splitlines()[0])["run_id"]
+    assert verdict.returncode == 1
+    assert f"line 1 (run {first_id})" in verdict.stderr and "modified after the run" in verdict.stderr
+    assert second.returncode == 0
