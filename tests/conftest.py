@@ -71,6 +71,16 @@ def notebook_outputs_text(path: Path) -> str:
     return json.dumps([c.get("outputs", []) for c in nb.cells])
 
 
+def notebook_plain_text(path: Path) -> str:
+    """Only the text/plain and stream outputs: what a reader without a browser sees."""
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") + out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
 def write_runbook(directory: Path, name: str, parameters: str, *body: str) -> Path:
     """A small runbook notebook of the standard shape, for testing the runner."""
     cells = [

@@ -12,7 +12,7 @@ import pytest
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.state import SandboxState
 
-from .conftest import ledger_entries, notebook_outputs_text, run_cli, write_runbook
+from .conftest import ledger_entries, notebook_outputs_text, notebook_plain_text, run_cli, write_runbook
 
 STANDARD = 'env = "sandbox"\ndry_run = True\nconfirm = ""'
 
@@ -44,6 +44,10 @@ def test_smoke_fails_and_names_the_service_that_is_down(healthy: SandboxState, o
     output = _printed_path(result.stdout)
     shown = notebook_outputs_text(output)
     assert "finance" in shown and "FAILED" in shown
+    plain = notebook_plain_text(output)
+    assert "FAILED: critical component(s) down: finance" in plain
+    assert next(line for line in plain.splitlines() if " finance " in line).split()[4] == "down"
+    assert "object at 0x" not in plain and "Styler" not in plain
     [entry] = ledger_entries(outputs)
     assert entry["status"] == "failed" and entry["summary"]["critical_down"] == ["finance"]
 

@@ -32,16 +32,32 @@ def show_figure(fig: Any) -> None:
         print(f"[figure: {fig.layout.title.text or 'untitled'}]")
 
 
-def badge(passed: bool, text: str) -> Any:
-    colour = "#1a7f37" if passed else "#cf222e"
-    label = "PASSED" if passed else "FAILED"
-    if not in_notebook():
-        return f"{label}: {text}"
+class Shown:
+    """Something with both an HTML form (JupyterLab, the report) and a plain-text
+    form (a terminal, a raw .ipynb, grep): evidence must read well in both."""
+
+    def __init__(self, html: str, text: str):
+        self.html, self.text = html, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def styled_table(styler: Any) -> Shown:
+    """A pandas Styler, keeping the underlying table as its text form."""
+    return Shown(styler.to_html(), styler.data.to_string())
+
+
+def badge(passed: bool, text: str) -> Shown:
     from html import escape
 
-    from IPython.display import HTML
-
-    return HTML(
+    colour = "#1a7f37" if passed else "#cf222e"
+    label = "PASSED" if passed else "FAILED"
+    html = (
         f'<div style="padding:8px 12px;border-radius:6px;background:{colour};color:white;'
         f'font-weight:600">{label} &mdash; {escape(text)}</div>'
     )
+    return Shown(html, f"{label}: {text}")

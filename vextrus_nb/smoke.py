@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vextrus_nb.display import styled_table
 from vextrus_nb.probes import ProbeResult, sweep
 from vextrus_nb.targets import probe_targets
 
@@ -49,9 +50,10 @@ class SmokeResult:
         """Problems first, then by component; status cells coloured."""
         frame = self.frame.assign(_order=lambda f: f["status"].map({"down": 0, "degraded": 1, "up": 2}))
         frame = frame.sort_values(["_order", "component"]).drop(columns="_order").reset_index(drop=True)
-        return frame.style.map(
+        styler = frame.style.map(
             lambda v: f"color: white; background-color: {STATUS_COLOURS.get(v, '#57606a')}", subset=["status"]
         )
+        return styled_table(styler)
 
     def figure(self) -> Any:
         import plotly.express as px
