@@ -81,7 +81,7 @@ def notebook_plain_text(path: Path) -> str:
     return "\n".join(parts)
 
 
-def write_runbook(directory: Path, name: str, parameters: str, *body: str) -> Path:
+def write_runbook(directory: Path, name: str, parameters: str, *body: str, destructive: bool = False) -> Path:
     """A small runbook notebook of the standard shape, for testing the runner."""
     cells = [
         new_markdown_cell(f"# test runbook {name}"),
@@ -92,7 +92,7 @@ def write_runbook(directory: Path, name: str, parameters: str, *body: str) -> Pa
         cells=cells,
         metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-            "vextrus": {"runbook": name, "destructive": False},
+            "vextrus": {"runbook": name, "destructive": destructive},
         },
     )
     path = directory / f"{name}.ipynb"

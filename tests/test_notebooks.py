@@ -21,7 +21,10 @@ def test_runbook_shape(path: Path) -> None:
     assert len(tagged) == 1
     for name in ('env = "sandbox"', "dry_run = True", 'confirm = ""'):
         assert name in tagged[0].source
-    assert "vextrus_nb.start(" in nb.cells[nb.cells.index(tagged[0]) + 1].source
+    start_cell = nb.cells[nb.cells.index(tagged[0]) + 1].source
+    assert "vextrus_nb.start(" in start_cell
+    # The runner refuses by the metadata, the kernel by the argument: they must agree.
+    assert ("destructive=True" in start_cell) == bool(nb.metadata["vextrus"].get("destructive"))
     assert "rb.finish()" in nb.cells[-1].source
     runbook = str(path.relative_to(path.parents[1]).with_suffix(""))
     assert nb.metadata["vextrus"]["runbook"] == runbook

@@ -179,3 +179,56 @@ def test_ledger_verify_catches_an_edited_notebook(healthy: SandboxState, outputs
     assert verdict.returncode == 1
     assert f"line 1 (run {first_id})" in verdict.stderr and "modified after the run" in verdict.stderr
     assert second.returncode == 0
+
+
+def _wipe_runbook(runbooks: Path, *extra: str) -> None:
+    write_runbook(
+        runbooks,
+        "test/wipe",
+        STANDARD,
+        'import vextrus_nb\nrb = vextrus_nb.start("test/wipe", env=env, dry_run=dry_run, confirm=confirm, '
+        "destructive=True)",
+        *extra,
+        'with rb.step("wipe"):\n    print("would wipe" if rb.dry_run else "wiped")',
+        "rb.finish()",
+        destructive=True,
+    )
+
+
+def test_live_production_run_without_confirm_is_refused(outputs: Path, runbooks: Path) -> None:
+    _wipe_runbook(runbooks)
+    result = run_cli("run", "test/wipe", "--env", "production", "-p", "dry_run=False")
+    assert result.returncode == 2 and "pass -p confirm=production" in result.stderr
+    wrong = run_cli("run", "test/wipe", "--env", "production", "-p", "dry_run=False", "-p", "confirm=staging")
+    assert wrong.returncode == 2
+    assert not outputs.exists()
+
+
+def test_second_destructive_run_is_refused_while_the_lock_is_held(
+    sandbox: SandboxState, outputs: Path, runbooks: Path
+) -> None:
+    from vextrus_nb import locks
+
+    _wipe_runbook(runbooks)
+    held = locks.acquire("sandbox", "first-run-id", "test/wipe", "2026-11-22T00:00:00+00:00")
+    refused = run_cli("run", "test/wipe", "--env", "sandbox", "-p", "dry_run=False")
+    assert refused.returncode == 2 and "locked by run first-run-id" in refused.stderr
+    assert ledger_entries(outputs) == []
+    dry = run_cli("run", "test/wipe", "--env", "sandbox")  # a dry run changes nothing: no lock needed
+    assert dry.returncode == 0 and "would wipe" in notebook_plain_text(_printed_path(dry.stdout))
+    held.release()
+    live = run_cli("run", "test/wipe", "--env", "sandbox", "-p", "dry_run=False")
+    assert live.returncode == 0, live.stderr
+    assert "wiped" in notebook_plain_text(_printed_path(live.stdout))
+    assert locks.holder("sandbox") is None
+
+
+def test_a_crashed_run_does_not_leave_the_environment_locked(
+    sandbox: SandboxState, outputs: Path, runbooks: Path
+) -> None:
+    from vextrus_nb import locks
+
+    _wipe_runbook(runbooks, "import os\nos._exit(9)")
+    crashed = run_cli("run", "test/wipe", "--env", "sandbox", "-p", "dry_run=False")
+    assert crashed.returncode == 1
+    assert locks.holder("sandbox") is None

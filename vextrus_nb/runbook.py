@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import audit
+from vextrus_nb import audit, locks
 from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
 from vextrus_nb.display import badge, show
 from vextrus_nb.errors import RunbookFailed, RunRefused
@@ -62,6 +62,7 @@ class Runbook:
     steps: list[StepRecord] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     scrubber: audit.Scrubber = field(default_factory=audit.Scrubber, repr=False)
+    lock: locks.EnvironmentLock | None = field(default=None, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -153,6 +154,9 @@ class Runbook:
 
         passed = not self.failures and all(s.status != "failed" for s in self.steps)
         self._write_record("passed" if passed else "failed")
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         steps = pd.DataFrame([asdict(s) for s in self.steps], columns=["title", "status", "seconds", "error"])
         show(steps)
         if self.summary:
@@ -187,6 +191,8 @@ def start(
         parameters={"env": env, "dry_run": dry_run, "confirm": confirm, **parameters},
         destructive=destructive,
     )
+    if destructive and not dry_run:
+        rb.lock = locks.acquire(environment.name, rb.run_id, runbook, rb.started_at)
     # A secret passed as a parameter must not come back through a summary or an error message.
     rb.scrubber.add(str(v) for k, v in rb.parameters.items() if audit.is_secret_name(k) and v)
     show(rb.header())

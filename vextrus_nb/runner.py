@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import audit, parameters, paths
+from vextrus_nb import audit, locks, parameters, paths
 from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
 from vextrus_nb.errors import RunRefused
 from vextrus_nb.runbook import RECORD_PATH_VAR, RUN_ID_VAR, new_run_id, now_utc
@@ -108,6 +108,8 @@ def prepare(
         raise RunRefused(
             f"'{runbook}' changes '{env}', which is production: pass -p confirm={env} to proceed"
         )
+    if metadata.get("destructive") and live and (held := locks.holder(env)) is not None:
+        raise locks.refusal(env, held)
     return _Plan(notebook, runbook.removesuffix(".ipynb"), environment, values, metadata)
 
 
@@ -206,6 +208,9 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
                 progress_bar=False,
                 log_output=False,
                 cwd=str(plan.notebook.parent),
+                # The kernel's own start-up warnings (e.g. loopback TCP transport) are noise on
+                # an operator's terminal; its errors still show.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
     except PapermillExecutionError as exc:
         status = {"RunbookFailed": "failed", "RunRefused": "refused"}.get(exc.ename, "error")

@@ -1,0 +1,85 @@
+"""One destructive run per environment at a time.
+
+The lock is an flock on `outputs/locks/<env>.lock`, held by the kernel of the
+run that changes the environment, so it dies with that process: a crashed run
+cannot leave it held, and nothing needs clearing by hand. The file keeps the
+holder's run id, runbook, pid and start time, so a refusal names the holder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from vextrus_nb import paths
+from vextrus_nb.errors import RunRefused
+
+
+def lock_path(env: str) -> Path:
+    return paths.outputs_dir() / "locks" / f"{env}.lock"
+
+
+@dataclass
+class EnvironmentLock:
+    env: str
+    handle: IO[str]
+
+    def release(self) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def holder(env: str) -> dict[str, Any] | None:
+    """Who holds the environment's lock, or None if it is free."""
+    path = lock_path(env)
+    if not path.exists():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            try:
+                return json.loads(handle.read() or "{}")
+            except json.JSONDecodeError:
+                return {}
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
+def refusal(env: str, held: dict[str, Any]) -> RunRefused:
+    return RunRefused(
+        f"environment '{env}' is locked by run {held.get('run_id', '?')} ({held.get('runbook', '?')}, "
+        f"pid {held.get('pid', '?')}, since {held.get('started_at', '?')}); wait for it to finish"
+    )
+
+
+def acquire(env: str, run_id: str, runbook: str, started_at: str) -> EnvironmentLock:
+    """Take the lock or refuse naming its holder. Keep the returned object alive for the run."""
+    path = lock_path(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        text = handle.read()
+        handle.close()
+        try:
+            held = json.loads(text or "{}")
+        except json.JSONDecodeError:
+            held = {}
+        raise refusal(env, held) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(
+        json.dumps({"run_id": run_id, "runbook": runbook, "pid": os.getpid(), "started_at": started_at})
+    )
+    handle.flush()
+    return EnvironmentLock(env, handle)
