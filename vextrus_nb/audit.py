@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import paths
+from vextrus_nb import paths, signing
 
 REDACTED = "***REDACTED***"
 LEDGER_NAME = "ledger.jsonl"
@@ -127,8 +127,12 @@ def _canonical(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+# Fields not covered by an entry's hash: the hash itself, and the signature made over it.
+_UNHASHED = ("hash", "signature", "signer")
+
+
 def entry_hash(entry: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k not in _UNHASHED})).hexdigest()
 
 
 def ledger_path(outputs_dir: Path | None = None) -> Path:
@@ -160,6 +164,9 @@ def append_entry(record: dict[str, Any], outputs_dir: Path | None = None) -> dic
     with _ledger_lock(path):
         entry = {**record, "prev_hash": _last_hash(path)}
         entry["hash"] = entry_hash(entry)
+        if (key := signing.signing_key()) is not None:
+            entry["signature"] = signing.sign(key, entry["hash"])
+            entry["signer"] = signing.fingerprint(key.public_key())
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n")
             handle.flush()
@@ -181,10 +188,12 @@ class LedgerVerdict:
     broken_line: int | None = None
     broken_run_id: str | None = None
     reason: str = ""
+    signed_with: str | None = None
 
     def message(self) -> str:
         if self.ok:
-            return f"ledger intact: {self.entries} entries, chain and notebooks verified"
+            signatures = f", signatures verified with key {self.signed_with}" if self.signed_with else ""
+            return f"ledger intact: {self.entries} entries, chain and notebooks verified{signatures}"
         return f"ledger broken at line {self.broken_line} (run {self.broken_run_id or '?'}): {self.reason}"
 
 
@@ -196,15 +205,30 @@ def verify_ledger(outputs_dir: Path | None = None) -> LedgerVerdict:
         return LedgerVerdict(ok=True, entries=0)
     previous = GENESIS
     count = 0
+    key = signing.verify_key()
+    signed_before = False
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         count += 1
         problem, run_id = _check_line(line, previous, outputs_dir)
+        if not problem and key is not None:
+            problem, signed_before = _check_signature(json.loads(line), key, signed_before)
         if problem:
             return LedgerVerdict(False, count, number, run_id, problem)
         previous = json.loads(line)["hash"]
-    return LedgerVerdict(ok=True, entries=count)
+    return LedgerVerdict(ok=True, entries=count, signed_with=signing.fingerprint(key) if key else None)
+
+
+def _check_signature(entry: dict[str, Any], key: Any, signed_before: bool) -> tuple[str, bool]:
+    """("", signed so far) when the signature holds. Once entries are signed, an unsigned
+    one after them is a downgrade, not an old entry."""
+    signature = entry.get("signature")
+    if signature is None:
+        return ("entry is unsigned after signed entries" if signed_before else ""), signed_before
+    if not signing.is_valid(key, entry["hash"], signature):
+        return f"signature does not verify with key {signing.fingerprint(key)}", True
+    return "", True
 
 
 def _check_line(line: str, previous: str, outputs_dir: Path) -> tuple[str, str | None]:

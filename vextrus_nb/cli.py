@@ -82,6 +82,64 @@ def ledger_verify() -> None:
     raise typer.Exit(1)
 
 
+@ledger_app.command("export")
+def ledger_export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "json",
+    out: Annotated[Path | None, typer.Option("--out", help="file to write; stdout when omitted")] = None,
+) -> None:
+    """The ledger for auditors' own tools (CSV flattens the key figures into columns)."""
+    from vextrus_nb.audit import read_entries
+    from vextrus_nb.ledger_export import export
+
+    if fmt not in ("csv", "json"):
+        _err(f"unknown format '{fmt}'; use csv or json")
+        raise typer.Exit(2)
+    text = export(read_entries(), fmt)  # type: ignore[arg-type]
+    if out:
+        out.write_text(text)
+        typer.echo(str(out))
+    else:
+        typer.echo(text, nl=False)
+
+
+@ledger_app.command("keygen")
+def ledger_keygen(
+    path: Annotated[Path, typer.Argument(help="where to write the Ed25519 private key")],
+) -> None:
+    """Create a signing key; set VEXTRUS_SIGNING_KEY to its path to sign every new entry."""
+    from vextrus_nb import signing
+
+    try:
+        fingerprint = signing.generate(path)
+    except FileExistsError:
+        _err(f"{path} exists; refusing to overwrite a key")
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path} (public key fingerprint {fingerprint}); export VEXTRUS_SIGNING_KEY={path}")
+
+
+@app.command()
+def report(
+    env: Annotated[str | None, typer.Option("--env", "-e", help="only this environment")] = None,
+    since: Annotated[str | None, typer.Option(help="only runs on or after this date (YYYY-MM-DD)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="report folder (default outputs/report)")] = None,
+) -> None:
+    """Render every run to HTML and write an index an auditor can open from file://; prints its path."""
+    from datetime import date
+
+    from vextrus_nb import report as reporting
+
+    try:
+        since_date = date.fromisoformat(since) if since else None
+    except ValueError:
+        _err(f"--since {since!r} is not a date (YYYY-MM-DD)")
+        raise typer.Exit(2) from None
+    result = _guard(lambda: reporting.build(out, env, since_date))
+    typer.echo(f"{result.runs} runs, {result.rendered} notebooks rendered; {result.verdict.message()}")
+    typer.echo(str(result.index))
+    if not result.verdict.ok:
+        raise typer.Exit(1)
+
+
 @sandbox_app.command("up")
 def sandbox_up(
     scale: Annotated[float, typer.Option(help="data set size: 1 is a few MB of rows, 100 about 1 GiB")] = 1.0,

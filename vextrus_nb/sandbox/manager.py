@@ -120,6 +120,9 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         state.services_pid = _spawn_services(root)
         state.save()
         _wait_for_services(state)
+    except psycopg.Error as exc:
+        _teardown(root)
+        raise SandboxError(f"provisioning the sandbox databases failed: {exc}") from None
     except BaseException:
         _teardown(root)
         raise

@@ -1,0 +1,191 @@
+"""The auditor's view: a report opened in a real headless Chromium from file://
+with the network blocked, the ledger banner turning red on tampering, signed
+ledgers, and the export for auditors' own tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vextrus_nb import audit, report, signing
+from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox.state import SandboxState
+
+from .conftest import run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def demo_outputs(sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A demo's worth of runs: two passing smoke runs and one failing (finance down)."""
+    outputs = tmp_path_factory.mktemp("demo-outputs")
+    env = {"VEXTRUS_OUTPUTS_DIR": str(outputs)}
+    assert run_cli("run", "verify/smoke", "--env", "sandbox", env=env).returncode == 0
+    manager.fault("finance", "down", root=sandbox.root)
+    try:
+        assert run_cli("run", "verify/smoke", "--env", "sandbox", env=env).returncode == 1
+    finally:
+        manager.heal(root=sandbox.root)
+    assert run_cli("run", "verify/smoke", "--env", "sandbox", env=env).returncode == 0
+    yield outputs
+
+
+@pytest.fixture
+def outputs_copy(demo_outputs: Path, tmp_path: Path) -> Path:
+    """A copy to tamper with."""
+    copy = tmp_path / "outputs"
+    shutil.copytree(demo_outputs, copy)
+    return copy
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run and make system-deps")
+def test_report_opens_offline_in_chromium(demo_outputs: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    built = report.build(tmp_path / "report", outputs_dir=demo_outputs)
+    assert built.runs == 3 and built.rendered == 3 and built.verdict.ok
+    console_errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.route(
+            "**/*",
+            lambda route: route.continue_() if route.request.url.startswith("file://") else route.abort(),
+        )
+        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+        page.goto(built.index.as_uri())
+        assert page.locator("tr.run").count() == 3
+        assert "ledger intact: 3 entries" in page.locator("#ledger-banner").inner_text()
+        failed = page.locator('tr.run[data-status="failed"]')
+        assert failed.count() == 1 and "critical_down=['finance']" in failed.inner_text()
+        assert page.locator(".chart .js-plotly-plot").count() >= 1, "runs-per-day chart did not render"
+        page.select_option("#filter-status", "failed")
+        assert page.locator("tr.run:visible").count() == 1
+        page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
+        failed.locator("a").click()
+        page.wait_for_load_state()
+        text = page.inner_text("body")
+        assert "Run record" in text and "FAILED" in text and "finance" in text
+        assert page.locator(".js-plotly-plot").count() == 1, "the notebook's figure did not render"
+        page.screenshot(path=str(tmp_path / "failed-run.png"), full_page=True)
+        browser.close()
+    assert console_errors == []
+    assert (tmp_path / "index.png").stat().st_size > 10_000
+
+
+def test_editing_one_byte_of_a_notebook_turns_the_banner_red(outputs_copy: Path, tmp_path: Path) -> None:
+    second = audit.read_entries(outputs_copy)[1]
+    notebook = outputs_copy / second["output"]
+    data = bytearray(notebook.read_bytes())
+    data[100] ^= 0x20
+    notebook.write_bytes(bytes(data))
+    built = report.build(tmp_path / "report", outputs_dir=outputs_copy)
+    page = built.index.read_text()
+    assert not built.verdict.ok and 'class="banner broken"' in page
+    assert f"line 2 (run {second['run_id']})" in page and "modified after the run" in page
+
+
+def test_editing_one_byte_of_the_ledger_turns_the_banner_red(outputs_copy: Path, tmp_path: Path) -> None:
+    ledger = outputs_copy / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    lines[2] = lines[2].replace('"operator": "', '"operator": "X', 1)
+    ledger.write_text("\n".join(lines) + "\n")
+    built = report.build(tmp_path / "report", outputs_dir=outputs_copy)
+    assert not built.verdict.ok and built.verdict.broken_line == 3
+    assert "ledger broken at line 3" in built.index.read_text()
+    result = run_cli(
+        "report", "--out", str(tmp_path / "cli-report"), env={"VEXTRUS_OUTPUTS_DIR": str(outputs_copy)}
+    )
+    assert result.returncode == 1 and result.stdout.strip().endswith("index.html")
+
+
+def test_report_filters_by_environment_and_date(demo_outputs: Path, tmp_path: Path) -> None:
+    from datetime import date, timedelta
+
+    assert report.build(tmp_path / "a", env="production", outputs_dir=demo_outputs).runs == 0
+    assert (
+        report.build(tmp_path / "b", since=date.today() + timedelta(days=1), outputs_dir=demo_outputs).runs
+        == 0
+    )
+    assert report.build(tmp_path / "c", env="sandbox", outputs_dir=demo_outputs).runs == 3
+
+
+def test_signed_ledger_verifies_only_with_the_right_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    right, wrong = tmp_path / "right.pem", tmp_path / "wrong.pem"
+    signing.generate(right)
+    signing.generate(wrong)
+    outputs = tmp_path / "outputs"
+    monkeypatch.setenv(signing.SIGNING_KEY_VAR, str(right))
+    for i in range(3):
+        entry = audit.append_entry({"run_id": f"r{i}", "status": "passed"}, outputs)
+        assert entry["signature"] and entry["signer"]
+    verdict = audit.verify_ledger(outputs)
+    assert verdict.ok and verdict.signed_with
+    wrong_public = tmp_path / "wrong.pub"
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(wrong.read_bytes(), password=None)
+    wrong_public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    monkeypatch.delenv(signing.SIGNING_KEY_VAR)
+    monkeypatch.setenv(signing.VERIFY_KEY_VAR, str(wrong_public))
+    verdict = audit.verify_ledger(outputs)
+    assert not verdict.ok and verdict.broken_line == 1 and "signature does not verify" in verdict.reason
+
+
+def test_unsigned_entry_after_signed_ones_is_a_downgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "key.pem"
+    signing.generate(key)
+    monkeypatch.setenv(signing.SIGNING_KEY_VAR, str(key))
+    audit.append_entry({"run_id": "signed"}, tmp_path)
+    monkeypatch.delenv(signing.SIGNING_KEY_VAR)
+    audit.append_entry({"run_id": "unsigned"}, tmp_path)
+    monkeypatch.setenv(signing.SIGNING_KEY_VAR, str(key))
+    verdict = audit.verify_ledger(tmp_path)
+    assert (
+        not verdict.ok and verdict.broken_run_id == "unsigned" and "unsigned after signed" in verdict.reason
+    )
+
+
+def test_ledger_export_csv_and_json(demo_outputs: Path) -> None:
+    env = {"VEXTRUS_OUTPUTS_DIR": str(demo_outputs)}
+    as_json = run_cli("ledger", "export", "--format", "json", env=env)
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout) == audit.read_entries(demo_outputs)
+    as_csv = run_cli("ledger", "export", "--format", "csv", env=env)
+    header, *rows = as_csv.stdout.splitlines()
+    assert as_csv.returncode == 0 and len(rows) == 3
+    assert "summary.critical_down" in header.split(",") and "run_id" in header.split(",")
+    assert run_cli("ledger", "export", "--format", "xml", env=env).returncode == 2
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    assert run_cli("ledger", "keygen", str(key)).returncode == 0
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    again = run_cli("ledger", "keygen", str(key))
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+    assert os.environ.get(signing.SIGNING_KEY_VAR) is None
