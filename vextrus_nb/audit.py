@@ -115,6 +115,20 @@ def package_version() -> str:
         return "0+unknown"
 
 
+def run_identity(run_id: str, runbook: str, env: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The fields every run record opens with: what ran, where, by whom, from which code."""
+    return {
+        "run_id": run_id,
+        "runbook": runbook,
+        "env": env,
+        "parameters": redact_parameters(parameters),
+        "operator": operator(),
+        "host": host(),
+        "git_commit": git_commit(),
+        "package_version": package_version(),
+    }
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -221,6 +221,14 @@ class Environment(_Strict):
         return values
 
 
+def describe_yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """'malformed YAML in FILE at line L, column C: PROBLEM', as precise as the parser allows."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"malformed YAML in {path}{where}: {problem}"
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
@@ -229,10 +237,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+        raise ConfigError(describe_yaml_error(path, exc)) from None
 
 
 def _validation_message(path: Path, exc: ValidationError) -> str:

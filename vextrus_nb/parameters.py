@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from vextrus_nb.config import describe_yaml_error
 from vextrus_nb.errors import RunRefused
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
@@ -92,9 +93,7 @@ def load_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RunRefused(f"cannot read parameters file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RunRefused(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
+        raise RunRefused(describe_yaml_error(path, exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -122,14 +122,7 @@ class Runbook:
     def record(self, status: str) -> dict[str, Any]:
         failed = next((s for s in self.steps if s.status == "failed"), None)
         return {
-            "run_id": self.run_id,
-            "runbook": self.name,
-            "env": self.env.name,
-            "parameters": audit.redact_parameters(self.parameters),
-            "operator": audit.operator(),
-            "host": audit.host(),
-            "git_commit": audit.git_commit(),
-            "package_version": audit.package_version(),
+            **audit.run_identity(self.run_id, self.name, self.env.name, self.parameters),
             "started_at": self.started_at,
             "ended_at": now_utc(),
             "status": status,

@@ -259,14 +259,7 @@ def _final_record(
         with contextlib.suppress(json.JSONDecodeError):
             from_kernel = json.loads(record_file.read_text())
     record = {
-        "run_id": run_id,
-        "runbook": plan.runbook,
-        "env": plan.env.name,
-        "parameters": audit.redact_parameters(plan.parameters),
-        "operator": audit.operator(),
-        "host": audit.host(),
-        "git_commit": audit.git_commit(),
-        "package_version": audit.package_version(),
+        **audit.run_identity(run_id, plan.runbook, plan.env.name, plan.parameters),
         "summary": {},
         "failures": [],
         "steps": [],
