@@ -143,15 +143,31 @@ def report(
 @sandbox_app.command("up")
 def sandbox_up(
     scale: Annotated[float, typer.Option(help="data set size: 1 is a few MB of rows, 100 about 1 GiB")] = 1.0,
+    deployment: Annotated[
+        str | None,
+        typer.Option(help="deployment files to ship: planted (the default, with findings) or hardened"),
+    ] = None,
 ) -> None:
     """Start the sandbox in the background (idempotent)."""
     from vextrus_nb.sandbox import manager
 
-    state = _guard(lambda: manager.up(scale=scale))
+    state = _guard(lambda: manager.up(scale=scale, deployment=deployment))
     typer.echo(
         f"sandbox up at {state.root}: PostgreSQL :{state.ports['postgres']}, Redis :{state.ports['redis']}, "
-        f"{len(state.ports) - 2} HTTP components (control :{state.control_port})"
+        f"{len(state.ports) - 2} HTTP components (control :{state.control_port}), "
+        f"deployment files: {manager.deployment_variant(state.root)}"
     )
+
+
+@sandbox_app.command("deployment")
+def sandbox_deployment(
+    variant: Annotated[str, typer.Argument(help="planted (realistic findings) or hardened (passes)")],
+) -> None:
+    """Switch the deployment files the checklist's static checks read."""
+    from vextrus_nb.sandbox import manager
+
+    target = _guard(lambda: manager.use_deployment(variant))
+    typer.echo(f"deployment files: {variant} ({target})")
 
 
 @sandbox_app.command("down")
@@ -171,7 +187,10 @@ def sandbox_status() -> None:
     from vextrus_nb.sandbox import manager
 
     info = _guard(manager.status)
-    table = Table(title=f"sandbox {info['root']} (started {info['started_at']}, scale {info['scale']})")
+    table = Table(
+        title=f"sandbox {info['root']} (started {info['started_at']}, scale {info['scale']}, "
+        f"deployment files {info['deployment']})"
+    )
     for column in ("component", "port", "running", "fault"):
         table.add_column(column)
     for name, row in info["components"].items():
@@ -183,7 +202,7 @@ def sandbox_status() -> None:
 @sandbox_app.command("fault")
 def sandbox_fault(
     service: Annotated[str, typer.Argument(help="component name from the inventory")],
-    mode: Annotated[str, typer.Argument(help="down | unhealthy | slow")],
+    mode: Annotated[str, typer.Argument(help="down | unhealthy | slow | live-deps (services)")],
     delay: Annotated[float | None, typer.Option(help="seconds of delay for 'slow'")] = None,
 ) -> None:
     """Inject a fault into one component."""

@@ -25,6 +25,9 @@ ComponentKind = Literal["service", "infrastructure", "dev_tool"]
 ProbeKind = Literal["http", "tcp", "postgres", "redis"]
 Criticality = Literal["critical", "high", "medium", "low", "none"]
 
+# Keys of an environment's `deployment:` that name files the static checks read.
+DEPLOYMENT_FILE_KEYS = ("compose_file", "kube_manifests")
+
 TERMINUS_PATHS = {"health": "/health", "ready": "/health/ready", "live": "/health/live"}
 
 
@@ -209,6 +212,16 @@ class Environment(_Strict):
             return path.read_text().strip()
         except OSError as exc:
             raise SecretUnavailable(f"secret '{name}': cannot read {path} ({exc.strerror})") from None
+
+    def deployment_files(self) -> dict[str, Path]:
+        """The deployment files this environment names (compose_file, kube_manifests),
+        as paths: `{sandbox_dir}` is the sandbox's directory, relative paths are the checkout's."""
+        found = {}
+        for key in DEPLOYMENT_FILE_KEYS:
+            if key in self.deployment:
+                path = Path(self.deployment[key].format(sandbox_dir=paths.sandbox_dir()))
+                found[key] = path if path.is_absolute() else paths.project_root() / path
+        return found
 
     def resolve_all_secrets(self) -> dict[str, str]:
         """Every secret this environment can resolve (the ones it cannot are skipped)."""

@@ -201,7 +201,7 @@ async def probe(
     except (TimeoutError, httpx.TimeoutException):
         status, detail = "down", f"no answer within {timeout:g}s"
     except Exception as exc:  # every failure of a probe is a finding, not a crash
-        status, detail = "down", _describe_error(exc)
+        status, detail = "down", describe_error(exc)
     latency_ms = (time.perf_counter() - started) * 1000
     if status == "up" and latency_budget_ms is not None and latency_ms > latency_budget_ms:
         status, detail = "degraded", f"{detail}; slow: {latency_ms:.0f} ms > budget {latency_budget_ms:g} ms"
@@ -219,7 +219,7 @@ async def probe(
     )
 
 
-def _describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -30,6 +30,8 @@ from vextrus_nb.display import badge, show
 from vextrus_nb.errors import RunbookFailed, RunRefused
 
 RECORD_PATH_VAR = "VEXTRUS_RECORD_PATH"
+# Where the runner will write the output notebook; files a run exports go beside it.
+OUTPUT_PATH_VAR = "VEXTRUS_OUTPUT_PATH"
 RUN_ID_VAR = "VEXTRUS_RUN_ID"
 
 
@@ -61,6 +63,7 @@ class Runbook:
     summary: dict[str, Any] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
     scrubber: audit.Scrubber = field(default_factory=audit.Scrubber, repr=False)
     lock: locks.EnvironmentLock | None = field(default=None, repr=False)
 
@@ -98,6 +101,29 @@ class Runbook:
         if record.status == "running":
             record.status = "passed"
 
+    def artifact_path(self, suffix: str) -> Path:
+        """Where a file this run exports (a JUnit report, say) goes: beside the output
+        notebook, named like it, e.g. `<runbook>-<time>-<run id>.junit.xml`."""
+        output = os.environ.get(OUTPUT_PATH_VAR)
+        if output:
+            path = Path(output)
+        else:  # plain papermill or JupyterLab: the name the runner would have given
+            from vextrus_nb import paths
+            from vextrus_nb.runner import output_path_for
+
+            path = output_path_for(
+                paths.outputs_dir(), self.env.name, self.name, self.run_id, datetime.now(UTC)
+            )
+        return path.with_name(path.name.removesuffix(".ipynb") + suffix)
+
+    def add_artifact(self, path: Path) -> None:
+        """Name an exported file in the run record (relative to the outputs directory when inside it)."""
+        from vextrus_nb import paths
+
+        with contextlib.suppress(ValueError):
+            path = path.resolve().relative_to(paths.outputs_dir().resolve())
+        self.artifacts.append(str(path))
+
     def fail(self, reason: str) -> None:
         """Register a finding that makes the run fail at finish()."""
         self.failures.append(self.scrubber.text(reason))
@@ -130,6 +156,7 @@ class Runbook:
             "failures": list(self.failures),
             "steps": [asdict(s) for s in self.steps],
             "resume_from": failed.title if failed else None,
+            "artifacts": list(self.artifacts),
         }
 
     def _write_record(self, status: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 from vextrus_nb import audit, locks, parameters, paths
 from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
 from vextrus_nb.errors import RunRefused
-from vextrus_nb.runbook import RECORD_PATH_VAR, RUN_ID_VAR, new_run_id, now_utc
+from vextrus_nb.runbook import OUTPUT_PATH_VAR, RECORD_PATH_VAR, RUN_ID_VAR, new_run_id, now_utc
 
 EXIT_PASSED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 DEFAULT_CELL_TIMEOUT_S = 900
@@ -190,6 +190,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
     kernel_vars = {
         RUN_ID_VAR: run_id,
         RECORD_PATH_VAR: str(record_file),
+        OUTPUT_PATH_VAR: str(output),
         "VEXTRUS_HOME": str(paths.project_root()),
         "VEXTRUS_OUTPUTS_DIR": str(outputs_dir),
         "VEXTRUS_SANDBOX_DIR": str(paths.sandbox_dir()),

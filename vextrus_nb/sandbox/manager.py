@@ -36,6 +36,8 @@ from vextrus_nb.sandbox.state import SandboxState, free_ports, pid_alive, read_f
 
 ADMIN_USER = "vextrus_admin"
 SERVICES_START_TIMEOUT_S = 30.0
+DEPLOYMENT_VARIANTS = ("planted", "hardened")
+DEFAULT_DEPLOYMENT = "planted"
 
 
 def _root(root: Path | None) -> Path:
@@ -64,17 +66,60 @@ def is_running(root: Path | None = None) -> bool:
     return pid_alive(state.services_pid)
 
 
-def up(root: Path | None = None, scale: float = 1.0, inventory: Inventory | None = None) -> SandboxState:
-    """Start the sandbox (or return the running one). Idempotent."""
+def up(
+    root: Path | None = None,
+    scale: float = 1.0,
+    inventory: Inventory | None = None,
+    deployment: str | None = None,
+) -> SandboxState:
+    """Start the sandbox (or return the running one). Idempotent.
+
+    `deployment` picks the deployment files the checklist reads (see
+    use_deployment); a fresh sandbox gets the planted variant unless told."""
     root = _root(root)
     if scale <= 0:
         raise SandboxError(f"--scale must be positive, got {scale}")
+    if deployment is not None:
+        _deployment_source(deployment)  # refuse an unknown variant before starting anything
     with _locked(root):
         if is_running(root):
-            return SandboxState.load(root)
-        if (root / "state.json").exists():
-            _teardown(root)  # a crashed sandbox's leftovers
-        return _start(root, scale, inventory or load_inventory())
+            state = SandboxState.load(root)
+        else:
+            if (root / "state.json").exists():
+                _teardown(root)  # a crashed sandbox's leftovers
+            state = _start(root, scale, inventory or load_inventory())
+            deployment = deployment or DEFAULT_DEPLOYMENT
+    if deployment is not None:
+        use_deployment(deployment, root)
+    return state
+
+
+def _deployment_source(variant: str) -> Path:
+    source = paths.project_root() / "deploy" / "sandbox" / variant
+    if variant not in DEPLOYMENT_VARIANTS or not source.is_dir():
+        raise SandboxError(
+            f"unknown deployment variant '{variant}'; variants: {', '.join(DEPLOYMENT_VARIANTS)}"
+        )
+    return source
+
+
+def use_deployment(variant: str, root: Path | None = None) -> Path:
+    """Copy a variant of the deployment files (deploy/sandbox/<variant>) into the
+    sandbox, where the sandbox environment names them: `planted` carries the
+    findings the reference documents describe, `hardened` passes every static check."""
+    root = _root(root)
+    source = _deployment_source(variant)
+    target = root / "deploy"
+    with _locked(root):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+        (target / "VARIANT").write_text(variant + "\n")
+    return target
+
+
+def deployment_variant(root: Path | None = None) -> str | None:
+    marker = _root(root) / "deploy" / "VARIANT"
+    return marker.read_text().strip() if marker.is_file() else None
 
 
 def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
@@ -267,6 +312,7 @@ def status(root: Path | None = None) -> dict[str, Any]:
         "root": str(root),
         "started_at": state.started_at,
         "scale": state.scale,
+        "deployment": deployment_variant(root),
         "services_process": pid_alive(state.services_pid),
         "components": rows,
     }

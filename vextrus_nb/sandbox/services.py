@@ -91,7 +91,7 @@ class ComponentServer:
         if c.kind == "service":
             app.router.add_get("/health", self._terminus(include_dependencies=True))
             app.router.add_get("/health/ready", self._terminus(include_dependencies=True))
-            app.router.add_get("/health/live", self._terminus(include_dependencies=False))
+            app.router.add_get("/health/live", self._liveness)
             app.router.add_get("/metrics", self._metrics)
             if c.subgraphs:
                 app.router.add_route("*", "/graphql", self._graphql)
@@ -103,6 +103,10 @@ class ComponentServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _liveness(self, request: web.Request) -> web.StreamResponse:
+        coupled = bool(self.fault and self.fault.get("mode") == "live-deps")
+        return await self._terminus(include_dependencies=coupled)(request)
 
     def _terminus(self, include_dependencies: bool) -> Handler:
         async def handler(request: web.Request) -> web.Response:

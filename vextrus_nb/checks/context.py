@@ -1,0 +1,126 @@
+"""What every check measures with: the environment, its endpoints, one shared
+HTTP client and one bounded pool, and a cache of probe results.
+
+Several checks read the same answer (the readiness probe feeds both the
+health check and the latency check); the cache makes that one request, so
+the checklist costs about one probe per endpoint however many checks read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vextrus_nb import audit, probes
+from vextrus_nb.config import Component, Environment, Inventory
+from vextrus_nb.probes import ProbeResult, ProbeTarget
+from vextrus_nb.targets import endpoints, probe_targets
+
+
+@dataclass
+class CheckContext:
+    env: Environment
+    inventory: Inventory
+    client: httpx.AsyncClient
+    gate: asyncio.Semaphore
+    timeout_s: float
+    latency_budget_ms: float
+    outputs_dir: Path
+    scrubber: audit.Scrubber
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], asyncio.Task[ProbeResult]] = field(default_factory=dict, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # -- scope ---------------------------------------------------------------------
+    def in_scope(self, name: str) -> bool:
+        return name in self.inventory.components and name not in self.env.exclude
+
+    def services(self) -> list[Component]:
+        return [c for c in self.inventory.services() if self.in_scope(c.name)]
+
+    def secret(self, name: str) -> str:
+        value = self.env.resolve_secret(name)
+        self.scrubber.add([value])
+        return value
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute() the first time a check asks for `key`; its result (or its error) after that."""
+        if key not in self._memo:
+            try:
+                self._memo[key] = (compute(), None)
+            except Exception as exc:
+                self._memo[key] = (None, exc)
+        value, error = self._memo[key]
+        if error is not None:
+            raise error
+        return value
+
+    # -- measuring ---------------------------------------------------------------
+    def probe(self, component: str, check: str = "health") -> asyncio.Task[ProbeResult]:
+        """The component's probe for one of its health checks, made at most once per run."""
+        key = (component, check)
+        if key not in self._cache:
+            self._cache[key] = asyncio.ensure_future(self._probe(self._target(component, check)))
+        return self._cache[key]
+
+    def _target(self, component: str, check: str) -> ProbeTarget:
+        targets = probe_targets(
+            self.env, self.inventory, [self.inventory.get(component)], all_health_paths=True
+        )
+        for target in targets:
+            if target.password:
+                self.scrubber.add([target.password])
+        return next(t for t in targets if t.check == check)
+
+    async def _probe(self, target: ProbeTarget) -> ProbeResult:
+        async with self.gate:
+            return await probes.probe(target, self.timeout_s, self.client)
+
+    async def http(self, component: str, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
+        """One request to a component, through the pool, within the probe timeout."""
+        host, port = self.where[component]
+        async with self.gate:
+            return await asyncio.wait_for(
+                self.client.request(method, f"http://{host}:{port}{path}", timeout=self.timeout_s, **kwargs),
+                self.timeout_s,
+            )
+
+    async def bounded(self, work: Any) -> Any:
+        """Any other awaitable (a database login, a Redis command) through the pool, within the timeout."""
+        async with self.gate:
+            return await asyncio.wait_for(work, self.timeout_s)
+
+    @classmethod
+    def open(
+        cls,
+        env: Environment,
+        inventory: Inventory,
+        client: httpx.AsyncClient,
+        concurrency: int,
+        timeout_s: float,
+        latency_budget_ms: float,
+        outputs_dir: Path,
+        scrubber: audit.Scrubber,
+    ) -> CheckContext:
+        return cls(
+            env=env,
+            inventory=inventory,
+            client=client,
+            gate=asyncio.Semaphore(concurrency),
+            timeout_s=timeout_s,
+            latency_budget_ms=latency_budget_ms,
+            outputs_dir=outputs_dir,
+            scrubber=scrubber,
+            where=endpoints(env, inventory),
+        )
+
+
+def describe_error(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"no answer within {timeout_s:g}s"
+    return probes.describe_error(exc)

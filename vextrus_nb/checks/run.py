@@ -1,0 +1,142 @@
+"""Run checks: all at once, each within one probe timeout (plus a little for its own work).
+
+A check that raises or overruns its deadline is a result too (status `error`,
+counted as failed, saying why), so one broken check never hides the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import httpx
+
+from vextrus_nb import audit, paths
+from vextrus_nb.asyncio_bridge import run_sync
+from vextrus_nb.checks.context import CheckContext, describe_error
+from vextrus_nb.checks.model import CATALOGUE, Check, CheckResult
+from vextrus_nb.checks.results import ChecklistResult
+from vextrus_nb.config import Environment, Inventory
+
+# A check's own work beyond its probes (parsing, scoring) must fit in this.
+DEADLINE_SLACK_S = 0.5
+
+
+def catalogue() -> list[Check]:
+    """Every registered check, in catalogue order (importing the modules registers them)."""
+    from vextrus_nb.checks import (  # noqa: F401
+        infrastructure,
+        observability,
+        performance,
+        recovery,
+        security,
+        services,
+    )
+    from vextrus_nb.checks.model import CATEGORY_WEIGHTS
+
+    order = list(CATEGORY_WEIGHTS)
+    return sorted(CATALOGUE.values(), key=lambda c: order.index(c.category))  # stable: registration order
+
+
+def select(ids: Iterable[str] = (), categories: Iterable[str] = ()) -> list[Check]:
+    """The checks to run; an unknown id or category is a clear error, not an empty run."""
+    from vextrus_nb.checks.model import CATEGORY_WEIGHTS
+    from vextrus_nb.errors import ConfigError
+
+    everything = catalogue()
+    ids, categories = list(ids), list(categories)
+    unknown = [i for i in ids if i not in CATALOGUE] + [c for c in categories if c not in CATEGORY_WEIGHTS]
+    if unknown:
+        raise ConfigError(
+            f"unknown check or category: {', '.join(unknown)}; checks: {', '.join(CATALOGUE)}; "
+            f"categories: {', '.join(CATEGORY_WEIGHTS)}"
+        )
+    return [
+        c for c in everything if (not ids or c.id in ids) and (not categories or c.category in categories)
+    ]
+
+
+async def _run_one(check: Check, ctx: CheckContext, deadline_s: float) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        outcome = await asyncio.wait_for(check.measure(ctx), deadline_s)
+    except TimeoutError:
+        return CheckResult(
+            check,
+            "error",
+            f"could not run: no result within {deadline_s:g}s",
+            (),
+            time.perf_counter() - started,
+        )
+    except Exception as exc:  # a check that cannot run counts as failed and says why
+        reason = ctx.scrubber.text(describe_error(exc, ctx.timeout_s) if not str(exc) else str(exc))
+        return CheckResult(check, "error", f"could not run: {reason}", (), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    findings = tuple(type(f)(f.subject, ctx.scrubber.text(f.detail)) for f in outcome.findings)
+    evidence = ctx.scrubber.text(outcome.evidence)
+    if not outcome.applicable:
+        return CheckResult(check, "not_applicable", evidence, (), seconds)
+    return CheckResult(check, "failed" if findings else "passed", evidence, findings, seconds)
+
+
+async def run_checks_async(
+    checks: list[Check],
+    env: Environment,
+    inventory: Inventory,
+    timeout_s: float,
+    concurrency: int,
+    latency_budget_ms: float,
+    outputs_dir: Path,
+    scrubber: audit.Scrubber,
+    one_at_a_time: bool = False,
+) -> list[CheckResult]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
+        ctx = CheckContext.open(
+            env,
+            inventory,
+            client,
+            1 if one_at_a_time else concurrency,
+            timeout_s,
+            latency_budget_ms,
+            outputs_dir,
+            scrubber,
+        )
+        deadline = timeout_s + DEADLINE_SLACK_S
+        if one_at_a_time:
+            # The baseline the benchmark compares with: one check, one probe, after another.
+            return [await _run_one(c, ctx, deadline * 40) for c in checks]
+        return list(await asyncio.gather(*(_run_one(c, ctx, deadline) for c in checks)))
+
+
+def run_checklist(
+    env: Environment,
+    inventory: Inventory,
+    checks: list[Check] | None = None,
+    timeout_s: float | None = None,
+    concurrency: int | None = None,
+    latency_budget_ms: float | None = None,
+    outputs_dir: Path | None = None,
+    scrubber: audit.Scrubber | None = None,
+    one_at_a_time: bool = False,
+) -> ChecklistResult:
+    """Run the checks (all of them by default) against the live environment. Read-only."""
+    settings = env.probe
+    budget = latency_budget_ms or settings.latency_budget_ms
+    started = time.perf_counter()
+    results = run_sync(
+        run_checks_async(
+            checks if checks is not None else catalogue(),
+            env,
+            inventory,
+            timeout_s or settings.timeout_s,
+            concurrency or settings.concurrency,
+            budget,
+            outputs_dir or paths.outputs_dir(),
+            scrubber if scrubber is not None else audit.Scrubber(),
+            one_at_a_time,
+        )
+    )
+    return ChecklistResult(results, time.perf_counter() - started, env.name, budget)
