@@ -41,7 +41,8 @@ def catalogue() -> list[Check]:
 
 
 def select(ids: Iterable[str] = (), categories: Iterable[str] = ()) -> list[Check]:
-    """The checks to run; an unknown id or category is a clear error, not an empty run."""
+    """The checks named by id or by category (all when none is named); an unknown name is
+    a clear error, not an empty run."""
     from vextrus_nb.checks.model import CATEGORY_WEIGHTS
     from vextrus_nb.errors import ConfigError
 
@@ -53,9 +54,9 @@ def select(ids: Iterable[str] = (), categories: Iterable[str] = ()) -> list[Chec
             f"unknown check or category: {', '.join(unknown)}; checks: {', '.join(CATALOGUE)}; "
             f"categories: {', '.join(CATEGORY_WEIGHTS)}"
         )
-    return [
-        c for c in everything if (not ids or c.id in ids) and (not categories or c.category in categories)
-    ]
+    if not ids and not categories:
+        return everything
+    return [c for c in everything if c.id in ids or c.category in categories]
 
 
 async def _run_one(check: Check, ctx: CheckContext, deadline_s: float) -> CheckResult:

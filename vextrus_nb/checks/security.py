@@ -158,12 +158,14 @@ def _traefiks(ctx: CheckContext) -> list[Workload]:
 
 
 def _option_value(args: tuple[str, ...], option: str) -> str | None:
-    """The value of a Traefik CLI option (`--api.insecure=true`; a bare flag means true)."""
+    """The value of a Traefik CLI option (`--api.insecure=true`; a bare flag means true).
+    Given twice, the last one is the one Traefik uses."""
+    found = None
     for arg in args:
         name, sep, value = arg.partition("=")
         if name.lower() == option.lower():
-            return value if sep else "true"
-    return None
+            found = value if sep else "true"
+    return found
 
 
 @check(

@@ -203,39 +203,46 @@ class Platform:
         """SELECT 1 over the service's own connection, like TypeORM's pingCheck over its pool.
 
         The connection is kept between checks (a fresh scram login per check would
-        cost more than the check); a failed check drops it, so the next one logs in
-        again with the service's current credentials."""
+        cost more than the check). A kept connection that fails (PostgreSQL was
+        restarted under it) is dropped and the check tries once more on a fresh
+        one, as a pool discards a dead client; so a check fails only when a fresh
+        login with the service's current credentials fails too."""
         import psycopg
 
-        conn = self._pg_connections.get(component.name)
-        try:
-            if conn is None or conn.closed:
-                conn = await asyncio.wait_for(
-                    psycopg.AsyncConnection.connect(
-                        host=HOST,
-                        port=self.ports["postgres"],
-                        dbname=component.database,
-                        user=pg_role_name(component.name),
-                        password=self.state.secret(pg_secret_name(component.name)),
-                        connect_timeout=2,
-                        autocommit=True,
-                        application_name=f"vextrus-{component.name}",
-                    ),
-                    INDICATOR_TIMEOUT_S,
-                )
-                self._pg_connections[component.name] = conn
-            await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)
-            return None
-        except Exception as exc:
-            self._pg_connections.pop(component.name, None)
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-            return (
-                f"no answer within {INDICATOR_TIMEOUT_S}s"
-                if isinstance(exc, TimeoutError)
-                else _first_line(exc)
-            )
+        problem = "not checked"
+        for _ in range(2):
+            conn = self._pg_connections.get(component.name)
+            reused = conn is not None and not conn.closed
+            try:
+                if not reused:
+                    conn = await asyncio.wait_for(
+                        psycopg.AsyncConnection.connect(
+                            host=HOST,
+                            port=self.ports["postgres"],
+                            dbname=component.database,
+                            user=pg_role_name(component.name),
+                            password=self.state.secret(pg_secret_name(component.name)),
+                            connect_timeout=2,
+                            autocommit=True,
+                            application_name=f"vextrus-{component.name}",
+                        ),
+                        INDICATOR_TIMEOUT_S,
+                    )
+                    self._pg_connections[component.name] = conn
+                await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)  # type: ignore[union-attr]
+                return None
+            except Exception as exc:
+                if self._pg_connections.get(component.name) is conn:
+                    self._pg_connections.pop(component.name, None)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                if isinstance(exc, TimeoutError):
+                    return f"no answer within {INDICATOR_TIMEOUT_S}s"
+                problem = _first_line(exc)
+                if not reused:
+                    return problem
+        return problem
 
     async def redis_check(self, component: Component) -> str | None:
         """PING as the service's ACL user over its own client (redis-py reconnects by itself)."""
