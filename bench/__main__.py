@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import bench_cli_startup, bench_report, bench_sweep
+from bench import bench_checklist, bench_cli_startup, bench_report, bench_sweep
 
-for bench in (bench_sweep, bench_cli_startup, bench_report):
+for bench in (bench_sweep, bench_checklist, bench_cli_startup, bench_report):
     bench.main()

@@ -22,6 +22,10 @@ from vextrus_nb.config import Environment, Inventory
 
 # A check's own work beyond its probes (parsing, scoring) must fit in this.
 DEADLINE_SLACK_S = 0.5
+# Every check wants its probes at once. A pool smaller than the number of targets (about 85 on
+# the full platform) lets a few hanging targets hold slots while the rest queue past their
+# check's deadline; the checklist therefore opens at least this many connections at a time.
+MIN_POOL = 128
 
 
 def catalogue() -> list[Check]:
@@ -133,7 +137,7 @@ def run_checklist(
             env,
             inventory,
             timeout_s or settings.timeout_s,
-            concurrency or settings.concurrency,
+            concurrency or max(settings.concurrency, MIN_POOL),
             budget,
             outputs_dir or paths.outputs_dir(),
             scrubber if scrubber is not None else audit.Scrubber(),
