@@ -40,8 +40,8 @@ def _age_hours(entry: dict[str, Any]) -> float:
     title="The newest backup is younger than the RPO",
     probes=f"the ledger's newest passed {BACKUP_RUNBOOK} run for this environment",
     criterion="its age is at most the environment's rpo_hours",
-    remediation=f"Run `vextrus-nb run {BACKUP_RUNBOOK} --env ENV -p dry_run=false` now, then schedule it "
-    "(`vextrus-nb schedule`) at least once per RPO.",
+    remediation=f"Run the {BACKUP_RUNBOOK} runbook now, then schedule it (cron, a Kubernetes CronJob) "
+    "at least once per RPO.",
 )
 async def backup_within_rpo(ctx: CheckContext) -> Outcome:
     entry = _newest(ctx, BACKUP_RUNBOOK, status="passed")

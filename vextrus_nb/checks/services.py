@@ -44,8 +44,8 @@ async def _terminus_everywhere(ctx: CheckContext, check: str) -> Outcome:
 
 
 _REMEDIATION = (
-    "Read the failing indicator in the body (error map); `vextrus-nb run incident/triage`; "
-    "check the service's log and its datastore credentials; restart it once the dependency is back."
+    "Read the failing indicator in the body (error map), then the service's log and its datastore "
+    "credentials; fix the dependency first, then restart the service."
 )
 
 
