@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from vextrus_nb import audit, probes
 from vextrus_nb.config import Component, Environment, Inventory
@@ -89,6 +92,21 @@ class CheckContext:
                 self.client.request(method, f"http://{host}:{port}{path}", timeout=self.timeout_s, **kwargs),
                 self.timeout_s,
             )
+
+    def redis_client(self, authenticated: bool = True) -> aioredis.Redis:
+        """A client for the environment's Redis, with its login or with none; no retries, since
+        a check reports the first answer (redis-py would otherwise retry even a refused login)."""
+        host, port = self.where["redis"]
+        login = self.env.redis if authenticated else None
+        return aioredis.Redis(
+            host=host,
+            port=port,
+            username=login.user if login else None,
+            password=self.secret(login.password_secret) if login else None,
+            socket_timeout=self.timeout_s,
+            socket_connect_timeout=self.timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     async def bounded(self, work: Any) -> Any:
         """Any other awaitable (a database login, a Redis command) through the pool, within the timeout."""

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 
 from vextrus_nb.checks.context import CheckContext, describe_error
@@ -99,16 +96,9 @@ async def postgres_connections(ctx: CheckContext) -> Outcome:
 async def redis_auth(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("redis") or ctx.env.redis is None:
         return Outcome.not_applicable("the environment runs no Redis")
-    host, port = ctx.where["redis"]
 
     async def anonymous_ping() -> str:
-        client = aioredis.Redis(
-            host=host,
-            port=port,
-            socket_timeout=ctx.timeout_s,
-            socket_connect_timeout=ctx.timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = ctx.redis_client(authenticated=False)
         try:
             await client.ping()
             return "answered"

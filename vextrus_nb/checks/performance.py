@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from vextrus_nb.checks.context import CheckContext, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
 
@@ -58,16 +54,7 @@ async def health_latency(ctx: CheckContext) -> Outcome:
 async def redis_memory(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("redis") or ctx.env.redis is None:
         return Outcome.not_applicable("the environment runs no Redis")
-    host, port = ctx.where["redis"]
-    client = aioredis.Redis(
-        host=host,
-        port=port,
-        username=ctx.env.redis.user,
-        password=ctx.secret(ctx.env.redis.password_secret),
-        socket_timeout=ctx.timeout_s,
-        socket_connect_timeout=ctx.timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = ctx.redis_client()
     try:
         info = await ctx.bounded(client.info("memory"))
     except Exception as exc:
