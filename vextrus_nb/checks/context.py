@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from vextrus_nb import audit, probes
+from vextrus_nb.checks.model import Finding, Outcome
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.probes import ProbeResult, ProbeTarget
 from vextrus_nb.targets import endpoints, probe_targets
@@ -142,3 +143,15 @@ def describe_error(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return f"no answer within {timeout_s:g}s"
     return probes.describe_error(exc)
+
+
+async def components_answer(ctx: CheckContext, names: tuple[str, ...], what: str) -> Outcome:
+    """Each named component in the environment answers its probe (TCP connect or health path);
+    the ones that do not are the findings."""
+    present = [n for n in names if ctx.in_scope(n)]
+    if not present:
+        return Outcome.not_applicable(f"the environment runs none of {', '.join(names)}")
+    results = await asyncio.gather(*(ctx.probe(n) for n in present))
+    findings = [Finding(r.component, r.detail) for r in results if r.status == "down"]
+    evidence = "; ".join(f"{r.component} {r.status} ({r.detail}, {r.latency_ms:.0f} ms)" for r in results)
+    return Outcome.of(f"{what}: {evidence}", findings)

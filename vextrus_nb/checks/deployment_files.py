@@ -80,7 +80,8 @@ def _tokens(raw: Any) -> tuple[str, ...]:
 
 
 def _compose_workloads(path: Path, relative: str) -> list[Workload]:
-    data = _load_yaml_documents(path)[0] if path.is_file() else None
+    documents = _load_yaml_documents(path)
+    data = documents[0] if documents else None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise ConfigError(f"{path} has no 'services' mapping: is it a compose file?")
     workloads = []

@@ -7,21 +7,10 @@ import asyncio
 import psycopg
 from redis.exceptions import AuthenticationError, ResponseError
 
-from vextrus_nb.checks.context import CheckContext, describe_error
+from vextrus_nb.checks.context import CheckContext, components_answer, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
 
 CONNECTION_CEILING = 0.80  # of max_connections, the reference documents' alert threshold
-
-
-async def _reachable(ctx: CheckContext, names: tuple[str, ...], what: str) -> Outcome:
-    """Each named component answers its probe (TCP connect or health path)."""
-    present = [n for n in names if ctx.in_scope(n)]
-    if not present:
-        return Outcome.not_applicable(f"the environment runs none of {', '.join(names)}")
-    results = await asyncio.gather(*(ctx.probe(n) for n in present))
-    findings = [Finding(r.component, r.detail) for r in results if r.status == "down"]
-    evidence = "; ".join(f"{r.component} {r.status} ({r.detail}, {r.latency_ms:.0f} ms)" for r in results)
-    return Outcome.of(f"{what}: {evidence}", findings)
 
 
 @check(
@@ -165,7 +154,7 @@ async def elasticsearch_health(ctx: CheckContext) -> Outcome:
     remediation="Check the broker's log for ZooKeeper session errors; restart zookeeper, then kafka.",
 )
 async def kafka_reachable(ctx: CheckContext) -> Outcome:
-    return await _reachable(ctx, ("zookeeper", "kafka"), "brokers")
+    return await components_answer(ctx, ("zookeeper", "kafka"), "brokers")
 
 
 @check(
@@ -178,7 +167,7 @@ async def kafka_reachable(ctx: CheckContext) -> Outcome:
     remediation="Check the minio container and its volume; file-storage cannot store documents without it.",
 )
 async def minio_live(ctx: CheckContext) -> Outcome:
-    return await _reachable(ctx, ("minio",), "object storage")
+    return await components_answer(ctx, ("minio",), "object storage")
 
 
 @check(
@@ -191,4 +180,4 @@ async def minio_live(ctx: CheckContext) -> Outcome:
     remediation="Check temporal's log (it needs PostgreSQL); `tctl cluster health`.",
 )
 async def temporal_reachable(ctx: CheckContext) -> Outcome:
-    return await _reachable(ctx, ("temporal",), "workflow engine")
+    return await components_answer(ctx, ("temporal",), "workflow engine")

@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from vextrus_nb.checks.context import CheckContext, describe_error
+from vextrus_nb.checks.context import CheckContext, components_answer, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
 
 MONITORING_STACK = ("prometheus", "grafana", "signoz")
@@ -53,9 +53,4 @@ async def metrics(ctx: CheckContext) -> Outcome:
     remediation="Restart the failed component (deploy phase 4); alerts do not fire while Prometheus is down.",
 )
 async def monitoring_stack(ctx: CheckContext) -> Outcome:
-    present = [n for n in MONITORING_STACK if ctx.in_scope(n)]
-    if not present:
-        return Outcome.not_applicable("the environment runs no monitoring stack")
-    results = await asyncio.gather(*(ctx.probe(n) for n in present))
-    findings = [Finding(r.component, r.detail) for r in results if r.status == "down"]
-    return Outcome.of("; ".join(f"{r.component} {r.status}" for r in results), findings)
+    return await components_answer(ctx, MONITORING_STACK, "monitoring")

@@ -90,16 +90,15 @@ class ChecklistResult:
         return pd.DataFrame(rows, columns=["check", "severity", "subject", "detail"])
 
     def summary(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+        categories = self.categories()
         return {
-            "score": self.score,
+            "score": round(float(categories["points"].sum()), 1),
             "threshold": threshold,
             "checks": sum(r.counted for r in self.results),
             "passed": sum(r.passed for r in self.results),
             "failed_checks": [r.check.id for r in self.failed],
             "critical_failed": self.critical_failures(),
-            "by_category": dict(
-                zip(self.categories()["category"], self.categories()["category_score"], strict=True)
-            ),
+            "by_category": dict(zip(categories["category"], categories["category_score"], strict=True)),
             "checklist_seconds": round(self.seconds, 2),
         }
 

@@ -16,9 +16,10 @@ import httpx
 from vextrus_nb import audit, paths
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.checks.context import CheckContext, describe_error
-from vextrus_nb.checks.model import CATALOGUE, Check, CheckResult
+from vextrus_nb.checks.model import CATALOGUE, CATEGORY_WEIGHTS, Check, CheckResult
 from vextrus_nb.checks.results import ChecklistResult
 from vextrus_nb.config import Environment, Inventory
+from vextrus_nb.errors import ConfigError
 
 # A check's own work beyond its probes (parsing, scoring) must fit in this.
 DEADLINE_SLACK_S = 0.5
@@ -38,7 +39,6 @@ def catalogue() -> list[Check]:
         security,
         services,
     )
-    from vextrus_nb.checks.model import CATEGORY_WEIGHTS
 
     order = list(CATEGORY_WEIGHTS)
     return sorted(CATALOGUE.values(), key=lambda c: order.index(c.category))  # stable: registration order
@@ -47,9 +47,6 @@ def catalogue() -> list[Check]:
 def select(ids: Iterable[str] = (), categories: Iterable[str] = ()) -> list[Check]:
     """The checks named by id or by category (all when none is named); an unknown name is
     a clear error, not an empty run."""
-    from vextrus_nb.checks.model import CATEGORY_WEIGHTS
-    from vextrus_nb.errors import ConfigError
-
     everything = catalogue()
     ids, categories = list(ids), list(categories)
     unknown = [i for i in ids if i not in CATALOGUE] + [c for c in categories if c not in CATEGORY_WEIGHTS]
