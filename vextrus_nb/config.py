@@ -242,7 +242,7 @@ def describe_yaml_error(path: Path, exc: yaml.YAMLError) -> str:
     return f"malformed YAML in {path}{where}: {problem}"
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -253,7 +253,7 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(describe_yaml_error(path, exc)) from None
 
 
-def _validation_message(path: Path, exc: ValidationError) -> str:
+def validation_message(path: Path, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -263,13 +263,13 @@ def _validation_message(path: Path, exc: ValidationError) -> str:
 
 def load_inventory(path: Path | None = None) -> Inventory:
     path = path or paths.parameters_dir() / "inventory.yaml"
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"invalid {path}: expected a mapping with 'components'")
     try:
         return Inventory.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(path, exc)) from None
+        raise ConfigError(validation_message(path, exc)) from None
 
 
 def available_environments(parameters_dir: Path | None = None) -> list[str]:
@@ -283,14 +283,14 @@ def load_environment(name: str, inventory: Inventory | None = None) -> Environme
     if name not in known:
         raise ConfigError(f"unknown environment '{name}'; known: {', '.join(known) or '(none)'}")
     path = paths.parameters_dir() / "environments" / f"{name}.yaml"
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"invalid {path}: expected a mapping")
     data.setdefault("name", name)
     try:
         env = Environment.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(path, exc)) from None
+        raise ConfigError(validation_message(path, exc)) from None
     if env.name != name:
         raise ConfigError(f"invalid {path}: its name '{env.name}' does not match the file name '{name}'")
     inventory = inventory or load_inventory()

@@ -67,6 +67,8 @@ class ProbeResult:
     criticality: str = "medium"
     http_status: int | None = None
     body: dict[str, Any] | None = None
+    # It accepted the connection (or the request) but did not answer in time: hung, not stopped.
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -183,6 +185,7 @@ async def probe(
     """Probe one target; never raises, every outcome is a ProbeResult."""
     started = time.perf_counter()
     extra: dict[str, Any] = {}
+    timed_out = False
     try:
         if target.kind == "http":
             if client is None:
@@ -199,7 +202,7 @@ async def probe(
         status, detail = "down", str(exc)
         extra = {"http_status": exc.http_status, "body": exc.body}
     except (TimeoutError, httpx.TimeoutException):
-        status, detail = "down", f"no answer within {timeout:g}s"
+        status, detail, timed_out = "down", f"no answer within {timeout:g}s", True
     except Exception as exc:  # every failure of a probe is a finding, not a crash
         status, detail = "down", describe_error(exc)
     latency_ms = (time.perf_counter() - started) * 1000
@@ -216,10 +219,14 @@ async def probe(
         criticality=target.criticality,
         http_status=extra.get("http_status"),
         body=extra.get("body"),
+        timed_out=timed_out,
     )
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
+    """One line for an error; a timeout (given the timeout it hit) reads 'no answer within Ns'."""
+    if timeout_s is not None and isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"no answer within {timeout_s:g}s"
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

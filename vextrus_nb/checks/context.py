@@ -140,9 +140,7 @@ class CheckContext:
 
 
 def describe_error(exc: BaseException, timeout_s: float) -> str:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return f"no answer within {timeout_s:g}s"
-    return probes.describe_error(exc)
+    return probes.describe_error(exc, timeout_s)
 
 
 async def components_answer(ctx: CheckContext, names: tuple[str, ...], what: str) -> Outcome:

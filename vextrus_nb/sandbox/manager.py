@@ -27,8 +27,8 @@ from psycopg import sql
 from vextrus_nb import paths
 from vextrus_nb.config import Inventory, load_inventory
 from vextrus_nb.errors import SandboxError
+from vextrus_nb.sandbox import events, redis_server
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox import redis_server
 from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name, redis_secret_name
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster, find_bindir
 from vextrus_nb.sandbox.seed import seed_statements
@@ -165,6 +165,8 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         state.services_pid = _spawn_services(root)
         state.save()
         _wait_for_services(state)
+        for name in names:
+            events.record(root, name, "Started", f"{name} started on port {ports[name]}")
     except psycopg.Error as exc:
         _teardown(root)
         raise SandboxError(f"provisioning the sandbox databases failed: {exc}") from None
@@ -345,7 +347,17 @@ def fault(
         current[component] = record
         write_faults(root, current)
         _control(state, "POST", "/reload")
+        events.record(root, component, *_fault_event(mode, record), kind="Warning")
         return record
+
+
+def _fault_event(mode: str, record: dict[str, Any]) -> tuple[str, str]:
+    """The reason and message a real platform would log for what the fault does."""
+    if mode == "down":
+        return "Stopped", "stopped (sandbox fault: down)"
+    if mode == "slow":
+        return "FaultInjected", f"answers delayed by {record['delay_s']:g}s (sandbox fault: slow)"
+    return "FaultInjected", f"sandbox fault: {mode}"
 
 
 def heal(component: str | None = None, root: Path | None = None) -> list[str]:
@@ -368,4 +380,6 @@ def heal(component: str | None = None, root: Path | None = None) -> list[str]:
             del current[name]
         write_faults(root, current)
         _control(state, "POST", "/reload")
+        for name in healed:
+            events.record(root, name, "Healed", "fault cleared; serving normally")
         return healed

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import logging.handlers
 import signal
 import sys
 import time
@@ -34,6 +36,8 @@ from vextrus_nb.sandbox.state import SandboxState, read_faults
 log = logging.getLogger("vextrus.sandbox")
 HOST = "127.0.0.1"
 INDICATOR_TIMEOUT_S = 1.5
+LOGS_DIR = "logs"
+LOG_FILE_BYTES = 1_000_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,6 +50,7 @@ class ComponentServer:
         self.platform = platform
         self.fault: dict[str, Any] | None = None
         self.site: web.TCPSite | None = None
+        self.log = _component_logger(component.name, platform.state.root / LOGS_DIR)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests", "HTTP requests served", ["method", "path", "code"], registry=self.registry
@@ -65,11 +70,13 @@ class ComponentServer:
         if self.site is None:
             self.site = web.TCPSite(self.runner, HOST, self.port, reuse_address=True)
             await self.site.start()
+            self.log.info("[NestApplication] Nest application successfully started on port %d", self.port)
 
     async def stop_listening(self) -> None:
         if self.site is not None:
             await self.site.stop()
             self.site = None
+            self.log.warning("[NestApplication] received shutdown signal; stopped listening")
 
     # -- behaviour -------------------------------------------------------------
     @web.middleware
@@ -93,12 +100,16 @@ class ComponentServer:
             app.router.add_get("/health/ready", self._terminus(include_dependencies=True))
             app.router.add_get("/health/live", self._liveness)
             app.router.add_get("/metrics", self._metrics)
+            if c.database:
+                app.router.add_get("/api/outbox/pending", self._pending_outbox)
             if c.subgraphs:
                 app.router.add_route("*", "/graphql", self._graphql)
         else:
             if c.health_path and c.health_path != "/":
                 app.router.add_get(c.health_path, self._simulated_health)
             app.router.add_get("/", self._simulated_health)
+            if c.name == "prometheus":
+                app.router.add_get("/api/v1/query", self._prometheus_query)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -124,6 +135,9 @@ class ComponentServer:
                     error[name] = {"status": "down", "message": problem}
             if self.unhealthy and include_dependencies:
                 error["process"] = {"status": "down", "message": "fault injected: unhealthy"}
+            if error:
+                # What @nestjs/terminus logs when a check fails.
+                self.log.error("[HealthCheckService] Health Check has failed! %s", json.dumps(error))
             body = {
                 "status": "error" if error else "ok",
                 "info": info,
@@ -133,6 +147,16 @@ class ComponentServer:
             return web.json_response(body, status=503 if error else 200)
 
         return handler
+
+    async def _pending_outbox(self, request: web.Request) -> web.Response:
+        """A real query on the service's own table, the kind of work users wait on: it
+        blocks behind a lock as production queries do (no statement timeout)."""
+        try:
+            count = await self.platform.count_pending_outbox(self.component)
+        except Exception as exc:
+            self.log.error("[ExceptionsHandler] GET /api/outbox/pending failed: %s", _first_line(exc))
+            return web.json_response({"statusCode": 500, "message": "Internal server error"}, status=500)
+        return web.json_response({"pending": count})
 
     async def _graphql(self, request: web.Request) -> web.Response:
         subgraphs = []
@@ -150,6 +174,10 @@ class ComponentServer:
         if down:
             body["errors"] = [{"message": f"subgraph(s) unavailable: {', '.join(down)}"}]
         return web.json_response(body)
+
+    async def _prometheus_query(self, request: web.Request) -> web.Response:
+        """Prometheus's query API, with no series: the sandbox runs no kafka-exporter."""
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
 
     async def _simulated_health(self, request: web.Request) -> web.Response:
         name, bad = self.component.name, self.unhealthy
@@ -244,6 +272,22 @@ class Platform:
                     return problem
         return problem
 
+    async def count_pending_outbox(self, component: Component) -> int:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(
+            host=HOST,
+            port=self.ports["postgres"],
+            dbname=component.database,
+            user=pg_role_name(component.name),
+            password=self.state.secret(pg_secret_name(component.name)),
+            connect_timeout=2,
+            application_name=f"vextrus-{component.name}",
+        ) as conn:
+            cur = await conn.execute("SELECT count(*) FROM outbox_events WHERE NOT published")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
     async def redis_check(self, component: Component) -> str | None:
         """PING as the service's ACL user over its own client (redis-py reconnects by itself)."""
         import redis.asyncio as aioredis
@@ -313,6 +357,23 @@ class Platform:
         app.router.add_get("/status", get_status)
         app.router.add_post("/reload", reload)
         return app
+
+
+def _component_logger(name: str, directory: Path) -> logging.Logger:
+    """One log file per component (logs/<name>.log), as `docker logs` would give one per
+    container; UTC ISO timestamps, so triage can place each line on its timeline."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        directory / f"{name}.log", maxBytes=LOG_FILE_BYTES, backupCount=1
+    )
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(f"vextrus.sandbox.{name}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
 
 
 def _first_line(exc: BaseException) -> str:

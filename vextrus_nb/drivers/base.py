@@ -1,0 +1,68 @@
+"""What every driver answers: how a component is started, stopped and inspected.
+
+One interface, three implementations (local: the sandbox's own processes;
+compose: Docker; kube: Kubernetes). Runbooks ask the environment's driver and
+never care which one it is. The inspection half (status, logs, events) is
+read-only and is all triage uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+RunState = Literal["running", "stopped", "restarting", "unknown"]
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    """What the platform (not the component's own health endpoint) says about it."""
+
+    component: str
+    state: RunState
+    restarts: int | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PlatformEvent:
+    """One thing that happened to a component: Kubernetes events, Docker events, sandbox events."""
+
+    at: datetime
+    component: str
+    kind: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: datetime | None
+    component: str
+    text: str
+
+
+class Driver(Protocol):
+    name: str
+
+    def status(self, components: list[str]) -> dict[str, ComponentState]:
+        """The run state of each named component (read-only)."""
+        ...
+
+    def events(self, since: datetime) -> list[PlatformEvent]:
+        """Events at or after `since`, oldest first (read-only)."""
+        ...
+
+    def logs(self, component: str, since: datetime, lines: int = 200) -> list[LogLine]:
+        """The component's last `lines` log lines at or after `since` (read-only)."""
+        ...
+
+    def start(self, component: str) -> None: ...
+
+    def stop(self, component: str) -> None: ...
+
+    def restart(self, component: str) -> None: ...
