@@ -76,7 +76,7 @@ class LocalDriver:
         ]
 
     def logs(self, component: str, since: datetime, lines: int = 200) -> list[LogLine]:
-        path = self._log_file(component)
+        path = self.log_file(component)
         if path is None or not path.is_file():
             return []
         result: list[LogLine] = []
@@ -87,7 +87,7 @@ class LocalDriver:
                 result.append(LogLine(current, component, text))
         return result[-lines:]
 
-    def _log_file(self, component: str) -> Path | None:
+    def log_file(self, component: str) -> Path | None:
         if component == "postgres":
             state = SandboxState.load(self.root)
             return Path(state.pg_datadir).parent / "postgres.log" if state.pg_datadir else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vextrus_nb import paths
+from vextrus_nb.drivers.local import LocalDriver
 from vextrus_nb.errors import ConfigError, RunRefused
 from vextrus_nb.targets import endpoints
 from vextrus_nb.triage.collect import MIN_POOL, collect
@@ -60,9 +60,12 @@ def template_values(env: Environment, inventory: Inventory) -> dict[str, dict[st
         "postgres_port": str(where.get("postgres", ("", ""))[1]),
         "postgres_user": env.postgres.user if env.postgres else "postgres",
         "redis_port": str(where.get("redis", ("", ""))[1]),
-        "sandbox_dir": str(paths.sandbox_dir()),
     }
-    return {name: {**common, "port": str(port)} for name, (_, port) in where.items()}
+    log_file = LocalDriver.for_sandbox().log_file if env.driver == "local" else None
+    return {
+        name: {**common, "port": str(port), "log_file": str(log_file(name)) if log_file else ""}
+        for name, (_, port) in where.items()
+    }
 
 
 def triage(
