@@ -32,7 +32,7 @@ MIN_POOL = 128
 ROUNDS_PER_COLLECTOR = 2
 
 
-async def _timed(name: str, work: Awaitable[CollectorReport], deadline_s: float) -> CollectorReport:
+async def _timed(name: str, work: Awaitable[CollectorReport], deadline_s: float | None) -> CollectorReport:
     started = time.perf_counter()
     try:
         report = await asyncio.wait_for(work, deadline_s)
@@ -53,10 +53,10 @@ async def collect_async(ctx: TriageContext, one_after_another: bool = False) -> 
         ("kafka lag", collect_kafka_lag),
         ("ledger", collect_ledger),
     ]
-    if one_after_another:
-        reports = [await _timed(name, collector(ctx), deadline) for name, collector in simple]
+    if one_after_another:  # a script in order waits for each answer in turn: no overall deadline
+        reports = [await _timed(name, collector(ctx), None) for name, collector in simple]
         health = asyncio.ensure_future(asyncio.sleep(0, reports[0]))
-        reports.append(await _timed("logs", collect_logs(ctx, health), deadline))
+        reports.append(await _timed("logs", collect_logs(ctx, health), None))
         return reports
     tasks = {
         name: asyncio.ensure_future(_timed(name, collector(ctx), deadline)) for name, collector in simple

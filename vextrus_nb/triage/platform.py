@@ -46,7 +46,7 @@ async def collect_driver(ctx: TriageContext) -> CollectorReport:
             signals.append(
                 Signal("oom_killed", state.component, f"{driver.name} driver: OOMKilled", "driver")
             )
-        if state.restarts and state.started_at and state.started_at >= ctx.since:
+        if state.state == "running" and state.restarts and state.started_at and state.started_at >= ctx.since:
             signals.append(
                 Signal(
                     "restarted",

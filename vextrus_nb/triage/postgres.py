@@ -27,8 +27,9 @@ QUERY_CHARS = 160
 SESSIONS = """
 SELECT pid, datname, usename, application_name, client_addr::text AS client, state,
        wait_event_type, wait_event, pg_blocking_pids(pid) AS blocked_by,
-       xact_start, query_start,
-       EXTRACT(EPOCH FROM now() - xact_start)::float AS xact_s,
+       -- an aborted transaction has no xact_start: it has been open at least since it aborted
+       COALESCE(xact_start, state_change) AS xact_start, query_start,
+       EXTRACT(EPOCH FROM now() - COALESCE(xact_start, state_change))::float AS xact_s,
        EXTRACT(EPOCH FROM now() - query_start)::float AS query_s,
        left(query, 400) AS query
 FROM pg_stat_activity

@@ -3,6 +3,7 @@ tables, a figure and commands second."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -26,6 +27,8 @@ class TriageResult:
     seconds: float
     at: datetime
     window_minutes: float
+    suspected: str = ""
+    suspected_path: frozenset[str] = frozenset()  # the suspect and everything it depends on
 
     def report(self, name: str) -> CollectorReport:
         return next(r for r in self.reports if r.name == name)
@@ -78,9 +81,11 @@ class TriageResult:
         return pd.DataFrame([f.as_row() for f in self.findings], columns=columns)
 
     def findings_table(self) -> Any:
+        """A coloured table in the browser; a numbered list on a terminal or in the raw notebook,
+        since nine wide columns do not survive as plain text."""
         if not self.findings:
             return "No findings: every component answers, and nothing inside PostgreSQL or Redis looks wrong."
-        return styled_table(
+        styler = (
             self.findings_frame()
             .set_index("rank")
             .style.map(
@@ -88,32 +93,50 @@ class TriageResult:
                 subset=["severity"],
             )
         )
+        return Shown(styler.to_html(), "\n".join(_finding_text(f) for f in self.findings))
+
+    def suspect_note(self) -> str:
+        """Whether the findings touch the service the engineer suspects, or point elsewhere."""
+        if not self.suspected:
+            return "No service suspected (parameter `service`): the ranking above is the whole story."
+        on_path = [f for f in self.findings if f.component in self.suspected_path]
+        if not on_path:
+            return (
+                f"Suspected: {self.suspected}. No finding on it or on what it depends on; "
+                "its logs are in section 5."
+            )
+        ranks = ", ".join(f"#{f.rank} {f.component}" for f in on_path)
+        return f"Suspected: {self.suspected}. Findings on it or on what it depends on: {ranks}."
 
     def figure(self) -> Any:
         return dependency_figure(self.components, self.findings)
 
     def timeline_frame(self) -> Any:
+        """Events of the window, oldest first; the same event on many components in the same
+        second (32 starts, 18 identical health failures) is one row naming them all."""
         import pandas as pd
 
         events: list[TimelineEvent] = sorted((e for r in self.reports for e in r.events), key=lambda e: e.at)
-        return pd.DataFrame(
-            [
-                {
-                    "time (UTC)": e.at.strftime("%Y-%m-%d %H:%M:%S"),
-                    "source": e.source,
-                    "component": e.component,
-                    "event": e.what,
-                }
-                for e in events
-            ],
-            columns=["time (UTC)", "source", "component", "event"],
+        rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for event in events:
+            when = event.at.strftime("%Y-%m-%d %H:%M:%S")
+            key = (when, event.source, _shape(event.what, event.component))
+            row = rows.setdefault(
+                key, {"time (UTC)": when, "source": event.source, "components": [], "event": event.what}
+            )
+            if event.component not in row["components"]:
+                row["components"].append(event.component)
+        frame = pd.DataFrame(list(rows.values()), columns=["time (UTC)", "source", "components", "event"])
+        frame["components"] = frame["components"].map(
+            lambda names: ", ".join(names) if len(names) <= 3 else f"{len(names)}: {', '.join(names)}"
         )
+        return frame
 
     def timeline_table(self) -> Any:
         frame = self.timeline_frame()
         if frame.empty:
             return f"Nothing happened in the last {self.window_minutes:g} minutes that the platform recorded."
-        return frame
+        return styled_table(frame.style.hide(axis="index"))
 
     def postgres_tables(self) -> list[Any]:
         import pandas as pd
@@ -146,7 +169,13 @@ class TriageResult:
         report = self.report("metrics")
         if report.status != "ok":
             return f"Service metrics not read: {report.detail}"
-        return pd.DataFrame(report.data["traffic"])
+        traffic = pd.DataFrame(report.data["traffic"])
+        if traffic.empty:
+            return "No service could be scraped."
+        served = traffic[traffic["requests"] > 0].sort_values(["5xx", "requests"], ascending=False)
+        if served.empty:
+            return f"{len(traffic)} services scraped; none has served application requests since it started."
+        return served.reset_index(drop=True)
 
     def driver_table(self) -> Any:
         import pandas as pd
@@ -206,3 +235,22 @@ class TriageResult:
             "collection_seconds": round(self.seconds, 2),
             "collectors_failed": [r.name for r in self.reports if r.status == "error"],
         }
+
+
+def _finding_text(finding: Finding) -> str:
+    role = "root cause" if finding.root_cause else f"caused by {', '.join(finding.explained_by)}"
+    affected = f"; affects {', '.join(finding.affected)}" if finding.affected else ""
+    return (
+        f"#{finding.rank} [{finding.severity}] {finding.title} ({role}{affected})\n"
+        f"    first action: {finding.first_action}\n"
+        f"    evidence: {'; '.join(finding.evidence)}"
+    )
+
+
+_DIGITS = re.compile(r"\d+")
+_LEADING_TIME = re.compile(r"^\S*\d{2}:\d{2}:\d{2}\S*\s+(UTC\s+)?(\[\d+\]\s+)?")
+
+
+def _shape(text: str, component: str) -> str:
+    """An event's text without its timestamp, component name and numbers: what makes two events 'the same'."""
+    return _DIGITS.sub("#", _LEADING_TIME.sub("", text).replace(component, "*"))

@@ -96,7 +96,21 @@ def triage(
         seconds=seconds,
         at=at,
         window_minutes=settings.window_minutes,
+        suspected=settings.suspected,
+        suspected_path=frozenset(_with_dependencies(inventory, settings.suspected)),
     )
+
+
+def _with_dependencies(inventory: Inventory, name: str) -> set[str]:
+    if not name:
+        return set()
+    found, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo += inventory.get(current).depends_on
+    return found
 
 
 def run(rb: Runbook, **parameters: float | str) -> TriageResult:

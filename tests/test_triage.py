@@ -1,0 +1,421 @@
+"""Incident triage on the real sandbox: each fault the issue names is injected
+into the real component, and the top finding must name the real cause, not
+the components that fail because of it. Triage itself must change nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from vextrus_nb import triage
+from vextrus_nb.config import load_environment, load_inventory
+from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name
+from vextrus_nb.sandbox.events import EVENTS_FILE
+from vextrus_nb.sandbox.state import FAULTS_FILE, SandboxState
+from vextrus_nb.triage import TriageResult, TriageSettings
+
+# Generous enough that a loaded CI machine's healthy answers are not "slow" findings.
+STEADY = {"latency_budget_ms": 4000.0}
+
+
+def run_triage(**settings: float | str) -> TriageResult:
+    inventory = load_inventory()
+    env = load_environment("sandbox", inventory)
+    return triage.triage(env, inventory, TriageSettings(**{**STEADY, **settings}))  # type: ignore[arg-type]
+
+
+def incident(result: TriageResult) -> list[tuple[str, str]]:
+    return [(f.component, f.symptom) for f in result.incident]
+
+
+def service_connection(state: SandboxState, service: str, application: str = "psql") -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=state.ports["postgres"],
+        dbname=load_inventory().get(service).database,
+        user=pg_role_name(service),
+        password=state.secret(pg_secret_name(service)),
+        application_name=application,
+    )
+
+
+def admin_redis(state: SandboxState) -> redis.Redis:
+    return redis.Redis(port=state.ports["redis"], username="default", password=state.secret("redis_password"))
+
+
+@contextmanager
+def requests_in_flight(state: SandboxState, service: str, count: int) -> Iterator[list[threading.Thread]]:
+    """`count` users waiting on the service's table query (it blocks behind a lock, as in production)."""
+
+    def request() -> None:
+        with suppress(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{state.ports[service]}/api/outbox/pending", timeout=30)
+
+    threads = [threading.Thread(target=request) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    yield threads
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+def wait_until(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+# -- healthy -------------------------------------------------------------------------------
+
+
+def test_a_healthy_sandbox_has_no_incident_and_every_collector_looked(healthy: SandboxState) -> None:
+    result = run_triage()
+    assert incident(result) == []
+    assert {r.name: r.status for r in result.reports} == {
+        "health": "ok",
+        "driver": "ok",
+        "postgres": "ok",
+        "redis": "ok",
+        "metrics": "ok",
+        "kafka lag": "ok",
+        "ledger": "ok",
+        "logs": "ok",
+    }
+    assert result.summary()["incident_findings"] == 0
+
+
+# -- the faults the issue names: the top finding names the real cause ---------------------------
+
+
+def test_a_service_down_is_the_top_finding_with_its_driver_state_and_last_log_lines(
+    healthy: SandboxState,
+) -> None:
+    manager.fault("finance", "down", root=healthy.root)
+    result = run_triage()
+    top = result.top
+    assert top is not None and (top.component, top.symptom, top.root_cause) == ("finance", "down", True)
+    assert any("local driver: stopped" in e for e in top.evidence)  # not_running folded into the finding
+    assert any("stopped listening" in line for line in top.log_lines)
+    assert result.summary()["top_finding_component"] == "finance"
+    assert any(e.component == "finance" and "Stopped" in e.what for r in result.reports for e in r.events)
+
+
+def test_postgres_down_is_the_root_cause_not_the_18_services_it_takes_down(healthy: SandboxState) -> None:
+    manager.fault("postgres", "down", root=healthy.root)
+    result = run_triage()
+    top = result.top
+    assert top is not None and (top.component, top.symptom) == ("postgres", "down")
+    with_database = {s.name for s in load_inventory().services() if s.database}
+    assert with_database <= set(top.affected)
+    consequences = [
+        f for f in result.findings if f.component in with_database and f.symptom == "dependency_down"
+    ]
+    assert {f.component for f in consequences} == with_database
+    assert all(not f.root_cause and f.explained_by == ["postgres"] for f in consequences)
+    assert [f.component for f in result.incident if f.root_cause] == ["postgres"]
+    assert next(r for r in result.reports if r.name == "postgres").status == "error"  # the gap is shown
+
+
+def test_redis_out_of_memory_is_the_top_finding(healthy: SandboxState) -> None:
+    client = admin_redis(healthy)
+    client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) + 2 * 2**20))
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for i in range(10_000):
+                client.set(f"triage-test:{i}", "x" * 10_000)
+        result = run_triage()
+        top = result.top
+        assert top is not None and (top.component, top.symptom) == ("redis", "redis_oom")
+        assert "noeviction" in top.title and "OOM errors so far" in top.evidence[0]
+    finally:
+        for key in client.scan_iter("triage-test:*", count=1000):
+            client.delete(key)
+        client.config_set("maxmemory", "256mb")
+    assert incident(run_triage()) == []
+
+
+def test_an_idle_in_transaction_lock_blocking_a_service_is_the_top_finding(healthy: SandboxState) -> None:
+    blocker = service_connection(healthy, "finance", application="migration-console")
+    try:
+        blocker.execute("ALTER TABLE outbox_events ADD COLUMN retried_at timestamptz")  # left open, idle
+        pid = blocker.info.backend_pid
+        with requests_in_flight(healthy, "finance", 3):
+            wait_until(lambda: len(_waiting_on(healthy, pid)) == 3)
+            result = run_triage()
+            top = result.top
+            assert top is not None and (top.component, top.symptom) == ("postgres", "pg_idle_tx_blocking")
+            assert f"pid {pid}" in top.title and "migration-console" in top.title
+            assert top.affected == ["finance"] and "blocks 3 session(s): finance x3" in top.evidence[0]
+            assert "ALTER TABLE outbox_events" in top.evidence[0]
+            # Read-only: the blocker is still there, still holding its lock, after triage.
+            assert len(_waiting_on(healthy, pid)) == 3
+            blocker.rollback()
+    finally:
+        blocker.close()
+    assert incident(run_triage()) == []
+
+
+def _waiting_on(state: SandboxState, pid: int) -> list[int]:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=state.ports["postgres"],
+        dbname="postgres",
+        user=manager.ADMIN_USER,
+        password=state.secret("postgres_password"),
+    ) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
+        return [r[0] for r in rows.fetchall()]
+
+
+def test_a_slow_service_is_the_top_finding(healthy: SandboxState) -> None:
+    manager.fault("hr", "slow", root=healthy.root)  # answers after 5 s, beyond the 1 s timeout
+    result = run_triage(timeout_s=1.0)
+    top = result.top
+    assert top is not None and (top.component, top.symptom) == ("hr", "hung")
+    assert incident(result) == [("hr", "hung")]
+    assert "not scraped: hr" in next(r for r in result.reports if r.name == "metrics").detail
+
+
+def test_a_slow_but_answering_service_is_a_latency_finding(healthy: SandboxState) -> None:
+    manager.fault("crm", "slow", root=healthy.root, delay_s=1.5)
+    result = run_triage(timeout_s=4.0, latency_budget_ms=1000.0)
+    slow = [f for f in result.findings if f.symptom == "slow"]
+    assert [f.component for f in slow] == ["crm"]
+    assert incident(result) == []  # slow is medium: worth a look, not an incident
+
+
+def test_hanging_components_cost_one_timeout_and_are_each_named(healthy: SandboxState) -> None:
+    for name in ("finance", "hr", "minio", "prometheus"):
+        manager.fault(name, "slow", root=healthy.root, delay_s=30)
+    started = time.monotonic()
+    result = run_triage(timeout_s=1.0)
+    assert time.monotonic() - started < 10  # far below the 30 s the hanging components take
+    assert {f.component for f in result.findings if f.symptom == "hung"} == {
+        "finance",
+        "hr",
+        "minio",
+        "prometheus",
+    }
+    assert next(r for r in result.reports if r.name == "kafka lag").status == "error"  # Prometheus hangs too
+
+
+# -- PostgreSQL's other symptoms, both ways -------------------------------------------------------
+
+
+def test_long_queries_idle_transactions_lock_waits_and_connections_are_findings_only_past_thresholds(
+    healthy: SandboxState,
+) -> None:
+    idle = service_connection(healthy, "crm", application="report-tool")
+    idle.execute("SELECT count(*) FROM outbox_events")  # opens a transaction, then idles in it
+    holder = service_connection(healthy, "scm", application="batch-job")
+    waiter = service_connection(healthy, "scm", application="vextrus-scm")
+    runner = service_connection(healthy, "hr", application="analytics")
+    busy = [
+        threading.Thread(target=lambda: holder.execute("LOCK TABLE outbox_events; SELECT pg_sleep(6)")),
+        threading.Thread(target=lambda: runner.execute("SELECT pg_sleep(6)")),
+    ]
+    blocked = threading.Thread(target=lambda: waiter.execute("SELECT count(*) FROM outbox_events"))
+    try:
+        for thread in busy:
+            thread.start()
+        time.sleep(0.5)
+        blocked.start()
+        time.sleep(1.0)
+        strict = run_triage(long_query_s=0.5, idle_in_tx_s=0.5, connections_ratio=0.01)
+        lenient = run_triage(long_query_s=3600, idle_in_tx_s=3600)
+    finally:
+        for thread in busy:
+            thread.join(timeout=10)
+        holder.rollback()  # releases the lock the waiter queues behind
+        blocked.join(timeout=10)
+        for conn in (idle, holder, waiter, runner):
+            conn.close()
+    found = {(f.symptom, f.component) for f in strict.findings}
+    assert {
+        ("pg_idle_tx", "postgres"),
+        ("pg_long_query", "postgres"),
+        ("pg_lock_wait", "postgres"),
+        ("pg_connections_high", "postgres"),
+    } <= found
+    lock = next(f for f in strict.findings if f.symptom == "pg_lock_wait")
+    assert "batch-job" in lock.title and lock.affected == ["scm"]
+    assert any("report-tool" in f.title for f in strict.findings if f.symptom == "pg_idle_tx")
+    assert any("analytics" in f.title for f in strict.findings if f.symptom == "pg_long_query")
+    lenient_symptoms = {f.symptom for f in lenient.findings}
+    assert lenient_symptoms.isdisjoint({"pg_idle_tx", "pg_long_query", "pg_connections_high"})
+    assert "pg_lock_wait" in lenient_symptoms  # a lock wait is a finding at any age
+
+
+def test_password_literals_in_queries_never_reach_the_results(healthy: SandboxState) -> None:
+    conn = service_connection(healthy, "crm", application="console")
+    try:
+        conn.execute("SELECT 1")  # open a transaction, so the session stays visible with its last statement
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute("ALTER ROLE nobody_by_that_name PASSWORD 's3cr3t-literal'")
+        result = run_triage(idle_in_tx_s=0.1)
+    finally:
+        conn.close()
+    text = json.dumps([r.data.get("sessions", []) for r in result.reports], default=str) + json.dumps(
+        [f.evidence for f in result.findings]
+    )
+    assert "nobody_by_that_name PASSWORD '***'" in text and "s3cr3t-literal" not in text
+
+
+# -- Redis and metrics symptoms, both ways -----------------------------------------------------------
+
+
+def test_rejected_redis_connections_are_a_finding(healthy: SandboxState) -> None:
+    client = admin_redis(healthy)
+    connected = int(client.info("clients")["connected_clients"])
+    client.config_set("maxclients", str(connected + 3))
+    extra: list[redis.Redis] = []
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError):
+            for _ in range(10):
+                extra.append(admin_redis(healthy))
+                extra[-1].ping()
+        for other in extra:  # the slots are free again; the refusal stays counted
+            other.close()
+        result = run_triage()
+    finally:
+        client.config_set("maxclients", "10000")
+        client.config_resetstat()
+    assert ("redis", "redis_rejected_connections") in incident(result)
+    assert "redis_rejected_connections" not in {f.symptom for f in run_triage().findings}
+
+
+def test_the_metrics_rules_read_real_exposition_text() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from vextrus_nb.triage.metrics import traffic_of
+
+    registry = CollectorRegistry()
+    requests = Counter("http_requests", "served", ["method", "path", "code"], registry=registry)
+    latency = Histogram("http_request_duration_seconds", "latency", ["path"], registry=registry)
+    requests.labels("GET", "/health/ready", "503").inc(500)  # health traffic is not application traffic
+    requests.labels("GET", "/api/invoices", "200").inc(90)
+    requests.labels("GET", "/api/invoices", "500").inc(10)
+    for _ in range(100):
+        latency.labels("/api/invoices").observe(0.8)
+        latency.labels("/health").observe(0.001)
+    traffic = traffic_of("finance", generate_latest(registry).decode())
+    assert (traffic.requests, traffic.errors) == (100, 10)
+    assert round(traffic.mean_latency_ms) == 800
+
+
+def test_kafka_consumer_lag_from_a_prometheus_api(healthy: SandboxState) -> None:
+    """An in-test HTTP server answers Prometheus's query API with kafka-exporter's series."""
+    import asyncio
+
+    from aiohttp import web
+
+    from vextrus_nb import audit
+    from vextrus_nb.triage.context import TriageContext
+    from vextrus_nb.triage.metrics import collect_kafka_lag
+
+    async def scenario() -> triage.CollectorReport:
+        async def query(request: web.Request) -> web.Response:
+            assert "kafka_consumergroup_lag" in request.query["query"]
+            series = [
+                {
+                    "metric": {"consumergroup": "finance-ledger", "topic": "vextrus.finance.events"},
+                    "value": [0, "250000"],
+                },
+                {"metric": {"consumergroup": "hr-sync", "topic": "vextrus.hr.events"}, "value": [0, "12"]},
+            ]
+            return web.json_response(
+                {"status": "success", "data": {"resultType": "vector", "result": series}}
+            )
+
+        app = web.Application()
+        app.router.add_get("/api/v1/query", query)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        inventory = load_inventory()
+        try:
+            async with httpx.AsyncClient() as client:
+                env = load_environment("sandbox", inventory)
+                now = datetime.now(UTC)
+                ctx = TriageContext.open(env, inventory, TriageSettings(), client, 8, audit.Scrubber(), now)
+                ctx.where["prometheus"] = ("127.0.0.1", port)
+                return await collect_kafka_lag(ctx)
+        finally:
+            await runner.cleanup()
+
+    report = asyncio.run(scenario())
+    assert [(s.symptom, s.component) for s in report.signals] == [("kafka_consumer_lag", "finance")]
+    assert len(report.data["lag"]) == 2
+
+
+# -- read-only, the rule table, bad input ------------------------------------------------------------
+
+
+def test_triage_changes_nothing(healthy: SandboxState, outputs: Path) -> None:
+    manager.fault("finance", "down", root=healthy.root)
+    manager.fault("hr", "unhealthy", root=healthy.root)
+    admin_redis(healthy).set("triage-test:kept", "1")
+    before = _snapshot(healthy)
+    result = run_triage()
+    assert {"finance", "hr"} <= {f.component for f in result.incident}
+    time.sleep(1.0)  # PostgreSQL flushes its statistics within a second
+    assert _snapshot(healthy) == before
+    assert not (outputs / "ledger.jsonl").exists()
+    admin_redis(healthy).delete("triage-test:kept")
+
+
+def _snapshot(state: SandboxState) -> dict[str, object]:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=state.ports["postgres"],
+        dbname="postgres",
+        user=manager.ADMIN_USER,
+        password=state.secret("postgres_password"),
+    ) as conn:
+        written = conn.execute(
+            "SELECT sum(tup_inserted + tup_updated + tup_deleted) FROM pg_stat_database"
+        ).fetchone()
+        schemas = conn.execute("SELECT count(*) FROM pg_database").fetchone()
+    client = admin_redis(state)
+    return {
+        "faults": (state.root / FAULTS_FILE).read_text(),
+        "events": (state.root / EVENTS_FILE).read_text(),
+        "running": {k: v["running"] for k, v in manager.status(state.root)["components"].items()},
+        "rows written": written,
+        "databases": schemas,
+        "redis keys": client.dbsize(),
+        "redis maxmemory": client.config_get("maxmemory"),
+    }
+
+
+def test_the_rule_table_is_validated() -> None:
+    from vextrus_nb.errors import ConfigError
+    from vextrus_nb.triage.rules import RuleTable, load_rules
+
+    rules = load_rules()
+    assert rules.get("down").severity == "critical"
+    with pytest.raises(ConfigError, match="no triage rule for symptom 'gremlins'"):
+        rules.get("gremlins")
+    rule = {"symptom": "x", "severity": "high", "title": "t", "likely_cause": "c", "first_action": "a"}
+    with pytest.raises(ValueError, match="two rules for symptom 'x'"):
+        RuleTable.model_validate({"rules": [rule, rule]})
+    with pytest.raises(ValueError, match="unknown symptom 'nope'"):
+        RuleTable.model_validate({"rules": [{**rule, "merge_into": "nope"}]})
+    with pytest.raises(ValueError, match="unknown driver"):
+        RuleTable.model_validate({"rules": [{**rule, "commands": {"nomad": ["x"]}}]})

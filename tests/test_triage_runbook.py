@@ -1,0 +1,90 @@
+"""incident/triage end to end, through `vextrus-nb run`: the output notebook an
+engineer attaches to the incident, its run record, and bad input refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vextrus_nb import locks
+from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox.state import SandboxState
+
+from .conftest import ledger_entries, notebook_plain_text, run_cli
+
+STEADY_BUDGET = "latency_budget_ms=4000"
+
+
+def _sandbox_secrets(state: SandboxState) -> list[str]:
+    return [p.read_text().strip() for p in state.secrets_dir.iterdir()]
+
+
+def test_a_service_down_fails_the_run_and_the_record_names_it(healthy: SandboxState, outputs: Path) -> None:
+    manager.fault("finance", "down", root=healthy.root)
+    done = run_cli("run", "incident/triage", "--env", "sandbox", "-p", "service=finance", "-p", STEADY_BUDGET)
+    assert done.returncode == 1, done.stderr
+    assert "incident: finance is down: connections refused" in done.stderr
+    [entry] = ledger_entries(outputs)
+    summary = entry["summary"]
+    assert summary["top_finding_component"] == "finance" and summary["top_severity"] == "critical"
+    assert summary["collectors_failed"] == []
+
+    notebook = Path(done.stdout.strip())
+    text = notebook_plain_text(notebook)
+    assert "#1 [critical] finance is down: connections refused (root cause" in text
+    assert "Suspected: finance. Findings on it or on what it depends on: #1 finance" in text
+    assert "stopped listening" in text  # its last log lines
+    assert "vextrus-nb sandbox status" in text  # what to run next
+    figures = [
+        out
+        for cell in nbformat.read(notebook, as_version=4).cells
+        for out in cell.get("outputs", [])
+        if "application/vnd.plotly.v1+json" in out.get("data", {})
+    ]
+    [figure] = figures
+    roots = [
+        t for t in figure["data"]["application/vnd.plotly.v1+json"]["data"] if t.get("name") == "root cause"
+    ]
+    assert roots and roots[0]["text"] == ["finance"]
+
+    evidence = notebook.read_text() + (outputs / "ledger.jsonl").read_text()
+    assert not [s for s in _sandbox_secrets(healthy) if s in evidence], "a secret reached the evidence"
+
+
+def test_a_healthy_sandbox_passes(healthy: SandboxState, outputs: Path) -> None:
+    done = run_cli("run", "incident/triage", "--env", "sandbox", "-p", STEADY_BUDGET)
+    assert done.returncode == 0, done.stderr
+    [entry] = ledger_entries(outputs)
+    assert entry["status"] == "passed" and entry["summary"]["incident_findings"] == 0
+
+
+def test_triage_runs_while_a_destructive_runbook_holds_the_environment(
+    healthy: SandboxState, outputs: Path
+) -> None:
+    lock = locks.acquire("sandbox", "someone-else", "dr/restore", "2026-11-22T02:00:00+00:00")
+    try:
+        done = run_cli("run", "incident/triage", "--env", "sandbox", "-p", STEADY_BUDGET)
+    finally:
+        lock.release()
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("parameter", "says"),
+    [
+        ("service=payroll", "service: unknown component 'payroll'"),
+        ("window_minutes=0", "window_minutes must be positive, not 0"),
+        ("timeout_s=-1", "timeout_s must be 0 (the environment's setting) or positive, not -1"),
+        ("window_minutes=yesterday", "window_minutes"),
+    ],
+)
+def test_bad_parameters_are_refused_before_anything_is_collected(
+    sandbox: SandboxState, outputs: Path, parameter: str, says: str
+) -> None:
+    done = run_cli("run", "incident/triage", "--env", "sandbox", "-p", parameter)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert not list(outputs.rglob("*.ipynb"))
+    assert ledger_entries(outputs) == []
