@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import psycopg
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -99,3 +100,15 @@ def write_runbook(directory: Path, name: str, parameters: str, *body: str, destr
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def admin_connection(state: SandboxState) -> psycopg.Connection:
+    """The sandbox's PostgreSQL superuser, for setting up and observing faults."""
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=state.ports["postgres"],
+        dbname="postgres",
+        user=manager.ADMIN_USER,
+        password=state.secret("postgres_password"),
+        autocommit=True,
+    )

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
@@ -19,6 +18,8 @@ from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.faults import MODES
 from vextrus_nb.sandbox.state import SandboxState
+
+from .conftest import admin_connection
 
 LIVE_CATEGORIES = ("infrastructure", "services", "observability", "performance")
 
@@ -110,27 +111,16 @@ def test_federation_names_the_missing_subgraph_and_the_silent_gateway(healthy: S
     assert failing(run("FED-SUBGRAPHS"), "FED-SUBGRAPHS") == ["api-gateway"]
 
 
-def _admin(state: SandboxState) -> psycopg.Connection:
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=state.ports["postgres"],
-        dbname="postgres",
-        user=manager.ADMIN_USER,
-        password=state.secret("postgres_password"),
-        autocommit=True,
-    )
-
-
 def test_connections_above_80_percent_of_max_connections_fail(healthy: SandboxState) -> None:
     assert run("INF-PG-CONNECTIONS").result("INF-PG-CONNECTIONS").passed
-    with _admin(healthy) as conn:
+    with admin_connection(healthy) as conn:
         used, limit = conn.execute(
             "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
             " current_setting('max_connections')::int"
         ).fetchone()  # type: ignore[misc]
     needed = int(limit * 0.8) - used + 2
     with ThreadPoolExecutor(16) as pool:
-        held = list(pool.map(lambda _: _admin(healthy), range(needed)))
+        held = list(pool.map(lambda _: admin_connection(healthy), range(needed)))
     try:
         result = run("INF-PG-CONNECTIONS")
         assert failing(result, "INF-PG-CONNECTIONS") == ["postgres"]

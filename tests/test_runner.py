@@ -57,7 +57,7 @@ def test_smoke_fails_and_names_the_service_that_is_down(healthy: SandboxState, o
     [
         (
             ["run", "verify/smokey", "--env", "sandbox"],
-            "unknown runbook 'verify/smokey'; known: verify/checklist, verify/smoke",
+            "unknown runbook 'verify/smokey'; known: incident/triage, verify/checklist, verify/smoke",
         ),
         (["run", "verify/smoke", "--env", "prod"], "unknown environment 'prod'"),
         (["run", "verify/smoke", "--env", "sandbox", "-p", "colour=red"], "unknown parameter 'colour'"),

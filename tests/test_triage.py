@@ -25,6 +25,8 @@ from vextrus_nb.sandbox.events import EVENTS_FILE
 from vextrus_nb.sandbox.state import FAULTS_FILE, SandboxState
 from vextrus_nb.triage import TriageResult, TriageSettings
 
+from .conftest import admin_connection
+
 # Generous enough that a loaded CI machine's healthy answers are not "slow" findings.
 STEADY = {"latency_budget_ms": 4000.0}
 
@@ -115,6 +117,8 @@ def test_a_service_down_is_the_top_finding_with_its_driver_state_and_last_log_li
 
 
 def test_postgres_down_is_the_root_cause_not_the_18_services_it_takes_down(healthy: SandboxState) -> None:
+    manager.fault("auth", "down", root=healthy.root)  # a restart earlier in the window explains nothing
+    manager.heal("auth", root=healthy.root)
     manager.fault("postgres", "down", root=healthy.root)
     result = run_triage()
     top = result.top
@@ -125,7 +129,10 @@ def test_postgres_down_is_the_root_cause_not_the_18_services_it_takes_down(healt
         f for f in result.findings if f.component in with_database and f.symptom == "dependency_down"
     ]
     assert {f.component for f in consequences} == with_database
-    assert all(not f.root_cause and f.explained_by == ["postgres"] for f in consequences)
+    assert {f.component: f.explained_by for f in consequences} == {
+        name: ["postgres"] for name in with_database
+    }
+    assert not any(f.root_cause for f in consequences)
     assert [f.component for f in result.incident if f.root_cause] == ["postgres"]
     assert next(r for r in result.reports if r.name == "postgres").status == "error"  # the gap is shown
 
@@ -170,13 +177,7 @@ def test_an_idle_in_transaction_lock_blocking_a_service_is_the_top_finding(healt
 
 
 def _waiting_on(state: SandboxState, pid: int) -> list[int]:
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=state.ports["postgres"],
-        dbname="postgres",
-        user=manager.ADMIN_USER,
-        password=state.secret("postgres_password"),
-    ) as conn:
+    with admin_connection(state) as conn:
         rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
         return [r[0] for r in rows.fetchall()]
 
@@ -381,13 +382,7 @@ def test_triage_changes_nothing(healthy: SandboxState, outputs: Path) -> None:
 
 
 def _snapshot(state: SandboxState) -> dict[str, object]:
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=state.ports["postgres"],
-        dbname="postgres",
-        user=manager.ADMIN_USER,
-        password=state.secret("postgres_password"),
-    ) as conn:
+    with admin_connection(state) as conn:
         written = conn.execute(
             "SELECT sum(tup_inserted + tup_updated + tup_deleted) FROM pg_stat_database"
         ).fetchone()
@@ -419,3 +414,60 @@ def test_the_rule_table_is_validated() -> None:
         RuleTable.model_validate({"rules": [{**rule, "merge_into": "nope"}]})
     with pytest.raises(ValueError, match="unknown driver"):
         RuleTable.model_validate({"rules": [{**rule, "commands": {"nomad": ["x"]}}]})
+
+
+# -- what the sandbox cannot produce: replicas, evictions, failed saves (the rules, both ways) ------------
+
+
+def test_replication_lag_is_a_finding_past_its_threshold() -> None:
+    import asyncio
+
+    from vextrus_nb import audit
+    from vextrus_nb.triage.context import TriageContext
+    from vextrus_nb.triage.postgres import analyse
+
+    inventory = load_inventory()
+    env = load_environment("sandbox", inventory)
+    ctx = TriageContext(
+        env,
+        inventory,
+        TriageSettings(replication_lag_s=30),
+        None,
+        asyncio.Semaphore(1),  # type: ignore[arg-type]
+        audit.Scrubber(),
+        datetime.now(UTC),
+    )
+    limits = {"max_connections": 100, "reserved": 3, "connections": 5}
+
+    def lagging(seconds: float) -> list[tuple[str, str]]:
+        replica = {
+            "application_name": "replica-1",
+            "client": "10.0.0.2",
+            "state": "streaming",
+            "replay_lag_s": seconds,
+        }
+        return [(s.symptom, s.subject) for s in analyse([], limits, [replica], ctx)["signals"]]
+
+    assert lagging(45) == [("pg_replication_lag", "replica-1, 45s")]
+    assert lagging(5) == []
+
+
+def test_redis_evictions_and_failed_saves_are_findings_only_when_present() -> None:
+    from vextrus_nb.triage.redis_info import redis_signals
+
+    healthy_info = {
+        "used_memory": 10 * 2**20,
+        "maxmemory": 256 * 2**20,
+        "maxmemory_policy": "allkeys-lru",
+        "evicted_keys": 0,
+        "rejected_connections": 0,
+        "rdb_last_bgsave_status": "ok",
+    }
+    assert redis_signals(healthy_info, 0.95) == []
+    full = {**healthy_info, "used_memory": 255 * 2**20, "evicted_keys": 1200}
+    assert [s.symptom for s in redis_signals(full, 0.95)] == ["redis_evicting"]
+    full_noeviction = {**full, "maxmemory_policy": "noeviction", "errorstat_OOM": {"count": 7}}
+    [oom] = redis_signals(full_noeviction, 0.95)
+    assert oom.symptom == "redis_oom" and "OOM errors so far: 7" in oom.evidence
+    failed_save = {**healthy_info, "rdb_last_bgsave_status": "err", "rdb_changes_since_last_save": 42}
+    assert [s.symptom for s in redis_signals(failed_save, 0.95)] == ["redis_bgsave_failed"]

@@ -61,3 +61,10 @@ def badge(passed: bool, text: str) -> Shown:
         f'font-weight:600">{label} &mdash; {escape(text)}</div>'
     )
     return Shown(html, f"{label}: {text}")
+
+
+def note(text: str) -> Shown:
+    """A sentence for the reader, shown as a paragraph rather than as a quoted Python string."""
+    from html import escape
+
+    return Shown(f"<p>{escape(text)}</p>", text)

@@ -55,12 +55,18 @@ def _record_markdown(entry: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+DEFAULT_PLOT_HEIGHT = 450
+
+
 def _plotly_html(figure: dict[str, Any], first: bool) -> str:
     div = f"plot-{uuid.uuid4().hex[:12]}"
     spec = json.dumps({"data": figure.get("data", []), "layout": figure.get("layout", {})})
     loader = f'<script src="../{PLOTLY_FILE}"></script>' if first else ""
+    height = int(
+        figure.get("layout", {}).get("height") or DEFAULT_PLOT_HEIGHT
+    )  # the figure's own, if it says
     return (
-        f'{loader}<div id="{div}" class="vextrus-plot" style="height:450px"></div>'
+        f'{loader}<div id="{div}" class="vextrus-plot" style="height:{height}px"></div>'
         f"<script>Plotly.newPlot({json.dumps(div)}, {spec}.data, {spec}.layout, "
         '{"responsive": true});</script>'
     )

@@ -66,16 +66,15 @@ def diagnose(
         return frozenset(deps).union(*(upstream(d) for d in deps)) if deps else frozenset()
 
     order = {name: i for i, name in enumerate(inventory.start_order)}
-    roots: set[str] = set()
+    # Components failing for a reason of their own: what explains the failures downstream of them.
+    # (A component with only a minor finding of its own, a restart say, explains nothing.)
+    root_failures: set[str] = set()
     for group in sorted(groups, key=lambda g: order.get(g.component, len(order))):
-        if rules.get(group.symptom).own_fault:
-            roots.add(group.component)
-            continue
         causes = (upstream(group.component) | group.implicates) & failing - {group.component}
-        if causes:
-            group.explained_by = (causes & roots) or causes
-        else:
-            roots.add(group.component)
+        if causes and not rules.get(group.symptom).own_fault:
+            group.explained_by = (causes & root_failures) or causes
+        elif severity[id(group)] in INCIDENT_SEVERITIES:
+            root_failures.add(group.component)
     for group in groups:
         group.affected = {c for s in group.signals for c in s.affected}
         if not group.explained_by:

@@ -107,11 +107,12 @@ def dependency_figure(components: list[Component], findings: list[Finding]) -> A
                 name=role,
             )
         )
+    tallest = max((sum(1 for c in components if c.phase == p) for p in range(1, 10)), default=1)
     fig.update_layout(
         title="What is down, and what it takes down with it (left to right: deployment phases 1-8)",
-        xaxis={"title": "deployment phase", "dtick": 1, "range": [0.5, 9.2]},
+        xaxis={"title": "deployment phase", "tickvals": list(range(1, 9)), "range": [0.5, 9.2]},
         yaxis={"visible": False},
-        height=620,
+        height=max(450, 38 * tallest + 200),  # room for the busiest phase's column
         legend={"orientation": "h", "y": -0.12},
         plot_bgcolor="white",
     )

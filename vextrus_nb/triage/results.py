@@ -10,7 +10,7 @@ from html import escape
 from typing import Any
 
 from vextrus_nb.config import Component
-from vextrus_nb.display import Shown, styled_table
+from vextrus_nb.display import Shown, note, styled_table
 from vextrus_nb.triage.model import CollectorReport, Finding, TimelineEvent
 from vextrus_nb.triage.picture import dependency_figure
 from vextrus_nb.triage.rules import INCIDENT_SEVERITIES
@@ -84,7 +84,9 @@ class TriageResult:
         """A coloured table in the browser; a numbered list on a terminal or in the raw notebook,
         since nine wide columns do not survive as plain text."""
         if not self.findings:
-            return "No findings: every component answers, and nothing inside PostgreSQL or Redis looks wrong."
+            return note(
+                "No findings: every component answers, and nothing inside PostgreSQL or Redis looks wrong."
+            )
         styler = (
             self.findings_frame()
             .set_index("rank")
@@ -95,18 +97,18 @@ class TriageResult:
         )
         return Shown(styler.to_html(), "\n".join(_finding_text(f) for f in self.findings))
 
-    def suspect_note(self) -> str:
+    def suspect_note(self) -> Shown:
         """Whether the findings touch the service the engineer suspects, or point elsewhere."""
         if not self.suspected:
-            return "No service suspected (parameter `service`): the ranking above is the whole story."
+            return note("No service suspected (parameter `service`): the ranking above is the whole story.")
         on_path = [f for f in self.findings if f.component in self.suspected_path]
         if not on_path:
-            return (
+            return note(
                 f"Suspected: {self.suspected}. No finding on it or on what it depends on; "
                 "its logs are in section 5."
             )
         ranks = ", ".join(f"#{f.rank} {f.component}" for f in on_path)
-        return f"Suspected: {self.suspected}. Findings on it or on what it depends on: {ranks}."
+        return note(f"Suspected: {self.suspected}. Findings on it or on what it depends on: {ranks}.")
 
     def figure(self) -> Any:
         return dependency_figure(self.components, self.findings)
@@ -127,6 +129,10 @@ class TriageResult:
             if event.component not in row["components"]:
                 row["components"].append(event.component)
         frame = pd.DataFrame(list(rows.values()), columns=["time (UTC)", "source", "components", "event"])
+        frame["event"] = [
+            event if len(names) == 1 else f"{event} (and {len(names) - 1} more alike)"
+            for event, names in zip(frame["event"], frame["components"], strict=True)
+        ]
         frame["components"] = frame["components"].map(
             lambda names: ", ".join(names) if len(names) <= 3 else f"{len(names)}: {', '.join(names)}"
         )
@@ -135,7 +141,9 @@ class TriageResult:
     def timeline_table(self) -> Any:
         frame = self.timeline_frame()
         if frame.empty:
-            return f"Nothing happened in the last {self.window_minutes:g} minutes that the platform recorded."
+            return note(
+                f"Nothing happened in the last {self.window_minutes:g} minutes that the platform recorded."
+            )
         return styled_table(frame.style.hide(axis="index"))
 
     def postgres_tables(self) -> list[Any]:
@@ -143,7 +151,7 @@ class TriageResult:
 
         report = self.report("postgres")
         if report.status != "ok":
-            return [f"PostgreSQL not inspected: {report.detail}"]
+            return [note(f"PostgreSQL not inspected: {report.detail}")]
         sessions = pd.DataFrame(report.data["sessions"])
         return [
             pd.DataFrame([report.data["limits"]]),
@@ -151,7 +159,9 @@ class TriageResult:
             sessions
             if not sessions.empty
             else "No blocked, blocking, idle-in-transaction or long-running sessions.",
-            pd.DataFrame(report.data["replicas"]) if report.data["replicas"] else "No replicas attached.",
+            pd.DataFrame(report.data["replicas"])
+            if report.data["replicas"]
+            else note("No replicas attached."),
         ]
 
     def redis_table(self) -> Any:
@@ -159,7 +169,7 @@ class TriageResult:
 
         report = self.report("redis")
         if report.status != "ok":
-            return f"Redis not inspected: {report.detail}"
+            return note(f"Redis not inspected: {report.detail}")
         info = report.data["info"]
         return pd.DataFrame({"value": [str(v) for v in info.values()]}, index=list(info))
 
@@ -168,13 +178,15 @@ class TriageResult:
 
         report = self.report("metrics")
         if report.status != "ok":
-            return f"Service metrics not read: {report.detail}"
+            return note(f"Service metrics not read: {report.detail}")
         traffic = pd.DataFrame(report.data["traffic"])
         if traffic.empty:
-            return "No service could be scraped."
+            return note("No service could be scraped.")
         served = traffic[traffic["requests"] > 0].sort_values(["5xx", "requests"], ascending=False)
         if served.empty:
-            return f"{len(traffic)} services scraped; none has served application requests since it started."
+            return note(
+                f"{len(traffic)} services scraped; none has served application requests since it started."
+            )
         return served.reset_index(drop=True)
 
     def driver_table(self) -> Any:
@@ -182,7 +194,7 @@ class TriageResult:
 
         report = self.report("driver")
         if report.status != "ok":
-            return f"Driver state not read: {report.detail}"
+            return note(f"Driver state not read: {report.detail}")
         rows = [
             {
                 "component": s.component,
@@ -204,10 +216,10 @@ class TriageResult:
     def log_lines(self) -> Any:
         report = self.report("logs")
         if report.status != "ok":
-            return f"Logs not read: {report.detail}"
+            return note(f"Logs not read: {report.detail}")
         lines = report.data["lines"]
         if not lines:
-            return "Every component is healthy: no logs needed."
+            return note("Every component is healthy: no logs needed.")
         text = "\n\n".join(
             f"== {name} ==\n" + ("\n".join(found) or "(no error lines in the window)")
             for name, found in lines.items()
@@ -218,7 +230,7 @@ class TriageResult:
         """The commands of the top root causes' rules, ready to paste."""
         chosen = [f for f in self.findings if f.root_cause][:limit]
         if not chosen:
-            return "Nothing to run: no findings."
+            return note("Nothing to run: no findings.")
         parts = [f"# {f.rank}. {f.title}\n" + "\n".join(f.commands) for f in chosen if f.commands]
         text = "\n\n".join(parts)
         return Shown(f"<pre>{escape(text)}</pre>", text)
