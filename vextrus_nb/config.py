@@ -160,6 +160,15 @@ class ProbeSettings(_Strict):
     latency_budget_ms: Annotated[float, Field(gt=0)] = 500.0
 
 
+class BackupSettings(_Strict):
+    """Where backup sets go and how long they are kept; `{sandbox_dir}` and checkout-relative paths work."""
+
+    directory: str
+    keep_last: Annotated[int, Field(ge=1)] = 7
+    keep_days: Annotated[float, Field(gt=0)] = 14.0
+    jobs: Annotated[int, Field(ge=1, le=64)] = 2
+
+
 class Environment(_Strict):
     name: str
     description: str = ""
@@ -177,6 +186,7 @@ class Environment(_Strict):
     probe: ProbeSettings = ProbeSettings()
     deployment: dict[str, str] = {}
     rpo_hours: Annotated[float, Field(gt=0)] = 24.0
+    backup: BackupSettings | None = None
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -222,6 +232,13 @@ class Environment(_Strict):
                 path = Path(self.deployment[key].format(sandbox_dir=paths.sandbox_dir()))
                 found[key] = path if path.is_absolute() else paths.project_root() / path
         return found
+
+    def backup_directory(self) -> Path:
+        """The environment's backup store: one folder per backup set below it."""
+        if self.backup is None:
+            raise ConfigError(f"environment '{self.name}' names no backup directory (backup.directory)")
+        path = Path(self.backup.directory.format(sandbox_dir=paths.sandbox_dir()))
+        return path if path.is_absolute() else paths.project_root() / path
 
     def resolve_all_secrets(self) -> dict[str, str]:
         """Every secret this environment can resolve (the ones it cannot are skipped)."""

@@ -1,0 +1,425 @@
+"""The steps of the dr/backup, dr/restore and dr/drill runbooks.
+
+Backup only adds a set to the store (pruning old sets is its one destructive
+step, dry-run by default). Restore verifies the set before touching anything,
+restores into a scratch database and proves it; only a live restore
+(`target="live"`, `dry_run=false`, `confirm` in production) swaps the proven
+copy in, keeping the old database. The drill restores every database of the
+newest set into scratch databases, proves and drops them, and records RTO and
+RPO.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from vextrus_nb import paths
+from vextrus_nb.backup import sets
+from vextrus_nb.backup.manifest import BackupError, Manifest
+from vextrus_nb.backup.postgres import PostgresLogin
+from vextrus_nb.backup.restore import RestoreOutcome, restore_database
+from vextrus_nb.config import Component, ConfigError, Environment, Inventory
+from vextrus_nb.display import Progress
+from vextrus_nb.errors import RunRefused
+from vextrus_nb.targets import endpoints
+
+if TYPE_CHECKING:
+    from vextrus_nb.runbook import Runbook
+
+TARGETS = ("scratch", "live")
+
+
+# -- input ------------------------------------------------------------------------------------
+def choose_services(inventory: Inventory, services: str) -> list[Component]:
+    """Services named in a comma-separated list (all with a database when empty)."""
+    with_database = [c for c in inventory.services() if c.database]
+    names = [n.strip() for n in services.split(",") if n.strip()]
+    if not names:
+        return with_database
+    unknown = [n for n in names if n not in {c.name for c in with_database}]
+    if unknown:
+        raise RunRefused(
+            f"unknown service(s) or service(s) without a database: {', '.join(unknown)}; "
+            f"known: {', '.join(c.name for c in with_database)}"
+        )
+    return [c for c in with_database if c.name in names]
+
+
+def validate(env_name: str, services: str, target: str = "scratch", set_id: str = "") -> None:
+    """Refuse bad parameters before anything is touched (the runner exits 2)."""
+    from vextrus_nb.config import load_environment, load_inventory
+
+    inventory = load_inventory()
+    choose_services(inventory, services)
+    if target not in TARGETS:
+        raise RunRefused(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    try:
+        env = load_environment(env_name, inventory)
+        env.backup_directory()
+    except ConfigError as exc:
+        raise RunRefused(str(exc)) from None
+    if set_id and not (store(env) / set_id).is_dir():
+        known = ", ".join(s.set_id for s in sets.list_sets(store(env))) or "none"
+        raise RunRefused(f"no backup set '{set_id}' in {store(env)}; sets: {known}")
+
+
+# -- connections ------------------------------------------------------------------------------
+def postgres_login(rb: Runbook) -> PostgresLogin:
+    from vextrus_nb.sandbox.postgres_cluster import find_bindir
+
+    if rb.env.postgres is None:
+        raise BackupError(f"environment '{rb.env.name}' has no PostgreSQL login")
+    host, port = endpoints(rb.env, rb.inventory)["postgres"]
+    return PostgresLogin(
+        host, port, rb.env.postgres.user, rb.secret(rb.env.postgres.password_secret), find_bindir()
+    )
+
+
+def redis_client(rb: Runbook) -> redis.Redis | None:
+    if rb.env.redis is None:
+        return None
+    host, port = endpoints(rb.env, rb.inventory)["redis"]
+    return redis.Redis(
+        host=host,
+        port=port,
+        username=rb.env.redis.user,
+        password=rb.secret(rb.env.redis.password_secret),
+        socket_timeout=30,
+    )
+
+
+def store(env: Environment) -> Path:
+    return env.backup_directory() / env.name
+
+
+# -- backup -------------------------------------------------------------------------------------
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    path: Path
+    seconds: float
+
+    def databases(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "service": d.service,
+                    "database": d.database,
+                    "tables": len(d.tables),
+                    "rows": sum(t.rows for t in d.tables.values()),
+                    "MiB": round(d.bytes / 2**20, 2),
+                    "seconds": d.seconds,
+                    "MiB/s": round(d.bytes / 2**20 / d.seconds, 1) if d.seconds else 0.0,
+                }
+                for d in self.manifest.databases
+            ]
+        )
+
+    def summary(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "set_id": m.set_id,
+            "databases": len(m.databases),
+            "files": len(m.files),
+            "bytes": m.total_bytes,
+            "redis_keys": m.redis.keys if m.redis else None,
+            "backup_seconds": round(self.seconds, 2),
+            "postgres_version": m.postgres_version,
+            "redis_version": m.redis_version,
+        }
+
+
+def back_up(rb: Runbook, services: str = "") -> BackupResult:
+    """Take a new set of the chosen databases, Redis and the configuration. Read-only for the platform."""
+    chosen = choose_services(rb.inventory, services)
+    set_id = sets.new_set_id(rb.run_id)
+    login = postgres_login(rb)
+    manifest = Manifest(
+        set_id=set_id,
+        env=rb.env.name,
+        run_id=rb.run_id,
+        source={"postgres": f"{login.host}:{login.port}", "driver": rb.env.driver},
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    config_files = [
+        paths.parameters_dir() / "environments" / f"{rb.env.name}.yaml",
+        paths.parameters_dir() / "inventory.yaml",
+        *rb.env.deployment_files().values(),
+    ]
+    bar = Progress(len(chosen) + 1, f"backing up {len(chosen)} databases and Redis")
+    started = time.perf_counter()
+    try:
+        path = store(rb.env) / set_id
+        sets.take(
+            path,
+            manifest,
+            login,
+            chosen,
+            redis_client(rb),
+            config_files,
+            rb.env.backup.jobs if rb.env.backup else 2,
+            progress=lambda what, size: bar.step(what),
+        )
+    finally:
+        bar.close()
+    return BackupResult(manifest, path, time.perf_counter() - started)
+
+
+def retention(rb: Runbook) -> Any:
+    """Sets the policy no longer needs: pruned when dry_run is false, listed either way."""
+    import pandas as pd
+
+    policy = rb.env.backup
+    assert policy is not None
+    doomed = sets.to_prune(
+        sets.list_sets(store(rb.env)), policy.keep_last, policy.keep_days, datetime.now(UTC)
+    )
+    if not rb.dry_run:
+        sets.prune(doomed)
+    action = "pruned" if not rb.dry_run else "would prune (dry run)"
+    rb.summary["pruned" if not rb.dry_run else "would_prune"] = [s.set_id for s in doomed]
+    kept = [s for s in sets.list_sets(store(rb.env))]
+    frame = pd.DataFrame(
+        [
+            {
+                "set": s.set_id,
+                "finished": s.finished,
+                "ended": s.ended_at,
+                "MiB": round(s.bytes / 2**20, 2),
+                "retention": action if s in doomed else "kept",
+            }
+            for s in kept
+        ]
+    )
+    return frame
+
+
+# -- restore and drill ------------------------------------------------------------------------
+def find_set(rb: Runbook, set_id: str = "") -> Path:
+    """The named set, or the newest finished one."""
+    root = store(rb.env)
+    if set_id:
+        path = root / set_id
+        if not path.is_dir():
+            known = ", ".join(s.set_id for s in sets.list_sets(root)) or "none"
+            raise BackupError(f"no backup set '{set_id}' in {root}; sets: {known}")
+        return path
+    found = sets.newest(root)
+    if found is None:
+        raise BackupError(f"no finished backup set in {root}; run dr/backup first")
+    return found.path
+
+
+def verify_set(rb: Runbook, path: Path) -> Manifest:
+    """Every file against the manifest before anything is restored; a problem stops the run, naming it."""
+    manifest, problems = sets.verify(path)
+    if problems or manifest is None:
+        named = "; ".join(str(p) for p in problems)
+        raise BackupError(f"backup set {path.name} failed verification, nothing was restored: {named}")
+    rb.summary["set_id"] = manifest.set_id
+    return manifest
+
+
+@dataclass
+class RestoreResult:
+    outcomes: list[RestoreOutcome] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self) -> Any:
+        import pandas as pd
+
+        if not self.outcomes:
+            return pd.DataFrame(self.planned)
+        return pd.DataFrame(
+            [
+                {
+                    "service": o.service,
+                    "restored into": o.database,
+                    "live": o.live,
+                    "tables": o.tables,
+                    "rows": o.rows,
+                    "seconds": o.seconds,
+                    "MiB/s": o.throughput_mib_s,
+                    "proven": o.proven,
+                    "mismatches": "; ".join(o.mismatches),
+                    "old database kept as": o.kept_as,
+                }
+                for o in self.outcomes
+            ]
+        )
+
+    @property
+    def unproven(self) -> list[str]:
+        return [o.service for o in self.outcomes if not o.proven]
+
+
+def plan(manifest: Manifest, services: list[Component], target: str, dry_run: bool) -> list[dict[str, Any]]:
+    chosen = {s.name for s in services}
+    return [
+        {
+            "service": d.service,
+            "from": f"{manifest.set_id}/{d.directory}",
+            "into": d.database if target == "live" else f"scratch copy of {d.database}",
+            "tables": len(d.tables),
+            "action": "nothing (dry run)" if target == "live" and dry_run else "restore, then prove",
+        }
+        for d in manifest.databases
+        if d.service in chosen
+    ]
+
+
+def restore(
+    rb: Runbook,
+    path: Path,
+    manifest: Manifest,
+    services: str = "",
+    target: str = "scratch",
+    keep_scratch: bool = True,
+) -> RestoreResult:
+    chosen = choose_services(rb.inventory, services)
+    result = RestoreResult(planned=plan(manifest, chosen, target, rb.dry_run))
+    if target == "live" and rb.dry_run:
+        return result  # a live restore changes nothing without dry_run=false
+    login = postgres_login(rb)
+    entries = [manifest.database(s.name) for s in chosen if s.name in {d.service for d in manifest.databases}]
+    bar = Progress(len(entries), f"restoring {len(entries)} databases")
+    try:
+        for entry in entries:
+            outcome = restore_database(
+                login,
+                path,
+                entry,
+                target == "live",
+                rb.run_id,
+                rb.env.backup.jobs if rb.env.backup else 2,
+                keep_scratch,
+            )
+            result.outcomes.append(outcome)
+            bar.step(f"{entry.service}: {'proven' if outcome.proven else 'MISMATCH'}")
+    finally:
+        bar.close()
+    return result
+
+
+# -- the scheduled drill ---------------------------------------------------------------------------
+METRICS_DIR_VAR = "VEXTRUS_METRICS_DIR"  # node_exporter's textfile collector directory, where one runs
+
+
+@dataclass
+class DrillResult:
+    set_id: str = ""
+    fresh_backup: bool = False
+    backup_ended_at: datetime | None = None
+    restore: RestoreResult = field(default_factory=RestoreResult)
+    rto_s: float = 0.0
+    rpo_s: float = 0.0
+    failure: str = ""
+
+    @property
+    def passed_verification(self) -> bool:
+        return not self.failure and bool(self.restore.outcomes) and not self.restore.unproven
+
+    def figure(self) -> Any:
+        import plotly.express as px
+
+        frame = self.restore.table()
+        if frame.empty or "seconds" not in frame:
+            frame = frame.assign(seconds=[], service=[])
+        fig = px.bar(
+            frame,
+            x="service",
+            y="seconds",
+            color="proven" if "proven" in frame else None,
+            hover_data=[c for c in ("rows", "MiB/s", "restored into") if c in frame],
+            color_discrete_map={True: "#1a7f37", False: "#cf222e"},
+            title=f"Restore and proof per database (RTO {self.rto_s:.1f} s, RPO {self.rpo_s / 60:.1f} min)",
+        )
+        fig.update_layout(xaxis_tickangle=-45, yaxis_title="restore + proof (s)", height=450)
+        return fig
+
+    def summary(self) -> dict[str, Any]:
+        outcomes = self.restore.outcomes
+        seconds = sum(o.seconds for o in outcomes)
+        size = sum(o.bytes for o in outcomes)
+        return {
+            "set_id": self.set_id,
+            "fresh_backup": self.fresh_backup,
+            "databases_verified": sum(o.proven for o in outcomes),
+            "databases": len(outcomes),
+            "rto_s": round(self.rto_s, 2),
+            "rpo_s": round(self.rpo_s, 1),
+            "bytes": size,
+            "throughput_mib_s": round(size / 2**20 / seconds, 1) if seconds else 0.0,
+            "verified": self.passed_verification,
+        }
+
+
+def drill(rb: Runbook, services: str = "", fresh_backup: bool = False) -> DrillResult:
+    """Newest set (or a fresh one), verified, every database restored into scratch and proven, then
+    dropped. RTO: drill start to the last proven restore. RPO: age of the set at that moment."""
+    started = time.perf_counter()
+    result = DrillResult()
+    try:
+        if fresh_backup or sets.newest(store(rb.env)) is None:
+            path, result.fresh_backup = back_up(rb, services).path, True
+        else:
+            path = find_set(rb)
+        manifest = verify_set(rb, path)
+        result.set_id = manifest.set_id
+        result.backup_ended_at = datetime.fromisoformat(manifest.ended_at)
+        result.restore = restore(rb, path, manifest, services, target="scratch", keep_scratch=False)
+    except BackupError as exc:
+        result.failure = rb.scrubber.text(str(exc))
+    result.rto_s = time.perf_counter() - started
+    if result.backup_ended_at:
+        result.rpo_s = (datetime.now(UTC) - result.backup_ended_at).total_seconds()
+    return result
+
+
+def judge_drill(rb: Runbook, result: DrillResult) -> Path:
+    """Record the figures, write the alerting metric (also when the drill failed), fail the run if it did."""
+    rb.summary.update(result.summary())
+    path = write_drill_metrics(rb, result)
+    rb.add_artifact(path)
+    if result.failure:
+        rb.fail(result.failure)
+    elif result.restore.unproven:
+        rb.fail(f"restore not proven for: {', '.join(result.restore.unproven)}")
+    target_s = rb.env.rpo_hours * 3600
+    if result.backup_ended_at and result.rpo_s > target_s:
+        rb.fail(f"RPO {result.rpo_s / 3600:.1f} h exceeds the target of {rb.env.rpo_hours:g} h")
+    return path
+
+
+def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
+    """A Prometheus textfile (node_exporter's textfile collector) so a failed drill alerts."""
+    import os
+
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    labels = {"env": rb.env.name}
+    for name, doc, value in (
+        (
+            "vextrus_dr_drill_success",
+            "1 if the last DR drill proved every restore",
+            result.passed_verification,
+        ),
+        ("vextrus_dr_drill_rto_seconds", "drill start to the last proven restore", result.rto_s),
+        ("vextrus_dr_drill_rpo_seconds", "age of the backup set the drill restored", result.rpo_s),
+        ("vextrus_dr_drill_timestamp_seconds", "when the last drill ended", time.time()),
+    ):
+        Gauge(name, doc, list(labels), registry=registry).labels(**labels).set(float(value))
+    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"vextrus_dr_drill_{rb.env.name}.prom"
+    write_to_textfile(str(path), registry)
+    return path
