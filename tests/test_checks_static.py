@@ -225,13 +225,15 @@ def test_kubernetes_manifests_fail_each_check_naming_the_workload(
     es["spec"]["template"]["spec"]["containers"][0]["env"].append(
         {"name": "xpack.security.enabled", "value": "false"}
     )
+    cron_container = deployment("nightly", image="vextrus/runbooks")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    del cron_container["readinessProbe"], cron_container["livenessProbe"]  # a batch job needs none
     cron = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {"name": "nightly"},
-        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
-            deployment("nightly", image="vextrus/runbooks")["spec"]["template"]["spec"]["containers"][0]
-        ]}}}}},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [cron_container]}}}}},
     }  # fmt: skip
     manifests = {
         "apps.yaml": [literal, unpinned, no_limits, no_probes, cron],

@@ -59,6 +59,42 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def schedule(
+    runbook: Annotated[str, typer.Argument(help="e.g. dr/drill")],
+    env: Annotated[str, typer.Option("--env", "-e", help="environment name")],
+    cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 2 * * *"')] = "0 2 * * *",
+    parameter: Annotated[
+        list[str] | None, typer.Option("--parameter", "-p", help="key=value, passed to the run")
+    ] = None,
+    install: Annotated[bool, typer.Option("--install", help="put the line into your crontab")] = False,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="take this runbook's line out of your crontab")
+    ] = False,
+) -> None:
+    """Print (or install) the crontab line that runs RUNBOOK on a schedule. Exit 2 on bad input."""
+    from vextrus_nb import schedule as scheduling
+    from vextrus_nb.config import load_environment
+    from vextrus_nb.errors import RunRefused
+    from vextrus_nb.runner import resolve_notebook
+
+    try:
+        resolve_notebook(runbook)
+        load_environment(env)
+        if remove:
+            removed = scheduling.remove(runbook, env)
+            typer.echo("removed" if removed else "nothing to remove")
+            return
+        line = scheduling.crontab_line(runbook, env, cron, parameter or [])
+        if install:
+            scheduling.install(line, runbook, env)
+            typer.echo("installed:")
+        typer.echo(line)
+    except (RunRefused, VextrusError) as exc:
+        _err(f"refused: {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command("list")
 def list_runbooks() -> None:
     """The runbooks and the environments they can run against."""

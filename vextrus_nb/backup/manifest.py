@@ -49,7 +49,8 @@ class DatabaseEntry(_Model):
     directory: str  # pg_dump directory format, relative to the set
     tables: dict[str, TableEntry]
     bytes: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # pg_dump
+    statistics_seconds: float = 0.0  # the table counts and checksums, after the dump
 
 
 class RedisEntry(_Model):

@@ -55,7 +55,7 @@ def take(
     manifest.postgres_version = postgres.server_version(login)
     for service in services:
         target = directory / "postgres" / service.name
-        stats, seconds = postgres.dump_database(login, service.database or "", target, jobs)
+        stats, timings = postgres.dump_database(login, service.database or "", target, jobs)
         size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         manifest.databases.append(
             DatabaseEntry(
@@ -64,7 +64,8 @@ def take(
                 directory=str(target.relative_to(directory)),
                 tables=stats,
                 bytes=size,
-                seconds=round(seconds, 3),
+                seconds=round(timings.dump_s, 3),
+                statistics_seconds=round(timings.statistics_s, 3),
             )
         )
         if progress:

@@ -17,6 +17,7 @@ import yaml
 from vextrus_nb.config import Environment, describe_yaml_error
 from vextrus_nb.errors import ConfigError
 
+BATCH_KINDS = ("Job", "CronJob")
 KUBE_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 
 
@@ -40,6 +41,8 @@ class Workload:
     args: tuple[str, ...] = ()
     enabled_by_default: bool = True
     platform: str = "compose"  # compose | kube
+    # A Job or CronJob runs to completion: no traffic to route, nothing for a probe to restart.
+    long_running: bool = True
 
     def env_value(self, name: str) -> str | None:
         """A non-secret setting's value (Elasticsearch's xpack flag, Traefik's options)."""
@@ -152,6 +155,7 @@ def _kube_workloads(document: dict[str, Any], relative: str) -> list[Workload]:
                 healthcheck="readinessProbe" in container and "livenessProbe" in container,
                 args=_tokens(container.get("command")) + _tokens(container.get("args")),
                 platform="kube",
+                long_running=document.get("kind") not in BATCH_KINDS,
             )
         )
     return workloads

@@ -134,7 +134,8 @@ async def resource_limits(ctx: CheckContext) -> Outcome:
     "security",
     "high",
     title="A healthcheck on every workload",
-    probes="healthcheck (compose) or readinessProbe and livenessProbe (Kubernetes) of every workload",
+    probes="healthcheck (compose) or readinessProbe and livenessProbe (Kubernetes) of every long-running "
+    "workload (Jobs and CronJobs run to completion)",
     criterion="defined and not disabled",
     remediation="Add a healthcheck on the service's /health/ready (liveness on /health/live); without it "
     "the orchestrator routes traffic to, and never restarts, a broken container.",
@@ -148,7 +149,7 @@ async def healthchecks(ctx: CheckContext) -> Outcome:
             f"in {w.source}",
         )
         for w in workloads
-        if not w.healthcheck
+        if not w.healthcheck and w.long_running
     ]
     return Outcome.of(f"{_scope(ctx, workloads)}: {len(findings)} without a healthcheck", findings)
 
