@@ -10,13 +10,14 @@ STAMP  := $(VENV)/.installed-stamp
 setup: system-deps $(STAMP)
 
 # PostgreSQL server binaries and redis-server are real parts of the sandbox and the tests;
-# Chromium opens the auditor's report in the report test.
+# Chromium opens the auditor's report in the report test; cron's crontab is what `schedule --install` writes.
 system-deps:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
-	   || ! command -v redis-server >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
-	  echo "installing postgresql, redis-server and chromium (Debian packages)"; \
+	   || ! command -v redis-server >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1 \
+	   || ! command -v crontab >/dev/null 2>&1; then \
+	  echo "installing postgresql, redis-server, chromium and cron (Debian packages)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql redis-server chromium >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql redis-server chromium cron >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml

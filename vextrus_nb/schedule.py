@@ -9,6 +9,7 @@ equivalent is deploy/k8s/dr-drill-cronjob.yaml.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -64,18 +65,28 @@ def marker(runbook: str, env: str) -> str:
     return f"# vextrus-nb schedule {runbook} --env {env}"
 
 
-def crontab_line(runbook: str, env: str, cron: str, parameters: list[str]) -> str:
-    """The crontab entry: cd into the checkout, run through the CLI, append to outputs/cron.log."""
+# Where things are, carried into cron's bare environment; never a secret (those stay references).
+CARRIED_VARIABLES = ("VEXTRUS_HOME", "VEXTRUS_OUTPUTS_DIR", "VEXTRUS_SANDBOX_DIR", "VEXTRUS_METRICS_DIR")
+
+
+def command_line(runbook: str, env: str, parameters: list[str]) -> str:
+    """What cron runs: in the checkout, with these locations, through the CLI, into outputs/cron.log."""
     root = paths.project_root()
     cli = Path(sys.executable).parent / "vextrus-nb"
     command = [str(cli), "run", runbook, "--env", env]
     for assignment in parameters:
         command += ["-p", assignment]
+    carried = [f"{name}={os.environ[name]}" for name in CARRIED_VARIABLES if os.environ.get(name)]
     log = paths.outputs_dir() / "cron.log"
+    prefix = f"env {shlex.join(carried)} " if carried else ""
     return (
-        f"{validate_cron(cron)} cd {shlex.quote(str(root))} && {shlex.join(command)} "
-        f">> {shlex.quote(str(log))} 2>&1 {marker(runbook, env)}"
+        f"cd {shlex.quote(str(root))} && mkdir -p {shlex.quote(str(log.parent))} && "
+        f"{prefix}{shlex.join(command)} >> {shlex.quote(str(log))} 2>&1"
     )
+
+
+def crontab_line(runbook: str, env: str, cron: str, parameters: list[str]) -> str:
+    return f"{validate_cron(cron)} {command_line(runbook, env, parameters)} {marker(runbook, env)}"
 
 
 def _crontab() -> str:
