@@ -87,10 +87,11 @@ def test_an_unknown_runbook_or_environment_is_refused(sandbox: SandboxState) -> 
 
 def test_names_and_macros_are_accepted_and_no_secret_is_carried(sandbox: SandboxState) -> None:
     for cron in ("@daily", "0 2 * jan-mar sun", "*/15 0-6,22,23 1,15 * *"):
-        done = run_cli(
-            "schedule", "dr/drill", "--env", "sandbox", "--cron", cron,
-            env={"VEXTRUS_SIGNING_KEY": "not-for-crontab-0123456789", "VEXTRUS_PROD_PG_PASSWORD": "hunter22-pg"},
-        )  # fmt: skip
+        secrets = {
+            "VEXTRUS_SIGNING_KEY": "not-for-crontab-0123456789",
+            "VEXTRUS_PROD_PG_PASSWORD": "hunter22-pg",
+        }
+        done = run_cli("schedule", "dr/drill", "--env", "sandbox", "--cron", cron, env=secrets)
         assert done.returncode == 0, (cron, done.stderr)
         assert "not-for-crontab" not in done.stdout and "hunter22-pg" not in done.stdout
         assert f"cd {REPO}" in done.stdout
