@@ -23,7 +23,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,lab,drivers]'
+	$(BIN)/pip install -q -e '.[dev,lab,drivers,s3]'
 	@touch $(STAMP)
 
 demo: setup

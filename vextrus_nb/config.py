@@ -160,6 +160,17 @@ class ProbeSettings(_Strict):
     latency_budget_ms: Annotated[float, Field(gt=0)] = 500.0
 
 
+class S3Target(_Strict):
+    """A second, S3-compatible store each finished set is copied to (MinIO, AWS S3, Ceph RGW)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None  # None: AWS itself
+    region: str = "us-east-1"
+    access_key_secret: str  # names of entries in the environment's secrets, never values
+    secret_key_secret: str
+
+
 class BackupSettings(_Strict):
     """Where backup sets go and how long they are kept; `{sandbox_dir}` and checkout-relative paths work."""
 
@@ -167,6 +178,7 @@ class BackupSettings(_Strict):
     keep_last: Annotated[int, Field(ge=1)] = 7
     keep_days: Annotated[float, Field(gt=0)] = 14.0
     jobs: Annotated[int, Field(ge=1, le=64)] = 2
+    s3: S3Target | None = None
 
 
 class Environment(_Strict):
@@ -205,6 +217,10 @@ class Environment(_Strict):
         for login in (self.postgres, self.redis):
             if login and login.password_secret not in self.secrets:
                 raise ValueError(f"login '{login.user}' names undeclared secret '{login.password_secret}'")
+        s3 = self.backup.s3 if self.backup else None
+        for name in (s3.access_key_secret, s3.secret_key_secret) if s3 else ():
+            if name not in self.secrets:
+                raise ValueError(f"backup.s3 names undeclared secret '{name}'")
         return self
 
     def resolve_secret(self, name: str) -> str:

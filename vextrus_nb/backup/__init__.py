@@ -9,6 +9,7 @@ prove, then swap in for a live restore), steps (the runbooks' steps).
 from vextrus_nb.backup.manifest import BackupError, Manifest
 from vextrus_nb.backup.steps import (
     back_up,
+    discard_staging,
     drill,
     find_set,
     judge_drill,
@@ -22,6 +23,7 @@ __all__ = [
     "BackupError",
     "Manifest",
     "back_up",
+    "discard_staging",
     "drill",
     "find_set",
     "judge_drill",

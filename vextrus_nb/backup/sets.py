@@ -139,6 +139,18 @@ def list_sets(store: Path) -> list[SetInfo]:
     return sets
 
 
+def from_ids(set_ids: list[str]) -> list[SetInfo]:
+    """SetInfo for sets known only by id (a remote store): the id starts with the set's time."""
+    found = []
+    for set_id in set_ids:
+        try:
+            when = datetime.strptime(set_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            continue  # not one of ours
+        found.append(SetInfo(set_id, Path(set_id), True, when, 0))
+    return found
+
+
 def newest(store: Path) -> SetInfo | None:
     finished = [s for s in list_sets(store) if s.finished]
     return max(finished, key=lambda s: s.ended_at or datetime.min.replace(tzinfo=UTC)) if finished else None

@@ -11,6 +11,7 @@ RPO.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from vextrus_nb.backup import sets
 from vextrus_nb.backup.manifest import BackupError, Manifest
 from vextrus_nb.backup.postgres import PostgresLogin
 from vextrus_nb.backup.restore import RestoreOutcome, restore_database
+from vextrus_nb.backup.s3_store import S3Store
 from vextrus_nb.config import Component, ConfigError, Environment, Inventory
 from vextrus_nb.display import Progress
 from vextrus_nb.errors import RunRefused
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from vextrus_nb.runbook import Runbook
 
 TARGETS = ("scratch", "live")
+STORES = ("local", "s3")
 
 
 # -- input ------------------------------------------------------------------------------------
@@ -51,7 +54,9 @@ def choose_services(inventory: Inventory, services: str) -> list[Component]:
     return [c for c in with_database if c.name in names]
 
 
-def validate(env_name: str, services: str, target: str = "scratch", set_id: str = "") -> None:
+def validate(
+    env_name: str, services: str, target: str = "scratch", set_id: str = "", from_store: str = "local"
+) -> None:
     """Refuse bad parameters before anything is touched (the runner exits 2)."""
     from vextrus_nb.config import load_environment, load_inventory
 
@@ -64,7 +69,11 @@ def validate(env_name: str, services: str, target: str = "scratch", set_id: str 
         env.backup_directory()
     except ConfigError as exc:
         raise RunRefused(str(exc)) from None
-    if set_id and not (store(env) / set_id).is_dir():
+    if from_store not in STORES:
+        raise RunRefused(f"from_store must be one of {', '.join(STORES)}, not {from_store!r}")
+    if from_store == "s3" and (env.backup is None or env.backup.s3 is None):
+        raise RunRefused(f"environment '{env.name}' has no S3 store (backup.s3)")
+    if set_id and from_store == "local" and not (store(env) / set_id).is_dir():
         known = ", ".join(s.set_id for s in sets.list_sets(store(env))) or "none"
         raise RunRefused(f"no backup set '{set_id}' in {store(env)}; sets: {known}")
 
@@ -98,12 +107,21 @@ def store(env: Environment) -> Path:
     return env.backup_directory() / env.name
 
 
+def s3_store(rb: Runbook) -> S3Store | None:
+    """The environment's second store, when it names one."""
+    target = rb.env.backup.s3 if rb.env.backup else None
+    if target is None:
+        return None
+    return S3Store.connect(target, rb.secret(target.access_key_secret), rb.secret(target.secret_key_secret))
+
+
 # -- backup -------------------------------------------------------------------------------------
 @dataclass
 class BackupResult:
     manifest: Manifest
     path: Path
     seconds: float
+    copied_to: str = ""  # the S3 copy, when the environment has a second store
 
     def databases(self) -> Any:
         import pandas as pd
@@ -134,6 +152,7 @@ class BackupResult:
             "backup_seconds": round(self.seconds, 2),
             "postgres_version": m.postgres_version,
             "redis_version": m.redis_version,
+            "copied_to": self.copied_to or None,
         }
 
 
@@ -154,7 +173,8 @@ def back_up(rb: Runbook, services: str = "") -> BackupResult:
         paths.parameters_dir() / "inventory.yaml",
         *rb.env.deployment_files().values(),
     ]
-    bar = Progress(len(chosen) + 1, f"backing up {len(chosen)} databases and Redis")
+    copies = 1 if rb.env.backup and rb.env.backup.s3 else 0
+    bar = Progress(len(chosen) + 1 + copies, f"backing up {len(chosen)} databases and Redis")
     started = time.perf_counter()
     try:
         path = store(rb.env) / set_id
@@ -168,9 +188,15 @@ def back_up(rb: Runbook, services: str = "") -> BackupResult:
             rb.env.backup.jobs if rb.env.backup else 2,
             progress=lambda what, size: bar.step(what),
         )
+        second = s3_store(rb)
+        copied_to = ""
+        if second is not None:
+            second.put(path)
+            copied_to = f"{second.location}/{set_id}"
+            bar.step(f"copied to {copied_to}")
     finally:
         bar.close()
-    return BackupResult(manifest, path, time.perf_counter() - started)
+    return BackupResult(manifest, path, time.perf_counter() - started, copied_to)
 
 
 def retention(rb: Runbook) -> Any:
@@ -179,11 +205,20 @@ def retention(rb: Runbook) -> Any:
 
     policy = rb.env.backup
     assert policy is not None
-    doomed = sets.to_prune(
-        sets.list_sets(store(rb.env)), policy.keep_last, policy.keep_days, datetime.now(UTC)
+    now = datetime.now(UTC)
+    doomed = sets.to_prune(sets.list_sets(store(rb.env)), policy.keep_last, policy.keep_days, now)
+    second = s3_store(rb)
+    doomed_copies = (
+        sets.to_prune(sets.from_ids(second.set_ids()), policy.keep_last, policy.keep_days, now)
+        if second
+        else []
     )
     if not rb.dry_run:
         sets.prune(doomed)
+        for copy in doomed_copies:
+            second.delete(copy.set_id)  # type: ignore[union-attr]
+    if second is not None:
+        rb.summary["s3_pruned" if not rb.dry_run else "s3_would_prune"] = [c.set_id for c in doomed_copies]
     action = "pruned" if not rb.dry_run else "would prune (dry run)"
     rb.summary["pruned" if not rb.dry_run else "would_prune"] = [s.set_id for s in doomed]
     kept = [s for s in sets.list_sets(store(rb.env))]
@@ -203,9 +238,19 @@ def retention(rb: Runbook) -> Any:
 
 
 # -- restore and drill ------------------------------------------------------------------------
-def find_set(rb: Runbook, set_id: str = "") -> Path:
-    """The named set, or the newest finished one."""
+def find_set(rb: Runbook, set_id: str = "", from_store: str = "local") -> Path:
+    """The named set, or the newest finished one; from S3, fetched into a staging folder first."""
     root = store(rb.env)
+    if from_store == "s3":
+        second = s3_store(rb)
+        if second is None:
+            raise BackupError(f"environment '{rb.env.name}' has no S3 store (backup.s3)")
+        chosen = set_id or (second.set_ids() or [""])[-1]
+        if not chosen:
+            raise BackupError(f"no finished backup set in {second.location}")
+        staging = root.parent / f".staging-{rb.run_id}"
+        shutil.rmtree(staging, ignore_errors=True)
+        return second.fetch(chosen, staging)
     if set_id:
         path = root / set_id
         if not path.is_dir():
@@ -362,22 +407,29 @@ class DrillResult:
         }
 
 
-def drill(rb: Runbook, services: str = "", fresh_backup: bool = False) -> DrillResult:
+def drill(
+    rb: Runbook, services: str = "", fresh_backup: bool = False, from_store: str = "local"
+) -> DrillResult:
     """Newest set (or a fresh one), verified, every database restored into scratch and proven, then
     dropped. RTO: drill start to the last proven restore. RPO: age of the set at that moment."""
     started = time.perf_counter()
     result = DrillResult()
     try:
-        if fresh_backup or sets.newest(store(rb.env)) is None:
-            path, result.fresh_backup = back_up(rb, services).path, True
+        if fresh_backup or (from_store == "local" and sets.newest(store(rb.env)) is None):
+            taken = back_up(rb, services)
+            path, result.fresh_backup = taken.path, True
+            if from_store == "s3":
+                path = find_set(rb, taken.manifest.set_id, "s3")  # drill what the second store holds
         else:
-            path = find_set(rb)
+            path = find_set(rb, "", from_store)
         manifest = verify_set(rb, path)
         result.set_id = manifest.set_id
         result.backup_ended_at = datetime.fromisoformat(manifest.ended_at)
         result.restore = restore(rb, path, manifest, services, target="scratch", keep_scratch=False)
     except BackupError as exc:
         result.failure = rb.scrubber.text(str(exc))
+    finally:
+        discard_staging(rb)
     result.rto_s = time.perf_counter() - started
     if result.backup_ended_at:
         result.rpo_s = (datetime.now(UTC) - result.backup_ended_at).total_seconds()
@@ -423,3 +475,8 @@ def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
     path = directory / f"vextrus_dr_drill_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)
     return path
+
+
+def discard_staging(rb: Runbook) -> None:
+    """A set fetched from S3 for this run is a working copy: it goes when the run is done with it."""
+    shutil.rmtree(store(rb.env).parent / f".staging-{rb.run_id}", ignore_errors=True)
