@@ -73,26 +73,18 @@ def note(text: str) -> Shown:
 class Progress:
     """Progress of a long step (dumps, restores), for both places an operator watches.
 
-    In a notebook: one line updated in place (a display handle, so the executed notebook keeps
-    only the final state) and a line per step on the kernel's own stderr, which is the terminal
-    of `vextrus-nb run` and of papermill. Elsewhere: a tqdm bar on the terminal.
+    In a kernel: one line per step on the kernel's stderr, which ipykernel shows in the
+    notebook (a log the auditor reads) and which reaches the terminal of `vextrus-nb run` and
+    papermill. Elsewhere (a Python shell, a script): a tqdm bar on the terminal.
     """
 
     def __init__(self, total: int, what: str):
         self.total, self.what, self.done = total, what, 0
         self._bar: Any = None
-        self._handle: Any = None
-        if in_notebook():
-            from IPython.display import display
-
-            self._handle = display(note(self._line("starting")), display_id=True)
-        else:
+        if not in_notebook():
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=what, unit="step")
-
-    def _line(self, latest: str) -> str:
-        return f"{self.what}: {self.done}/{self.total} ({latest})"
 
     def step(self, latest: str) -> None:
         self.done += 1
@@ -102,8 +94,7 @@ class Progress:
             return
         import sys
 
-        self._handle.update(note(self._line(latest)))
-        print(self._line(latest), file=sys.__stderr__, flush=True)
+        print(f"{self.what}: {self.done}/{self.total} ({latest})", file=sys.__stderr__, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
