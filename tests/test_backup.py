@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 
 from vextrus_nb import checks, locks
 from vextrus_nb.backup import sets
@@ -44,7 +45,12 @@ def scratch_databases(state: SandboxState) -> list[str]:
 def a_set(sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One backup set taken through the runbook, shared by the tests that only read it."""
     outputs = tmp_path_factory.mktemp("backup-outputs")
+    client = redis.Redis(
+        port=sandbox.ports["redis"], username="default", password=sandbox.secret("redis_password")
+    )
+    client.mset({f"backup-test:session:{i}": f"tenant-{i}" for i in range(3)})
     done = run_cli("run", "dr/backup", "--env", "sandbox", env={"VEXTRUS_OUTPUTS_DIR": str(outputs)})
+    client.delete(*[f"backup-test:session:{i}" for i in range(3)])
     assert done.returncode == 0, done.stderr
     [entry] = ledger_entries(outputs)
     return store(sandbox) / entry["summary"]["set_id"]
@@ -79,6 +85,7 @@ def test_backup_then_drill_pass_and_every_table_comes_back(
     assert summary["verified"] is True and summary["databases_verified"] == len(with_database)
     assert summary["rto_s"] > 0 and summary["rpo_s"] >= 0
     assert scratch_databases(healthy) == []  # dropped after the proof
+    assert summary["redis_rdb_ok"] is True and summary["redis_keys"] == manifest.redis.keys >= 3
     metric = (outputs / entry["artifacts"][0]).read_text()
     assert 'vextrus_dr_drill_success{env="sandbox"} 1.0' in metric
 
@@ -358,3 +365,12 @@ def test_the_manifest_names_every_file_with_size_and_sha256(a_set: Path) -> None
     assert {f.path for f in manifest.files} == on_disk
     raw = json.loads((a_set / "manifest.json").read_text())
     assert all(len(f["sha256"]) == 64 for f in raw["files"])
+
+
+def test_an_invalid_rdb_does_not_check_out(tmp_path: Path) -> None:
+    from vextrus_nb.backup.redis_snapshot import check_rdb
+
+    bad = tmp_path / "dump.rdb"
+    bad.write_bytes(b"REDIS0011" + b"\x00" * 64)
+    ok, _, detail = check_rdb(bad)
+    assert not ok and detail

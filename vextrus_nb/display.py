@@ -73,9 +73,10 @@ def note(text: str) -> Shown:
 class Progress:
     """Progress of a long step (dumps, restores), for both places an operator watches.
 
-    In a kernel: one line per step on the kernel's stderr, which ipykernel shows in the
-    notebook (a log the auditor reads) and which reaches the terminal of `vextrus-nb run` and
-    papermill. Elsewhere (a Python shell, a script): a tqdm bar on the terminal.
+    In a kernel: one line per step into the notebook's stderr stream (a log the auditor reads),
+    and the same line onto the kernel process's own stderr, which is the terminal of
+    `vextrus-nb run` and papermill (ipykernel's stream hands out that descriptor as its fileno).
+    Elsewhere (a Python shell, a script): a tqdm bar on the terminal.
     """
 
     def __init__(self, total: int, what: str):
@@ -92,9 +93,15 @@ class Progress:
             self._bar.set_postfix_str(latest)
             self._bar.update(1)
             return
+        import contextlib
+        import os
         import sys
 
-        print(f"{self.what}: {self.done}/{self.total} ({latest})", file=sys.__stderr__, flush=True)
+        line = f"{self.what}: {self.done}/{self.total} ({latest})\n"
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no terminal behind this kernel
+            os.write(sys.stderr.fileno(), line.encode())
 
     def close(self) -> None:
         if self._bar is not None:

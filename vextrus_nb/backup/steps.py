@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from vextrus_nb import paths
-from vextrus_nb.backup import sets
+from vextrus_nb.backup import redis_snapshot, sets
 from vextrus_nb.backup.manifest import BackupError, Manifest
 from vextrus_nb.backup.postgres import PostgresLogin
 from vextrus_nb.backup.restore import RestoreOutcome, restore_database
@@ -367,10 +367,23 @@ class DrillResult:
     rto_s: float = 0.0
     rpo_s: float = 0.0
     failure: str = ""
+    redis_check: dict[str, Any] = field(default_factory=dict)  # redis-check-rdb on the set's RDB
 
     @property
     def passed_verification(self) -> bool:
-        return not self.failure and bool(self.restore.outcomes) and not self.restore.unproven
+        redis_ok = self.redis_check.get("ok", True)
+        return not self.failure and bool(self.restore.outcomes) and not self.restore.unproven and redis_ok
+
+    def redis_note(self) -> Any:
+        from vextrus_nb.display import note
+
+        check = self.redis_check
+        if not check:
+            return note("No Redis snapshot in this set.")
+        return note(
+            f"Redis snapshot: {check['detail']}; {check['keys']} keys in the RDB "
+            f"({check['keys_at_backup']} when BGSAVE was asked for)."
+        )
 
     def figure(self) -> Any:
         import plotly.express as px
@@ -404,6 +417,8 @@ class DrillResult:
             "bytes": size,
             "throughput_mib_s": round(size / 2**20 / seconds, 1) if seconds else 0.0,
             "verified": self.passed_verification,
+            "redis_rdb_ok": self.redis_check.get("ok"),
+            "redis_keys": self.redis_check.get("keys"),
         }
 
 
@@ -426,6 +441,14 @@ def drill(
         result.set_id = manifest.set_id
         result.backup_ended_at = datetime.fromisoformat(manifest.ended_at)
         result.restore = restore(rb, path, manifest, services, target="scratch", keep_scratch=False)
+        if manifest.redis is not None:
+            ok, keys, detail = redis_snapshot.check_rdb(path / sets.RDB_FILE)
+            result.redis_check = {
+                "ok": ok,
+                "keys": keys,
+                "keys_at_backup": manifest.redis.keys,
+                "detail": detail,
+            }
     except BackupError as exc:
         result.failure = rb.scrubber.text(str(exc))
     finally:
@@ -445,6 +468,8 @@ def judge_drill(rb: Runbook, result: DrillResult) -> Path:
         rb.fail(result.failure)
     elif result.restore.unproven:
         rb.fail(f"restore not proven for: {', '.join(result.restore.unproven)}")
+    if result.redis_check and not result.redis_check["ok"]:
+        rb.fail(f"the Redis snapshot does not check out: {result.redis_check['detail']}")
     target_s = rb.env.rpo_hours * 3600
     if result.backup_ended_at and result.rpo_s > target_s:
         rb.fail(f"RPO {result.rpo_s / 3600:.1f} h exceeds the target of {rb.env.rpo_hours:g} h")
