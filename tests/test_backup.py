@@ -282,33 +282,18 @@ def test_retention_keeps_the_newest_and_the_young_and_prunes_only_when_not_a_dry
     for i, set_id in enumerate(old):
         _fake_set(store(healthy), set_id, now - timedelta(days=30, minutes=i))
     try:
-        dry = tmp_path / "dry"
-        done = run_cli(
-            "run",
-            "dr/backup",
-            "--env",
-            "sandbox",
-            "-p",
-            "services=auth",
-            env={"VEXTRUS_OUTPUTS_DIR": str(dry)},
-        )
-        assert done.returncode == 0, done.stderr
-        would = ledger_entries(dry)[0]["summary"]["would_prune"]
+
+        def backup_of_auth(outputs: Path, *parameters: str) -> dict:
+            done = run_cli("run", "dr/backup", "--env", "sandbox", "-p", "services=auth", *parameters,
+                           env={"VEXTRUS_OUTPUTS_DIR": str(outputs)})  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return ledger_entries(outputs)[0]["summary"]
+
+        would = backup_of_auth(tmp_path / "dry")["would_prune"]
         # keep_last 5 in the sandbox: the fresh set, the module's set, then the three newest old ones.
         assert sorted(would) == sorted(old[3:]) and all((store(healthy) / s).is_dir() for s in would)
         live = tmp_path / "live"
-        done = run_cli(
-            "run",
-            "dr/backup",
-            "--env",
-            "sandbox",
-            "-p",
-            "services=auth",
-            "-p",
-            "dry_run=False",
-            env={"VEXTRUS_OUTPUTS_DIR": str(live)},
-        )
-        assert done.returncode == 0, done.stderr
+        backup_of_auth(live, "-p", "dry_run=False")
         pruned = ledger_entries(live)[0]["summary"]["pruned"]
         assert sorted(pruned) == sorted(old[2:]) and not any((store(healthy) / s).exists() for s in pruned)
         assert a_set.is_dir()
