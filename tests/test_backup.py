@@ -113,8 +113,16 @@ def _damage(path: Path, how: str) -> None:
         path.unlink()
 
 
-@pytest.mark.parametrize("how", ["flip a byte", "truncate", "delete"])
-@pytest.mark.parametrize("which", ["postgres/finance/toc.dat", "largest table file", "redis/dump.rdb"])
+# Each damage on a different kind of file: a dump's table of contents, table data, the Redis snapshot.
+@pytest.mark.parametrize(
+    ("how", "which"),
+    [
+        ("flip a byte", "postgres/finance/toc.dat"),
+        ("truncate", "largest table file"),
+        ("delete", "redis/dump.rdb"),
+        ("flip a byte", "largest table file"),
+    ],
+)
 def test_a_damaged_set_stops_restore_before_anything_is_restored_naming_the_file(
     healthy: SandboxState, damaged_copy: Path, outputs: Path, how: str, which: str
 ) -> None:
