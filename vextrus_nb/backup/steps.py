@@ -221,7 +221,7 @@ def retention(rb: Runbook) -> Any:
         rb.summary["s3_pruned" if not rb.dry_run else "s3_would_prune"] = [c.set_id for c in doomed_copies]
     action = "pruned" if not rb.dry_run else "would prune (dry run)"
     rb.summary["pruned" if not rb.dry_run else "would_prune"] = [s.set_id for s in doomed]
-    kept = [s for s in sets.list_sets(store(rb.env))]
+    kept = sets.list_sets(store(rb.env))
     frame = pd.DataFrame(
         [
             {

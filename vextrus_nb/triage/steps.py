@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vextrus_nb import audit
 from vextrus_nb.drivers.local import LocalDriver
 from vextrus_nb.errors import ConfigError, RunRefused
 from vextrus_nb.targets import endpoints
@@ -72,15 +73,14 @@ def triage(
     env: Environment,
     inventory: Inventory,
     settings: TriageSettings,
-    scrubber: object | None = None,
+    scrubber: audit.Scrubber | None = None,
     concurrency: int = MIN_POOL,
     one_after_another: bool = False,
 ) -> TriageResult:
     """Collect everything at once, then diagnose. Read-only."""
-    from vextrus_nb import audit
     from vextrus_nb.targets import components_in_scope
 
-    scrub = scrubber if isinstance(scrubber, audit.Scrubber) else audit.Scrubber()
+    scrub = scrubber or audit.Scrubber()
     reports, seconds, at = collect(env, inventory, settings, scrub, concurrency, one_after_another)
     signals: list[Signal] = [s for r in reports for s in r.signals]
     logs = next((r.data.get("lines", {}) for r in reports if r.name == "logs"), {})
