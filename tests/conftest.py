@@ -102,12 +102,12 @@ def write_runbook(directory: Path, name: str, parameters: str, *body: str, destr
     return path
 
 
-def admin_connection(state: SandboxState) -> psycopg.Connection:
+def admin_connection(state: SandboxState, database: str = "postgres") -> psycopg.Connection:
     """The sandbox's PostgreSQL superuser, for setting up and observing faults."""
     return psycopg.connect(
         host="127.0.0.1",
         port=state.ports["postgres"],
-        dbname="postgres",
+        dbname=database,
         user=manager.ADMIN_USER,
         password=state.secret("postgres_password"),
         autocommit=True,

@@ -25,7 +25,6 @@ from vextrus_nb import checks, locks
 from vextrus_nb.backup import sets
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.sandbox.manager import ADMIN_USER
 from vextrus_nb.sandbox.state import SandboxState
 
 from .conftest import REPO, admin_connection, ledger_entries, notebook_plain_text, run_cli
@@ -153,14 +152,7 @@ def test_a_damaged_set_fails_the_drill_and_its_metric(
 
 
 def _finance_database(state: SandboxState) -> psycopg.Connection:
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=state.ports["postgres"],
-        dbname="vextrus_finance",
-        user=ADMIN_USER,
-        password=state.secret("postgres_password"),
-        autocommit=True,
-    )
+    return admin_connection(state, "vextrus_finance")
 
 
 def _outbox_rows(state: SandboxState) -> int:

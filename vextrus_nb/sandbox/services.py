@@ -235,7 +235,6 @@ class Platform:
         restarted under it) is dropped and the check tries once more on a fresh
         one, as a pool discards a dead client; so a check fails only when a fresh
         login with the service's current credentials fails too."""
-        import psycopg
 
         problem = "not checked"
         for _ in range(2):
@@ -244,17 +243,7 @@ class Platform:
             try:
                 if not reused:
                     conn = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(
-                            host=HOST,
-                            port=self.ports["postgres"],
-                            dbname=component.database,
-                            user=pg_role_name(component.name),
-                            password=self.state.secret(pg_secret_name(component.name)),
-                            connect_timeout=2,
-                            autocommit=True,
-                            application_name=f"vextrus-{component.name}",
-                        ),
-                        INDICATOR_TIMEOUT_S,
+                        self.service_login(component, autocommit=True), INDICATOR_TIMEOUT_S
                     )
                     self._pg_connections[component.name] = conn
                 await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)  # type: ignore[union-attr]
@@ -272,18 +261,23 @@ class Platform:
                     return problem
         return problem
 
-    async def count_pending_outbox(self, component: Component) -> int:
+    async def service_login(self, component: Component, autocommit: bool = False) -> Any:
+        """A connection to the service's own database with its own role, as the service makes it."""
         import psycopg
 
-        async with await psycopg.AsyncConnection.connect(
+        return await psycopg.AsyncConnection.connect(
             host=HOST,
             port=self.ports["postgres"],
             dbname=component.database,
             user=pg_role_name(component.name),
             password=self.state.secret(pg_secret_name(component.name)),
             connect_timeout=2,
+            autocommit=autocommit,
             application_name=f"vextrus-{component.name}",
-        ) as conn:
+        )
+
+    async def count_pending_outbox(self, component: Component) -> int:
+        async with await self.service_login(component) as conn:
             cur = await conn.execute("SELECT count(*) FROM outbox_events WHERE NOT published")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
