@@ -279,6 +279,13 @@ class RestoreResult:
     planned: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> Any:
+        """The restores (or, on a dry run, the plan); a sentence when there is neither."""
+        from vextrus_nb.display import note
+
+        frame = self.frame()
+        return note("No database was restored.") if frame.empty else frame
+
+    def frame(self) -> Any:
         import pandas as pd
 
         if not self.outcomes:
@@ -378,6 +385,8 @@ class DrillResult:
         from vextrus_nb.display import note
 
         check = self.redis_check
+        if self.failure:
+            return note(f"Nothing was restored or checked: {self.failure}")
         if not check:
             return note("No Redis snapshot in this set.")
         return note(
@@ -388,7 +397,7 @@ class DrillResult:
     def figure(self) -> Any:
         import plotly.express as px
 
-        frame = self.restore.table()
+        frame = self.restore.frame()
         if frame.empty or "seconds" not in frame:
             frame = frame.assign(seconds=[], service=[])
         fig = px.bar(
@@ -437,8 +446,8 @@ def drill(
                 path = find_set(rb, taken.manifest.set_id, "s3")  # drill what the second store holds
         else:
             path = find_set(rb, "", from_store)
+        result.set_id = path.name  # named in the record even when the set fails verification
         manifest = verify_set(rb, path)
-        result.set_id = manifest.set_id
         result.backup_ended_at = datetime.fromisoformat(manifest.ended_at)
         result.restore = restore(rb, path, manifest, services, target="scratch", keep_scratch=False)
         if manifest.redis is not None:
