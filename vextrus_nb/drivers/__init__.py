@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from vextrus_nb.config import Environment
-from vextrus_nb.drivers.base import ComponentState, Driver, LogLine, PlatformEvent
-from vextrus_nb.errors import VextrusError
-
-
-class DriverUnavailable(VextrusError):
-    """The environment's driver cannot be used from here (not built yet, or no access)."""
+from vextrus_nb.drivers.base import (
+    ComponentState,
+    Driver,
+    DriverError,
+    DriverUnavailable,
+    HealthState,
+    LogLine,
+    PlatformEvent,
+)
 
 
 def for_environment(env: Environment) -> Driver:
@@ -16,11 +19,23 @@ def for_environment(env: Environment) -> Driver:
     if env.driver == "local":
         from vextrus_nb.drivers.local import LocalDriver
 
-        return LocalDriver.for_sandbox()
-    raise DriverUnavailable(
-        f"the {env.driver} driver is not available yet (the deployment-phases issue builds it); "
-        "component health, PostgreSQL, Redis and metrics are still collected"
-    )
+        return LocalDriver.for_sandbox(environment=env)
+    if env.driver == "compose":
+        from vextrus_nb.drivers.compose import ComposeDriver
+
+        return ComposeDriver.for_environment(env)
+    from vextrus_nb.drivers.kube import KubeDriver
+
+    return KubeDriver.for_environment(env)
 
 
-__all__ = ["ComponentState", "Driver", "DriverUnavailable", "LogLine", "PlatformEvent", "for_environment"]
+__all__ = [
+    "ComponentState",
+    "Driver",
+    "DriverError",
+    "DriverUnavailable",
+    "HealthState",
+    "LogLine",
+    "PlatformEvent",
+    "for_environment",
+]

@@ -12,7 +12,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from vextrus_nb.errors import VextrusError
+
+
+class DriverUnavailable(VextrusError):
+    """The environment's driver cannot be used from here (no access, not installed, not configured)."""
+
+
+class DriverError(VextrusError):
+    """The platform refused an action (the compose CLI failed, the API answered an error)."""
+
+
 RunState = Literal["running", "stopped", "restarting", "unknown"]
+# What the platform's own health machinery says (Docker healthcheck, Kubernetes readiness):
+# healthy | starting (not yet) | unhealthy (failing) | stopped (not running) | absent (never created).
+Health = Literal["healthy", "starting", "unhealthy", "stopped", "absent"]
+
+
+@dataclass(frozen=True)
+class HealthState:
+    component: str
+    health: Health
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,8 +82,14 @@ class Driver(Protocol):
         """The component's last `lines` log lines at or after `since` (read-only)."""
         ...
 
-    def start(self, component: str) -> None: ...
+    def health(self, components: list[str]) -> dict[str, HealthState]:
+        """Each component's health as the platform sees it (read-only)."""
+        ...
 
-    def stop(self, component: str) -> None: ...
+    def start(self, components: list[str]) -> None:
+        """Start exactly these components (not their dependencies); returns once asked, not once healthy."""
+        ...
 
-    def restart(self, component: str) -> None: ...
+    def stop(self, components: list[str]) -> None: ...
+
+    def restart(self, components: list[str]) -> None: ...

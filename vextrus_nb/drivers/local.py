@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vextrus_nb import paths
-from vextrus_nb.drivers.base import ComponentState, LogLine, PlatformEvent
+from vextrus_nb.config import Environment
+from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, PlatformEvent
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.services import LOGS_DIR
@@ -45,10 +46,11 @@ def parse_log_time(line: str) -> datetime | None:
 class LocalDriver:
     root: Path
     name: str = "local"
+    environment: Environment | None = None  # whose probe settings and logins health() uses
 
     @classmethod
-    def for_sandbox(cls, root: Path | None = None) -> LocalDriver:
-        return cls((root or paths.sandbox_dir()).resolve())
+    def for_sandbox(cls, root: Path | None = None, environment: Environment | None = None) -> LocalDriver:
+        return cls((root or paths.sandbox_dir()).resolve(), environment=environment)
 
     # -- inspection (read-only) ---------------------------------------------------
     def status(self, components: list[str]) -> dict[str, ComponentState]:
@@ -95,16 +97,37 @@ class LocalDriver:
             return self.root / "redis.log"
         return self.root / LOGS_DIR / f"{component}.log"
 
+    def health(self, components: list[str]) -> dict[str, HealthState]:
+        """The sandbox has no health machinery of its own: its components' own health
+        endpoints (and PostgreSQL/Redis logins) are asked, as a readiness probe would."""
+        from vextrus_nb.asyncio_bridge import run_sync
+        from vextrus_nb.config import load_environment, load_inventory
+        from vextrus_nb.probes import run_probes
+        from vextrus_nb.targets import probe_targets
+
+        inventory = load_inventory()
+        env = self.environment or load_environment("sandbox", inventory)
+        running = self.status(components)
+        wanted = [inventory.get(n) for n in components if running[n].state == "running"]
+        results = run_sync(run_probes(probe_targets(env, inventory, wanted), timeout=env.probe.timeout_s))
+        states = {n: HealthState(n, "stopped", running[n].detail) for n in components}
+        for result in results:
+            health = "unhealthy" if result.status == "down" else "healthy"
+            states[result.component] = HealthState(result.component, health, result.detail)
+        return states
+
     # -- control ----------------------------------------------------------------------
-    def stop(self, component: str) -> None:
-        manager.fault(component, "down", root=self.root)
+    def stop(self, components: list[str]) -> None:
+        for component in components:
+            manager.fault(component, "down", root=self.root)
 
-    def start(self, component: str) -> None:
-        manager.heal(component, root=self.root)
+    def start(self, components: list[str]) -> None:
+        for component in components:
+            manager.heal(component, root=self.root)
 
-    def restart(self, component: str) -> None:
-        self.stop(component)
-        self.start(component)
+    def restart(self, components: list[str]) -> None:
+        self.stop(components)
+        self.start(components)
 
 
 def _restarts_and_start(name: str, history: list[dict]) -> tuple[int, datetime | None]:

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -41,16 +41,31 @@ LOG_FILE_BYTES = 1_000_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class ComponentHost(Protocol):
+    """What a component server asks of whatever runs it: the sandbox's one process
+    (Platform), or a container of its own (component.StandaloneHost)."""
+
+    ports: dict[str, int]
+    log_directory: Path | None
+
+    def dependency_checks(self, component: Component) -> dict[str, Awaitable[str | None]]: ...
+
+    async def tcp_check(self, name: str) -> str | None: ...
+
+    async def count_pending_outbox(self, component: Component) -> int: ...
+
+
 class ComponentServer:
     """One component: its aiohttp app, its listening site, its current fault."""
 
-    def __init__(self, component: Component, port: int, platform: Platform):
+    def __init__(self, component: Component, port: int, platform: ComponentHost):
         self.component = component
         self.port = port
         self.platform = platform
         self.fault: dict[str, Any] | None = None
         self.site: web.TCPSite | None = None
-        self.log = _component_logger(component.name, platform.state.root / LOGS_DIR)
+        self.log = _component_logger(component.name, platform.log_directory)
+        self.topics: dict[str, int] = {}  # kafka only: topic -> partitions
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests", "HTTP requests served", ["method", "path", "code"], registry=self.registry
@@ -110,6 +125,10 @@ class ComponentServer:
             app.router.add_get("/", self._simulated_health)
             if c.name == "prometheus":
                 app.router.add_get("/api/v1/query", self._prometheus_query)
+            if c.name == "kafka":
+                app.router.add_get("/v3/clusters", self._list_clusters)
+                app.router.add_get("/v3/clusters/{cluster}/topics", self._list_topics)
+                app.router.add_post("/v3/clusters/{cluster}/topics", self._create_topic)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -179,6 +198,27 @@ class ComponentServer:
         """Prometheus's query API, with no series: the sandbox runs no kafka-exporter."""
         return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
 
+    async def _list_clusters(self, request: web.Request) -> web.Response:
+        return web.json_response({"kind": "KafkaClusterList", "data": [{"cluster_id": "vextrus-sandbox"}]})
+
+    async def _list_topics(self, request: web.Request) -> web.Response:
+        """The topic listing of the Kafka REST Proxy v3 API (what the deployment phase verifies)."""
+        data = [{"topic_name": t, "partitions_count": n} for t, n in sorted(self.topics.items())]
+        return web.json_response({"kind": "KafkaTopicList", "data": data})
+
+    async def _create_topic(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name = str(body.get("topic_name", ""))
+        if not name:
+            return web.json_response({"error_code": 400, "message": "topic_name is required"}, status=400)
+        if name in self.topics:
+            return web.json_response(
+                {"error_code": 40002, "message": f"Topic '{name}' already exists."}, status=400
+            )
+        self.topics[name] = int(body.get("partitions_count", 1))
+        self.log.info("[KafkaAdmin] created topic %s (%d partitions)", name, self.topics[name])
+        return web.json_response({"kind": "KafkaTopic", "topic_name": name}, status=201)
+
     async def _simulated_health(self, request: web.Request) -> web.Response:
         name, bad = self.component.name, self.unhealthy
         if name == "elasticsearch":
@@ -206,6 +246,7 @@ class Platform:
         self.state = state
         self.inventory = inventory
         self.ports = state.ports
+        self.log_directory: Path | None = state.root / LOGS_DIR
         self.servers: dict[str, ComponentServer] = {}
         self._pg_connections: dict[str, Any] = {}
         self._redis_clients: dict[str, Any] = {}
@@ -353,13 +394,18 @@ class Platform:
         return app
 
 
-def _component_logger(name: str, directory: Path) -> logging.Logger:
+def _component_logger(name: str, directory: Path | None) -> logging.Logger:
     """One log file per component (logs/<name>.log), as `docker logs` would give one per
-    container; UTC ISO timestamps, so triage can place each line on its timeline."""
-    directory.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        directory / f"{name}.log", maxBytes=LOG_FILE_BYTES, backupCount=1
-    )
+    container; UTC ISO timestamps, so triage can place each line on its timeline.
+    Without a directory (a component in its own container) the lines go to stdout."""
+    handler: logging.Handler
+    if directory is None:
+        handler = logging.StreamHandler(sys.stdout)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            directory / f"{name}.log", maxBytes=LOG_FILE_BYTES, backupCount=1
+        )
     formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
