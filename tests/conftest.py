@@ -112,3 +112,31 @@ def admin_connection(state: SandboxState, database: str = "postgres") -> psycopg
         password=state.secret("postgres_password"),
         autocommit=True,
     )
+
+
+@pytest.fixture(scope="session")
+def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Docker engine (started here when none runs) and the stack's base image."""
+    from vextrus_nb.deploy.local_stack import ensure_base_image
+
+    from .docker_engine import docker_engine
+
+    with docker_engine(tmp_path_factory.mktemp("docker")) as client:
+        ensure_base_image(client)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def own_parameters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of parameters/ this module may add environments to (VEXTRUS_PARAMETERS_DIR)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("parameters") / "parameters"
+    shutil.copytree(REPO / "parameters", folder)
+    saved = os.environ.get("VEXTRUS_PARAMETERS_DIR")
+    os.environ["VEXTRUS_PARAMETERS_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("VEXTRUS_PARAMETERS_DIR", None)
+    else:
+        os.environ["VEXTRUS_PARAMETERS_DIR"] = saved

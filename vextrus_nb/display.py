@@ -70,6 +70,13 @@ def note(text: str) -> Shown:
     return Shown(f"<p>{escape(text)}</p>", text)
 
 
+def preformatted(text: str) -> Shown:
+    """Lines that must be read whole and as they are (log lines): a <pre> block, never cut short."""
+    from html import escape
+
+    return Shown(f"<pre>{escape(text)}</pre>", text)
+
+
 class Progress:
     """Progress of a long step (dumps, restores), for both places an operator watches.
 

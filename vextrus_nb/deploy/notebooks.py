@@ -97,7 +97,7 @@ phase = deploy.open_phase(rb, {spec.number})"""
         new_code_cell(
             'with rb.step("start and wait for health"):\n'
             "    deploy.start(phase, deadline_s, poll_s, rollback_on_failure)\n"
-            "show(phase.start_table())\nshow(phase.failure_note())\nshow(phase.log_table())"
+            "show(phase.start_table())\nshow(phase.failure_note())\nshow(phase.log_lines())"
         ),
         new_markdown_cell("## 4. Tasks after start\n\nWork that needs the phase's components up."),
         new_code_cell('with rb.step("tasks"):\n    deploy.tasks(phase)\nshow(phase.task_table())'),

@@ -77,23 +77,24 @@ class PhaseRollout:
         if self.rolled_back:
             lines.append(f"Rolled back (stopped again): {', '.join(self.rolled_back)}.")
         if self.left_running:
-            lines.append(f"Left running as they are: {', '.join(self.left_running)}.")
+            healthy = [
+                s.component for s in self.starts if s.component in self.left_running and s.health == "healthy"
+            ]
+            failing = [n for n in self.left_running if n not in healthy]
+            lines.append(
+                f"Left running as they are: {len(healthy)} healthy ({', '.join(healthy) or 'none'}), "
+                f"{len(failing)} not healthy ({', '.join(failing) or 'none'})."
+            )
         lines.append("The earlier phases were not touched.")
         return " ".join(lines)
 
-    def log_table(self) -> pd.DataFrame:
-        import pandas as pd
-
-        rows = [
-            {
-                "component": name,
-                "time (UTC)": line.at.strftime("%H:%M:%S") if line.at else "",
-                "line": line.text,
-            }
-            for name, lines in self.logs.items()
-            for line in lines
-        ]
-        return pd.DataFrame(rows, columns=["component", "time (UTC)", "line"])
+    def log_text(self) -> str:
+        """The failing components' last log lines, whole (a table would cut them short)."""
+        blocks = []
+        for name, lines in self.logs.items():
+            shown = "\n".join(f"  {line.text}" for line in lines) or "  (no log lines since the phase began)"
+            blocks.append(f"{name}, last {len(lines)} log lines:\n{shown}")
+        return "\n\n".join(blocks)
 
 
 def start_phase(

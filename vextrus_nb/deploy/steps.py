@@ -18,6 +18,7 @@ from vextrus_nb.deploy import kafka_topics
 from vextrus_nb.deploy.phases import PhasePlan, PhaseSpec, phase_components, phase_spec, plan_phase
 from vextrus_nb.deploy.rollout import PhaseRollout, start_phase
 from vextrus_nb.deploy.verify import PhaseVerification, verify_phase
+from vextrus_nb.display import Shown, note, preformatted
 from vextrus_nb.errors import ConfigError, RunRefused
 
 if TYPE_CHECKING:
@@ -81,40 +82,41 @@ class PhaseRun:
         ]
         return pd.DataFrame(rows, columns=["component", "phase", "health", "detail"])
 
-    def plan_table(self) -> pd.DataFrame | str:
-        return self.plan.table() if self.plan else f"No plan: {self.skipped}"
+    def plan_table(self) -> pd.DataFrame | Shown:
+        return self.plan.table() if self.plan else note(f"No plan: {self.skipped}")
 
-    def note(self, step: str) -> str:
+    def step_note(self, step: str) -> Shown:
+        """Why a step shows nothing: skipped after a failure, or a dry run."""
         if self.skipped:
-            return f"{step}: skipped, {self.skipped}"
+            return note(f"{step}: skipped, {self.skipped}")
         if not self.live:
-            return (
+            return note(
                 f"{step}: dry run, nothing was started or changed (pass -p dry_run=False to start the phase)"
             )
-        return ""
+        return note(f"{step}: nothing to show")
 
-    def start_table(self) -> pd.DataFrame | str:
-        return self.rollout.table() if self.rollout else self.note("start")
+    def start_table(self) -> pd.DataFrame | Shown:
+        return self.rollout.table() if self.rollout else self.step_note("start")
 
-    def failure_note(self) -> str:
-        return self.rollout.failure_text() if self.rollout else self.note("start")
+    def failure_note(self) -> Shown:
+        return note(self.rollout.failure_text()) if self.rollout else self.step_note("start")
 
-    def log_table(self) -> pd.DataFrame | str:
+    def log_lines(self) -> Shown:
         if self.rollout and self.rollout.logs:
-            return self.rollout.log_table()
-        return "No log lines to show: no component failed to come up."
+            return preformatted(self.rollout.log_text())
+        return note("No log lines to show: no component failed to come up.")
 
-    def task_table(self) -> pd.DataFrame | str:
+    def task_table(self) -> pd.DataFrame | Shown:
         import pandas as pd
 
         if not self.spec.tasks:
-            return "This phase has no tasks after start."
+            return note("This phase has no tasks after start.")
         if self.task_rows:
             return pd.DataFrame(self.task_rows)
-        return self.note("tasks")
+        return self.step_note("tasks")
 
-    def verify_table(self) -> pd.DataFrame | str:
-        return self.verification.table() if self.verification else self.note("verify")
+    def verify_table(self) -> pd.DataFrame | Shown:
+        return self.verification.table() if self.verification else self.step_note("verify")
 
 
 def open_phase(rb: Runbook, phase: int) -> PhaseRun:
