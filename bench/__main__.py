@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from bench import bench_backup, bench_checklist, bench_cli_startup, bench_report, bench_sweep, bench_triage
+from bench import (
+    bench_backup,
+    bench_checklist,
+    bench_cli_startup,
+    bench_deploy,
+    bench_report,
+    bench_sweep,
+    bench_triage,
+)
 
-for bench in (bench_sweep, bench_checklist, bench_triage, bench_backup, bench_cli_startup, bench_report):
+for bench in (
+    bench_sweep,
+    bench_checklist,
+    bench_triage,
+    bench_backup,
+    bench_deploy,
+    bench_cli_startup,
+    bench_report,
+):
     bench.main()
