@@ -26,7 +26,7 @@ PROJECT = "vxbench"
 
 
 def main() -> None:
-    from tests.docker_engine import docker_engine
+    from tests.docker_engine import docker_engine, remove_compose_project
     from vextrus_nb import paths
     from vextrus_nb.config import load_inventory
     from vextrus_nb.deploy.local_stack import ensure_base_image, write_environment, write_stack
@@ -40,6 +40,7 @@ def main() -> None:
     cli = str(Path(sys.executable).parent / "vextrus-nb")
     with docker_engine(work) as client:
         ensure_base_image(client)
+        remove_compose_project(client, PROJECT)
         stack = write_stack(work / "stack", load_inventory(), project=PROJECT)
         write_environment(parameters, ENV, stack)
         compose = ["docker-compose", "-p", PROJECT, "-f", str(stack.compose_file)]

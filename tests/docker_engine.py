@@ -65,3 +65,16 @@ def docker_engine(workdir: Path) -> Iterator[Any]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def remove_compose_project(client: Any, project: str) -> int:
+    """Force-remove every container of a compose project; returns how many.
+
+    Called before a stack starts as well as after: a run that was killed
+    leaves its containers behind with `restart: unless-stopped`, so the next
+    dockerd start brings them back on the same host ports.
+    """
+    leftovers = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    for container in leftovers:
+        container.remove(force=True, v=True)
+    return len(leftovers)

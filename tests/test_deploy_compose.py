@@ -22,6 +22,7 @@ from vextrus_nb.deploy.local_stack import LocalStack, write_environment, write_s
 from vextrus_nb.deploy.phases import load_phases, phase_components
 
 from .conftest import ledger_entries, notebook_plain_text, run_cli
+from .docker_engine import remove_compose_project
 
 ENV = "docker"
 PROJECT = "vxtest"
@@ -33,6 +34,7 @@ def stack(
     docker_client: Any, own_parameters: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
     directory = tmp_path_factory.mktemp("stack")
+    remove_compose_project(docker_client, PROJECT)
     built = write_stack(directory, load_inventory(), project=PROJECT, faults={PLANTED: "unhealthy"})
     write_environment(own_parameters, ENV, built)
     yield built
@@ -41,6 +43,7 @@ def stack(
         capture_output=True,
         timeout=300,
     )
+    remove_compose_project(docker_client, PROJECT)
 
 
 def containers(client: Any) -> dict[str, Any]:
