@@ -181,6 +181,37 @@ class BackupSettings(_Strict):
     s3: S3Target | None = None
 
 
+class SecretStoreSettings(_Strict):
+    """Where the rotated credentials live: Docker secrets files (one file per secret in
+    `path`), the compose `.env` file at `path`, or a Kubernetes Secret."""
+
+    kind: Literal["files", "env_file", "kube_secret"]
+    path: str | None = None
+    namespace: str = "vextrus"
+    secret_name: str = "vextrus-credentials"
+
+    @model_validator(mode="after")
+    def _path_where_needed(self) -> SecretStoreSettings:
+        if self.kind in ("files", "env_file") and not self.path:
+            raise ValueError(f"a '{self.kind}' secret store needs a path")
+        return self
+
+
+class JwtSettings(_Strict):
+    """The JWT signing key: one service signs, every service verifies."""
+
+    secret: str = "jwt_signing_key"
+    signer: str = "auth"
+    grace_s: Annotated[float, Field(ge=0)] = 3600.0  # the old key still verifies this long after a switch
+
+
+class RotationSettings(_Strict):
+    store: SecretStoreSettings
+    # The write-ahead records of rotations in progress: never in an output notebook.
+    state_directory: str
+    jwt: JwtSettings = JwtSettings()
+
+
 class Environment(_Strict):
     name: str
     description: str = ""
@@ -199,6 +230,7 @@ class Environment(_Strict):
     deployment: dict[str, str] = {}
     rpo_hours: Annotated[float, Field(gt=0)] = 24.0
     backup: BackupSettings | None = None
+    rotation: RotationSettings | None = None
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -253,8 +285,14 @@ class Environment(_Strict):
         """The environment's backup store: one folder per backup set below it."""
         if self.backup is None:
             raise ConfigError(f"environment '{self.name}' names no backup directory (backup.directory)")
-        path = Path(self.backup.directory.format(sandbox_dir=paths.sandbox_dir()))
-        return path if path.is_absolute() else paths.project_root() / path
+        return resolve_path(self.backup.directory)
+
+    def rotation_settings(self) -> RotationSettings:
+        if self.rotation is None:
+            raise ConfigError(
+                f"environment '{self.name}' names no secret store for rotation (rotation.store)"
+            )
+        return self.rotation
 
     def resolve_all_secrets(self) -> dict[str, str]:
         """Every secret this environment can resolve (the ones it cannot are skipped)."""
@@ -265,6 +303,13 @@ class Environment(_Strict):
             except SecretUnavailable:
                 continue
         return values
+
+
+def resolve_path(text: str) -> Path:
+    """A path from an environment file: `{sandbox_dir}` is the sandbox's directory,
+    a relative path is the checkout's."""
+    path = Path(text.format(sandbox_dir=paths.sandbox_dir()))
+    return path if path.is_absolute() else paths.project_root() / path
 
 
 def describe_yaml_error(path: Path, exc: yaml.YAMLError) -> str:
