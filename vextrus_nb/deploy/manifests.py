@@ -27,8 +27,17 @@ PART_OF = "app.kubernetes.io/part-of"
 NAME_LABEL = "app.kubernetes.io/name"
 
 
-def _secret(name: str, secret: str, key: str = "password") -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+# The services' own credentials, in the one Secret the rotation runbook's store writes
+# (parameters/environments/production.yaml: rotation.store); `<key>.pending` and
+# `<key>.previous` are the versions a rotation adds and retires.
+CREDENTIALS_SECRET = "vextrus-credentials"
+
+
+def _secret(name: str, secret: str, key: str = "password", optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
 def _env(component: Component) -> list[dict[str, Any]]:
@@ -40,13 +49,20 @@ def _env(component: Component) -> list[dict[str, Any]]:
                 {"name": "DATABASE_HOST", "value": "postgres"},
                 {"name": "DATABASE_NAME", "value": component.database},
                 {"name": "DATABASE_USER", "value": f"svc_{name.replace('-', '_')}"},
-                _secret("DATABASE_PASSWORD", f"vextrus-db-{name}"),
+                _secret("DATABASE_PASSWORD", CREDENTIALS_SECRET, f"pg_{name}"),
             ]
         if "redis" in component.depends_on:
             env += [
-                {"name": "REDIS_USERNAME", "value": f"svc_{name.replace('-', '_')}"},
-                _secret("REDIS_PASSWORD", f"vextrus-redis-{name}"),
+                {"name": "REDIS_USERNAME", "value": f"svc-{name}"},
+                _secret("REDIS_PASSWORD", CREDENTIALS_SECRET, f"redis_{name}"),
             ]
+        # Every service verifies tokens with the current key and, during a rotation, the
+        # pending one (published before signing switches) and the previous one (its grace period).
+        env += [
+            _secret("JWT_SIGNING_KEY", CREDENTIALS_SECRET, "jwt_signing_key"),
+            _secret("JWT_VERIFY_KEY_PENDING", CREDENTIALS_SECRET, "jwt_signing_key.pending", optional=True),
+            _secret("JWT_VERIFY_KEY_PREVIOUS", CREDENTIALS_SECRET, "jwt_signing_key.previous", optional=True),
+        ]
         if component.subgraphs:
             env.append({"name": "SUBGRAPHS", "value": ",".join(component.subgraphs)})
         return env

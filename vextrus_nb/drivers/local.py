@@ -118,12 +118,12 @@ class LocalDriver:
 
     # -- control ----------------------------------------------------------------------
     def stop(self, components: list[str]) -> None:
-        for component in components:
-            manager.fault(component, "down", root=self.root)
+        if components:
+            manager.fault_many(components, "down", root=self.root)
 
     def start(self, components: list[str]) -> None:
-        for component in components:
-            manager.heal(component, root=self.root)
+        if components:
+            manager.heal_many(components, root=self.root)
 
     def restart(self, components: list[str]) -> None:
         self.stop(components)

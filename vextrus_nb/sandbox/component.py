@@ -23,7 +23,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from vextrus_nb.config import Component, load_inventory
-from vextrus_nb.sandbox.services import HOST, ComponentServer
+from vextrus_nb.sandbox.services import HOST, ComponentServer, JwtKeys
 
 PORTS_VAR = "VEXTRUS_PORTS"
 FAULT_VAR = "VEXTRUS_FAULT"
@@ -56,6 +56,12 @@ class StandaloneHost:
 
     async def count_pending_outbox(self, component: Component) -> int:
         raise RuntimeError("no database session in a standalone component")
+
+    def jwt_keys(self) -> JwtKeys:
+        """The keys the container's environment holds (the manifests' secretKeyRefs)."""
+        names = ("JWT_SIGNING_KEY", "JWT_VERIFY_KEY_PENDING", "JWT_VERIFY_KEY_PREVIOUS")
+        keys = [os.environ.get(n, "").strip() for n in names]
+        return JwtKeys(keys[0] or None, tuple(k for k in keys if k))
 
 
 async def serve(name: str) -> None:

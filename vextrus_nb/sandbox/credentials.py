@@ -1,5 +1,7 @@
 """Names of the sandbox services' own credentials (values live in the secrets dir)."""
 
+JWT_KEY_SECRET = "jwt_signing_key"  # the HS256 key auth signs with and every service verifies with
+
 
 def pg_role_name(service: str) -> str:
     return "svc_" + service.replace("-", "_")

@@ -29,7 +29,7 @@ from vextrus_nb.config import Inventory, load_inventory
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.sandbox import events, redis_server
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.sandbox.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster, find_bindir
 from vextrus_nb.sandbox.seed import seed_statements
 from vextrus_nb.sandbox.state import SandboxState, free_ports, pid_alive, read_faults, write_faults
@@ -141,6 +141,7 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
     )
     state.write_secret("postgres_password", secrets.token_urlsafe(24))
     state.write_secret("redis_password", secrets.token_urlsafe(24))
+    state.write_secret(JWT_KEY_SECRET, secrets.token_urlsafe(48))
     for service in services:
         state.write_secret(pg_secret_name(service.name), secrets.token_urlsafe(24))
         state.write_secret(redis_secret_name(service.name), secrets.token_urlsafe(24))
@@ -324,31 +325,42 @@ def fault(
     component: str, mode: str, root: Path | None = None, delay_s: float | None = None
 ) -> dict[str, Any]:
     """Break one component in one of the supported modes (see faults.py)."""
+    return fault_many([component], mode, root, delay_s)[component]
+
+
+def fault_many(
+    components: list[str], mode: str, root: Path | None = None, delay_s: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """Break several components the same way at once: one reload of the services process
+    (a driver stopping a whole phase, or every service a rotated key restarts)."""
     root = _root(root)
     inventory = load_inventory()
-    target = inventory.get(component)
     if mode not in fault_modes.MODES:
         raise SandboxError(f"unknown fault mode '{mode}'; modes: {', '.join(fault_modes.MODES)}")
-    allowed = fault_modes.supported_modes(target)
-    if mode not in allowed:
-        raise SandboxError(
-            f"{component} cannot be made '{mode}' in the sandbox; it supports: {', '.join(allowed)}"
-        )
+    for component in components:
+        allowed = fault_modes.supported_modes(inventory.get(component))
+        if mode not in allowed:
+            raise SandboxError(
+                f"{component} cannot be made '{mode}' in the sandbox; it supports: {', '.join(allowed)}"
+            )
     with _locked(root):
         state = SandboxState.load(root)
         current = read_faults(root)
-        record: dict[str, Any] = {"mode": mode, "since": datetime.now(UTC).isoformat(timespec="seconds")}
-        if mode == "slow":
-            record["delay_s"] = delay_s if delay_s is not None else fault_modes.DEFAULT_SLOW_DELAY_S
-        if component == "postgres":
-            _cluster(state).stop()
-        elif component == "redis":
-            redis_server.stop(state.ports["redis"], state.secret("redis_password"))
-        current[component] = record
+        records = {}
+        for component in components:
+            record: dict[str, Any] = {"mode": mode, "since": datetime.now(UTC).isoformat(timespec="seconds")}
+            if mode == "slow":
+                record["delay_s"] = delay_s if delay_s is not None else fault_modes.DEFAULT_SLOW_DELAY_S
+            if component == "postgres":
+                _cluster(state).stop()
+            elif component == "redis":
+                redis_server.stop(state.ports["redis"], state.secret("redis_password"))
+            current[component] = records[component] = record
         write_faults(root, current)
         _control(state, "POST", "/reload")
-        events.record(root, component, *_fault_event(mode, record), kind="Warning")
-        return record
+        for component, record in records.items():
+            events.record(root, component, *_fault_event(mode, record), kind="Warning")
+        return records
 
 
 def _fault_event(mode: str, record: dict[str, Any]) -> tuple[str, str]:
@@ -362,13 +374,20 @@ def _fault_event(mode: str, record: dict[str, Any]) -> tuple[str, str]:
 
 def heal(component: str | None = None, root: Path | None = None) -> list[str]:
     """Clear one component's fault, or all of them; returns what was healed."""
+    return heal_many(None if component is None else [component], root)
+
+
+def heal_many(components: list[str] | None = None, root: Path | None = None) -> list[str]:
+    """Clear the faults of these components (all of them when None); returns what was healed."""
     root = _root(root)
-    if component is not None:
-        load_inventory().get(component)  # a clear error for a name that does not exist
+    if components is not None:
+        inventory = load_inventory()
+        for component in components:
+            inventory.get(component)  # a clear error for a name that does not exist
     with _locked(root):
         state = SandboxState.load(root)
         current = read_faults(root)
-        healed = [n for n in current if component in (None, n)]
+        healed = [n for n in current if components is None or n in components]
         for name in healed:
             if name == "postgres":
                 _cluster(state).start()

@@ -22,14 +22,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.sandbox.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
 from vextrus_nb.sandbox.redis_server import acl_user_name
 from vextrus_nb.sandbox.state import SandboxState, read_faults
 
@@ -54,6 +54,20 @@ class ComponentHost(Protocol):
 
     async def count_pending_outbox(self, component: Component) -> int: ...
 
+    def jwt_keys(self) -> JwtKeys: ...
+
+
+class JwtKeys(NamedTuple):
+    """What a service knows of the JWT signing key when it starts: the key it signs with,
+    and every key it accepts (current, plus a rotation's pending and previous)."""
+
+    signing: str | None
+    verifying: tuple[str, ...]
+
+
+JWT_ALGORITHM = "HS256"
+JWT_SIGNER = "auth"  # the service that issues tokens; every service verifies them
+
 
 class ComponentServer:
     """One component: its aiohttp app, its listening site, its current fault."""
@@ -66,6 +80,7 @@ class ComponentServer:
         self.site: web.TCPSite | None = None
         self.log = _component_logger(component.name, platform.log_directory)
         self.topics: dict[str, int] = {}  # kafka only: topic -> partitions
+        self.keys = JwtKeys(None, ())  # read at each start, as a NestJS JwtModule reads its config
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests", "HTTP requests served", ["method", "path", "code"], registry=self.registry
@@ -83,6 +98,8 @@ class ComponentServer:
 
     async def listen(self) -> None:
         if self.site is None:
+            if self.component.kind == "service":
+                self.keys = self.platform.jwt_keys()
             self.site = web.TCPSite(self.runner, HOST, self.port, reuse_address=True)
             await self.site.start()
             self.log.info("[NestApplication] Nest application successfully started on port %d", self.port)
@@ -115,6 +132,9 @@ class ComponentServer:
             app.router.add_get("/health/ready", self._terminus(include_dependencies=True))
             app.router.add_get("/health/live", self._liveness)
             app.router.add_get("/metrics", self._metrics)
+            app.router.add_get("/auth/verify", self._verify_token)
+            if c.name == JWT_SIGNER:
+                app.router.add_post("/auth/token", self._issue_token)
             if c.database:
                 app.router.add_get("/api/outbox/pending", self._pending_outbox)
             if c.subgraphs:
@@ -129,6 +149,30 @@ class ComponentServer:
                 app.router.add_get("/v3/clusters", self._list_clusters)
                 app.router.add_get("/v3/clusters/{cluster}/topics", self._list_topics)
                 app.router.add_post("/v3/clusters/{cluster}/topics", self._create_topic)
+
+    async def _issue_token(self, request: web.Request) -> web.Response:
+        """A short-lived access token signed with the key this process started with."""
+        import jwt
+
+        if self.keys.signing is None:
+            return web.json_response({"statusCode": 503, "message": "no signing key"}, status=503)
+        now = int(time.time())
+        claims = {"sub": request.query.get("sub", "operator"), "iat": now, "exp": now + 900}
+        return web.json_response({"access_token": jwt.encode(claims, self.keys.signing, JWT_ALGORITHM)})
+
+    async def _verify_token(self, request: web.Request) -> web.Response:
+        """What a JwtAuthGuard does: accept a bearer token signed by any key the service knows."""
+        import jwt
+
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        for key in self.keys.verifying:
+            try:
+                claims = jwt.decode(token, key, algorithms=[JWT_ALGORITHM])
+            except jwt.InvalidTokenError:
+                continue
+            return web.json_response({"sub": claims.get("sub")})
+        self.log.warning("[JwtAuthGuard] rejected a token: no known key verifies it")
+        return web.json_response({"statusCode": 401, "message": "Unauthorized"}, status=401)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -358,6 +402,26 @@ class Platform:
         except (OSError, TimeoutError) as exc:
             return f"{name} unreachable: {_first_line(exc)}"
 
+    def jwt_keys(self) -> JwtKeys:
+        """The key files a rotation writes (jwt_signing_key and its .pending and .previous versions)."""
+        found = {}
+        for version in ("", ".pending", ".previous"):
+            path = self.state.secrets_dir / f"{JWT_KEY_SECRET}{version}"
+            if path.is_file():
+                found[version] = path.read_text().strip()
+        return JwtKeys(found.get(""), tuple(found.values()))
+
+    async def close_connections(self, name: str) -> None:
+        """A stopped service holds no connections: the next start logs in afresh with
+        whatever credentials the secrets files hold then (what a rotation relies on)."""
+        conn = self._pg_connections.pop(name, None)
+        client = self._redis_clients.pop(name, None)
+        with contextlib.suppress(Exception):
+            if conn is not None:
+                await conn.close()
+            if client is not None:
+                await client.aclose()
+
     async def open_pools(self) -> None:
         """Connect every service's database at boot, as TypeORM does, rather than on the
         first health check: a fresh sandbox answers its first sweep as fast as its tenth."""
@@ -371,6 +435,7 @@ class Platform:
             server.fault = wanted.get(name)
             if server.fault and server.fault.get("mode") == "down":
                 await server.stop_listening()
+                await self.close_connections(name)
             else:
                 await server.listen()
 
