@@ -1,0 +1,1 @@
+"""Secrets rotation: the protocol, the stores, the targets (see secrets/rotate)."""

@@ -1,0 +1,257 @@
+"""What a credential unlocks, and the four things a rotation does to it:
+
+- apply(new): make the target accept the new value (AWS's setSecret);
+- accepts(value): does the target take this value? (testSecret, and the checks after);
+- revoke(old): stop accepting the old value (the end of finishSecret);
+- undo(pending): forget a new value that never became current (a rollback).
+
+No plaintext value travels to a server that could log it: PostgreSQL gets a SCRAM
+verifier computed here (libpq's PQencryptPasswordConn), Redis a SHA-256 hash (`#<hash>`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from vextrus_nb.errors import VextrusError
+
+if TYPE_CHECKING:
+    from vextrus_nb.drivers import Driver
+    from vextrus_nb.secrets.catalogue import Credential
+
+
+class RotationError(VextrusError):
+    """A rotation step could not be done; the message never holds a secret."""
+
+
+class Target(Protocol):
+    def apply(self, new: str) -> None: ...
+
+    def accepts(self, value: str) -> bool: ...
+
+    def revoke(self, old: str, current: str) -> None: ...
+
+    def undo(self, pending: str, current: str | None) -> None: ...
+
+
+@dataclass
+class PostgresRole:
+    """Single-user rotation of a login role's password: the old password stops working
+    the moment the new one is set, so set, test and finish follow one another at once."""
+
+    credential: Credential
+    host: str
+    port: int
+    admin_user: str
+    admin_password: str
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            dbname="postgres",
+            user=self.admin_user,
+            password=self.admin_password,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
+    def apply(self, new: str) -> None:
+        from psycopg import sql
+
+        role = self.credential.login
+        with self._admin() as conn:
+            verifier = conn.pgconn.encrypt_password(new.encode(), role.encode(), b"scram-sha-256")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(verifier.decode())
+                )
+            )
+
+    def accepts(self, value: str) -> bool:
+        import psycopg
+
+        try:
+            psycopg.connect(
+                host=self.host,
+                port=self.port,
+                dbname=self.credential.database,
+                user=self.credential.login,
+                password=value,
+                connect_timeout=5,
+            ).close()
+            return True
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                return False
+            raise RotationError(
+                f"PostgreSQL at {self.host}:{self.port} did not answer: {_reason(exc)}"
+            ) from None
+
+    def revoke(self, old: str, current: str) -> None:
+        """Nothing left to do: a role has one password, and setting the new one replaced it."""
+
+    def undo(self, pending: str, current: str | None) -> None:
+        if current is not None:
+            self.apply(current)
+
+
+@dataclass
+class RedisAclUser:
+    """An ACL user may hold several passwords: the new one is added beside the old, so
+    no client is locked out at any point; the old one is removed at the finish."""
+
+    credential: Credential
+    host: str
+    port: int
+    admin_user: str
+    admin_password: str
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            username=self.admin_user,
+            password=self.admin_password,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
+
+    def _hashes(self, client) -> list[str]:  # type: ignore[no-untyped-def]
+        user = client.acl_getuser(self.credential.login) or {}
+        return [h.decode() if isinstance(h, bytes) else h for h in user.get("passwords", [])]
+
+    def _change(self, add: str | None = None, remove: str | None = None) -> None:
+        import redis
+
+        try:
+            with self._admin() as client:
+                present = self._hashes(client)
+                changes = []
+                if add is not None and _sha256(add) not in present:
+                    changes.append("+" + _sha256(add))
+                if remove is not None and _sha256(remove) in present:
+                    changes.append("-" + _sha256(remove))
+                if changes:
+                    client.acl_setuser(self.credential.login, enabled=True, hashed_passwords=changes)
+                    client.acl_save()  # the ACL file is what a restarted Redis reads
+        except redis.RedisError as exc:
+            raise RotationError(f"Redis at {self.host}:{self.port}: {_reason(exc)}") from None
+
+    def apply(self, new: str) -> None:
+        self._change(add=new)
+
+    def accepts(self, value: str) -> bool:
+        import redis
+
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            username=self.credential.login,
+            password=value,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
+        try:
+            return bool(client.ping())
+        except redis.AuthenticationError:
+            return False
+        except redis.RedisError as exc:
+            raise RotationError(f"Redis at {self.host}:{self.port} did not answer: {_reason(exc)}") from None
+        finally:
+            client.close()
+
+    def revoke(self, old: str, current: str) -> None:
+        if old != current:
+            self._change(remove=old)
+
+    def undo(self, pending: str, current: str | None) -> None:
+        if pending != current:
+            self._change(remove=pending)
+
+
+@dataclass
+class JwtSigningKey:
+    """The key is published before it signs: `apply` restarts every verifying service,
+    which then knows the store's pending key beside the current one; the finish restarts
+    the signer, which signs with the new current key while the verifiers still accept
+    the previous one until it is retired (after the grace period)."""
+
+    credential: Credential
+    driver: Driver
+    verify_urls: dict[str, str]  # service -> its /auth/verify
+    deadline_s: float
+
+    def apply(self, new: str) -> None:
+        restart_and_wait(self.driver, list(self.credential.publish_to), self.deadline_s)
+
+    def accepts(self, value: str) -> bool:
+        """Every verifying service accepts a token signed with the value."""
+        return not self.refused_by(value)
+
+    def refused_by(self, value: str) -> list[str]:
+        import httpx
+        import jwt
+
+        now = int(time.time())
+        token = jwt.encode({"sub": "vextrus-rotation-check", "iat": now, "exp": now + 60}, value, "HS256")
+        refused = []
+        with httpx.Client(timeout=5) as http:
+            for service, url in self.verify_urls.items():
+                try:
+                    answer = http.get(url, headers={"Authorization": f"Bearer {token}"})
+                except httpx.HTTPError as exc:
+                    raise RotationError(f"{service} did not answer {url}: {_reason(exc)}") from None
+                if answer.status_code == 401:
+                    refused.append(service)
+                elif answer.status_code != 200:
+                    raise RotationError(f"{service} answered {answer.status_code} at {url}")
+        return refused
+
+    def revoke(self, old: str, current: str) -> None:
+        """The old key keeps verifying for the grace period; retire() ends that."""
+
+    def undo(self, pending: str, current: str | None) -> None:
+        # The store no longer holds the pending key: restarted, the verifiers forget it.
+        restart_and_wait(self.driver, list(self.credential.publish_to), self.deadline_s)
+
+
+@dataclass
+class Restarted:
+    components: list[str]
+    seconds: float
+
+
+def restart_and_wait(
+    driver: Driver, components: list[str], deadline_s: float, poll_s: float = 0.2
+) -> Restarted:
+    """Restart through the environment's driver and wait until each answers its readiness
+    check, which logs in with the credential: healthy means the new value works."""
+    started = time.monotonic()
+    driver.restart(components)
+    deadline = started + deadline_s
+    while True:
+        health = driver.health(components)
+        bad = {n: h for n, h in health.items() if h.health != "healthy"}
+        if not bad:
+            return Restarted(components, round(time.monotonic() - started, 2))
+        if time.monotonic() >= deadline:
+            names = ", ".join(f"{n} ({h.health}: {h.detail})" for n, h in sorted(bad.items()))
+            raise RotationError(f"not healthy within {deadline_s:g} s after the restart: {names}")
+        time.sleep(poll_s)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
