@@ -140,6 +140,29 @@ def test_secrets_leave_no_trace_in_notebook_or_ledger(
     assert ledger_entries(outputs)[0]["parameters"]["db_password"] == "***REDACTED***"
 
 
+def test_a_secret_the_kernel_learned_is_scrubbed_even_when_it_fails_the_run(
+    sandbox: SandboxState, outputs: Path, runbooks: Path
+) -> None:
+    # A value only the kernel knows (a freshly generated password, say): the runner cannot
+    # resolve it, so the kernel hands it over through a private file before the final scrub.
+    made = "Kernel-only-Secret-4711"
+    write_runbook(
+        runbooks,
+        "test/generated",
+        STANDARD,
+        'import vextrus_nb\nrb = vextrus_nb.start("test/generated", env=env)',
+        f"made = {made!r}\nrb.scrubber.add([made])\nprint('made:', made)",
+        "raise RuntimeError(f'lost {made}')",
+    )
+    result = run_cli("run", "test/generated", "--env", "sandbox")
+    assert result.returncode == 1
+    output = _printed_path(result.stdout)
+    assert "made: ***REDACTED***" in notebook_plain_text(output)
+    for place in (output.read_text(), (outputs / "ledger.jsonl").read_text(), result.stderr):
+        assert made not in place
+    assert not list(output.parent.glob(".*.seen")), "the hand-off file outlived the run"
+
+
 def test_a_failing_step_records_where_to_resume(sandbox: SandboxState, outputs: Path, runbooks: Path) -> None:
     write_runbook(
         runbooks,

@@ -47,14 +47,27 @@ def redact_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
 class Scrubber:
     """Replaces every known secret value, wherever it appears in a JSON-like tree."""
 
-    def __init__(self, values: Iterable[str] = ()):
+    def __init__(self, values: Iterable[str] = (), spill: Path | None = None):
         self._values: set[str] = set()
+        # Under the runner, every value the kernel learns is also appended to this private
+        # file, so the runner's final scrub knows secrets it could not resolve itself
+        # (a rotated value, a withdrawn one): see runner._execute.
+        self.spill = spill
         self.add(values)
 
     def add(self, values: Iterable[str]) -> None:
-        for value in values:
-            if isinstance(value, str) and len(value) >= MIN_SCRUB_LENGTH:
-                self._values.add(value)
+        new = [
+            v for v in values if isinstance(v, str) and len(v) >= MIN_SCRUB_LENGTH and v not in self._values
+        ]
+        self._values.update(new)
+        if new and self.spill is not None:
+            with self.spill.open("a") as handle:
+                handle.writelines(json.dumps(v) + "\n" for v in new)
+
+    def add_spilled(self, path: Path) -> None:
+        """The values a kernel spilled to `path` (one JSON string per line)."""
+        if path.exists():
+            self.add(json.loads(line) for line in path.read_text().splitlines() if line.strip())
 
     def text(self, text: str) -> str:
         # Longest first, so a secret containing another is replaced whole.

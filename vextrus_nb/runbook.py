@@ -33,6 +33,8 @@ RECORD_PATH_VAR = "VEXTRUS_RECORD_PATH"
 # Where the runner will write the output notebook; files a run exports go beside it.
 OUTPUT_PATH_VAR = "VEXTRUS_OUTPUT_PATH"
 RUN_ID_VAR = "VEXTRUS_RUN_ID"
+# A private file the runner reads before its final scrub: every secret value the kernel saw.
+SPILL_PATH_VAR = "VEXTRUS_SCRUB_SPILL_PATH"
 
 
 def new_run_id() -> str:
@@ -64,7 +66,7 @@ class Runbook:
     steps: list[StepRecord] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
-    scrubber: audit.Scrubber = field(default_factory=audit.Scrubber, repr=False)
+    scrubber: audit.Scrubber = field(default_factory=lambda: audit.Scrubber(spill=_spill_path()), repr=False)
     lock: locks.EnvironmentLock | None = field(default=None, repr=False)
 
     @property
@@ -186,6 +188,11 @@ class Runbook:
         if not passed:
             raise RunbookFailed(verdict)
         return None
+
+
+def _spill_path() -> Path | None:
+    spill = os.environ.get(SPILL_PATH_VAR)
+    return Path(spill) if spill else None
 
 
 def start(

@@ -23,7 +23,14 @@ from typing import Any
 from vextrus_nb import audit, locks, parameters, paths
 from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
 from vextrus_nb.errors import RunRefused
-from vextrus_nb.runbook import OUTPUT_PATH_VAR, RECORD_PATH_VAR, RUN_ID_VAR, new_run_id, now_utc
+from vextrus_nb.runbook import (
+    OUTPUT_PATH_VAR,
+    RECORD_PATH_VAR,
+    RUN_ID_VAR,
+    SPILL_PATH_VAR,
+    new_run_id,
+    now_utc,
+)
 
 EXIT_PASSED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 DEFAULT_CELL_TIMEOUT_S = 900
@@ -185,11 +192,13 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
     # Unscrubbed work in progress lives in private files, never at the final path.
     scratch = output.with_name(f".{output.stem}.partial.ipynb")
     record_file = output.with_name(f".{output.stem}.record.json")
-    for private in (scratch, record_file):
+    spill_file = output.with_name(f".{output.stem}.seen")
+    for private in (scratch, record_file, spill_file):
         private.touch(mode=0o600)
     kernel_vars = {
         RUN_ID_VAR: run_id,
         RECORD_PATH_VAR: str(record_file),
+        SPILL_PATH_VAR: str(spill_file),
         OUTPUT_PATH_VAR: str(output),
         "VEXTRUS_HOME": str(paths.project_root()),
         "VEXTRUS_OUTPUTS_DIR": str(outputs_dir),
@@ -220,6 +229,8 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
         status, cause = "error", f"{type(exc).__name__}: {exc}"
 
     scrubber = _scrubber_for(plan)
+    scrubber.add_spilled(spill_file)
+    spill_file.unlink(missing_ok=True)
     record = scrubber.tree(_final_record(plan, run_id, started, status, cause, record_file))
     record_file.unlink(missing_ok=True)
     if status == "refused":
