@@ -18,6 +18,10 @@ class Versions:
     pending: str | None = None
     previous: str | None = None
 
+    def __repr__(self) -> str:  # a traceback or a debug print shows fingerprints, never values
+        shown = ", ".join(f"{stage}={fp!r}" for stage, fp in self.fingerprints().items() if fp)
+        return f"Versions({shown})"
+
     def with_pending(self, value: str | None) -> Versions:
         return replace(self, pending=value)
 
