@@ -6,7 +6,9 @@ and plays the controllers: a workload scaled to N gets N pods, each Ready after
 never passes: a Warning event and failing health lines in its log).
 
 Endpoints: list/create/patch Deployments and StatefulSets, patch their /scale,
-list pods, read a pod's log, list events; every write is recorded in `writes`.
+list pods, read a pod's log, list events; read, create and replace Secrets (with
+resourceVersion conflicts, server-side dry runs, and `forbidden_secrets` answering
+403 as RBAC would); every write is recorded in `writes`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class FakeCluster:
         self.pods: dict[str, dict[str, Any]] = {}  # name -> {"owner", "created", "component", "object"}
         self.events: list[dict[str, Any]] = []
         self.writes: list[str] = []
+        self.secrets: dict[str, dict[str, Any]] = {}  # name -> Secret object
+        self.forbidden_secrets: set[str] = set()  # writes answered 403 Forbidden
+        self.resource_version = 0
         self.lock = threading.Lock()
 
     # -- controllers ---------------------------------------------------------------------
@@ -197,16 +202,56 @@ class _Handler(BaseHTTPRequestHandler):
                 if parts[5] not in c.pods:
                     return self._not_found()
                 return self._send(200, c.log(parts[5]), "text/plain")
+            if parts[:2] == ["api", "v1"] and len(parts) == 6 and parts[4] == "secrets":
+                if parts[5] not in c.secrets:
+                    return self._not_found()
+                return self._send(200, c.secrets[parts[5]])
             if parts[:2] == ["api", "v1"] and len(parts) == 5 and parts[4] == "events":
                 return self._send(
                     200, {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": c.events}
                 )
         return self._not_found()
 
+    def _status(self, code: int, reason: str) -> None:
+        status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code}
+        self._send(code, status)
+
+    def _write_secret(self, body: dict[str, Any], create: bool, dry_run: bool) -> None:
+        c = self.cluster
+        name = body["metadata"]["name"]
+        if name in c.forbidden_secrets:
+            return self._status(403, "Forbidden")
+        existing = c.secrets.get(name)
+        if create and existing is not None:
+            return self._status(409, "AlreadyExists")
+        if not create:
+            if existing is None:
+                return self._not_found()
+            if body["metadata"].get("resourceVersion") != existing["metadata"]["resourceVersion"]:
+                return self._status(409, "Conflict")
+        if dry_run:
+            return self._send(200, body)
+        c.resource_version += 1
+        body["metadata"]["resourceVersion"] = str(c.resource_version)
+        body.setdefault("apiVersion", "v1")
+        body.setdefault("kind", "Secret")
+        c.secrets[name] = body
+        c.writes.append(f"{'create' if create else 'replace'} secrets/{name}")
+        return self._send(201 if create else 200, body)
+
+    def do_PUT(self) -> None:
+        parts, query = self._route()
+        with self.cluster.lock:
+            if parts[:2] == ["api", "v1"] and len(parts) == 6 and parts[4] == "secrets":
+                return self._write_secret(self._body(), create=False, dry_run="dryRun" in query)
+        return self._not_found()
+
     def do_POST(self) -> None:
-        parts, _ = self._route()
+        parts, query = self._route()
         c = self.cluster
         with c.lock:
+            if parts[:2] == ["api", "v1"] and len(parts) == 5 and parts[4] == "secrets":
+                return self._write_secret(self._body(), create=True, dry_run="dryRun" in query)
             if len(parts) == 6 and parts[:3] == ["apis", "apps", "v1"] and parts[5] in PLURAL_KIND:
                 body = self._body()
                 name = body["metadata"]["name"]
