@@ -30,7 +30,12 @@ from vextrus_nb.secrets.protocol import STEPS, RotationContext, retire_expired, 
 from vextrus_nb.secrets.versions import fingerprint
 from vextrus_nb.secrets.wiring import context_for
 
-CREDENTIAL_OF_KIND = {"postgres": "auth-db", "redis": "auth-redis", "jwt": "jwt-signing"}
+CREDENTIAL_OF_KIND = {
+    "postgres": "auth-db",  # single user
+    "postgres-alternating": "finance-db",  # sandbox.yaml: rotation.alternating_users
+    "redis": "auth-redis",
+    "jwt": "jwt-signing",
+}
 
 
 class InjectedError(Exception):
@@ -140,6 +145,33 @@ def test_a_crash_at_each_step_is_finished_by_the_next_run(rig: Rig, kind: str, s
 
     # Finished: the journal holds nothing open, so the next run starts a new rotation.
     assert rig.ctx.journal.interrupted() == []
+
+
+def test_alternating_users_keep_the_old_login_working_throughout(rig: Rig) -> None:
+    credential = rig.credentials["finance-db"]
+    target = rig.ctx.target_for(credential)
+    old_login_works: dict[str, bool] = {}
+    old = rig.ctx.store.read(credential.store_key).current
+    assert old is not None
+
+    def probe(name: str, step: str) -> None:
+        old_login_works[step] = target.accepts(old)
+
+    rig.ctx.after_step = probe
+    assert rotate(rig.ctx, credential).ok
+    assert old_login_works == dict.fromkeys(STEPS, True), old_login_works
+    first = rig.ctx.store.read(credential.store_key).current
+    assert first is not None and target.accepts(old)
+    assert credential.login_of(first)[0] != credential.login_of(old)[0], "the roles did not alternate"
+
+    # The next rotation goes back to the first role with a new password: the login of two
+    # rotations ago stops working, the last one still works.
+    rig.ctx.after_step = None
+    assert rotate(rig.ctx, credential).ok
+    second = rig.ctx.store.read(credential.store_key).current
+    assert second is not None and credential.login_of(second)[0] == credential.login_of(old)[0]
+    assert target.accepts(second) and target.accepts(first) and not target.accepts(old)
+    rig.assert_consistent(credential)
 
 
 def test_the_old_jwt_key_verifies_through_its_grace_period_then_is_retired(rig: Rig) -> None:

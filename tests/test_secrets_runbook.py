@@ -70,7 +70,7 @@ def test_live_rotation_passes_refuses_the_old_password_and_leaves_no_secret_anyw
 
     done = run_cli(
         "run", "secrets/rotate", "--env", "sandbox", "-p", "dry_run=False",
-        "-p", "credentials=auth-db,jwt-signing",
+        "-p", "rotate=auth-db,jwt-signing",
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr[-3000:]
@@ -103,13 +103,16 @@ def test_live_rotation_passes_refuses_the_old_password_and_leaves_no_secret_anyw
 
 def test_a_dry_run_changes_nothing(sandbox: SandboxState, outputs: Path) -> None:
     before = snapshot(secrets_dir(sandbox), sandbox.root / "rotation")
-    done = run_cli("run", "secrets/rotate", "--env", "sandbox", "-p", "credentials=all")
+    done = run_cli("run", "secrets/rotate", "--env", "sandbox", "-p", "rotate=finance-db")
     assert done.returncode == 0, done.stderr[-3000:]
     assert snapshot(secrets_dir(sandbox), sandbox.root / "rotation") == before
     output = Path(done.stdout.strip().splitlines()[-1])
     text = notebook_plain_text(output)
     assert "Dry run: nothing was changed" in text and "create, set, test, finish" in text
-    assert record(output)["summary"]["credentials"][:2] == ["auth-db", "auth-redis"]
+    # The name is shown, not redacted as if it were a secret value (the parameter is not
+    # called `credentials`, which the redaction takes for a secret by its name).
+    assert record(output)["summary"]["credentials"] == ["finance-db"]
+    assert "finance-db" in text and "svc_finance / svc_finance_alt" in text
 
 
 @pytest.fixture
@@ -127,8 +130,8 @@ def locked_store_env(sandbox: SandboxState, own_parameters: Path, tmp_path: Path
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        (["--env", "sandbox", "-p", "credentials=auth-db,nope-db"], "unknown credential(s): nope-db"),
-        (["--env", "sandbox", "-p", "credentials= , "], "name the credentials to rotate"),
+        (["--env", "sandbox", "-p", "rotate=auth-db,nope-db"], "unknown credential(s): nope-db"),
+        (["--env", "sandbox", "-p", "rotate= , "], "name the credentials to rotate"),
         (["--env", "sandbox", "-p", "deadline_s=-5"], "deadline_s must be a positive number"),
         (["--env", "production", "-p", "dry_run=False"], "pass -p confirm=production"),
         (["--env", "lockedstore", "-p", "dry_run=False"], "the secret store cannot be written"),

@@ -210,6 +210,9 @@ class RotationSettings(_Strict):
     # The write-ahead records of rotations in progress: never in an output notebook.
     state_directory: str
     jwt: JwtSettings = JwtSettings()
+    # Services whose database login rotates with alternating users (two roles, the secret
+    # names which one is current), so the old login keeps working while the services roll.
+    alternating_users: list[str] = []
 
 
 class Environment(_Strict):

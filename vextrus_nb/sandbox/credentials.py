@@ -7,6 +7,18 @@ def pg_role_name(service: str) -> str:
     return "svc_" + service.replace("-", "_")
 
 
+def pg_alternate_role_name(service: str) -> str:
+    """The second login of the alternating-users strategy: a member of the service's role."""
+    return pg_role_name(service) + "_alt"
+
+
+def split_login(value: str, default_user: str) -> tuple[str, str]:
+    """A database credential is a password, or `user:password` once it rotates with
+    alternating users (passwords here are letters, digits, '-' and '_': never a ':')."""
+    user, colon, password = value.partition(":")
+    return (user, password) if colon else (default_user, value)
+
+
 def pg_secret_name(service: str) -> str:
     return f"pg_{service}"
 

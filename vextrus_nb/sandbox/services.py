@@ -29,7 +29,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.sandbox.credentials import (
+    JWT_KEY_SECRET,
+    pg_role_name,
+    pg_secret_name,
+    redis_secret_name,
+    split_login,
+)
 from vextrus_nb.sandbox.redis_server import acl_user_name
 from vextrus_nb.sandbox.state import SandboxState, read_faults
 
@@ -350,12 +356,15 @@ class Platform:
         """A connection to the service's own database with its own role, as the service makes it."""
         import psycopg
 
+        user, password = split_login(
+            self.state.secret(pg_secret_name(component.name)), pg_role_name(component.name)
+        )
         return await psycopg.AsyncConnection.connect(
             host=HOST,
             port=self.ports["postgres"],
             dbname=component.database,
-            user=pg_role_name(component.name),
-            password=self.state.secret(pg_secret_name(component.name)),
+            user=user,
+            password=password,
             connect_timeout=2,
             autocommit=autocommit,
             application_name=f"vextrus-{component.name}",

@@ -58,12 +58,19 @@ def check_credential(ctx: RotationContext, credential: Credential) -> list[Check
             and entry.retire_previous_after
             and datetime.now(UTC) < datetime.fromisoformat(entry.retire_previous_after)
         )
-        what = "still verifies (grace period)" if in_grace else "is refused"
+        # Alternating users: the old login is the other role, valid until the next rotation.
+        still_valid = in_grace or credential.strategy == "alternating"
+        if in_grace:
+            what = "still verifies (grace period)"
+        elif credential.strategy == "alternating":
+            what = "still logs in (alternating users, until the next rotation)"
+        else:
+            what = "is refused"
         rows.append(
             CheckRow(
                 credential.name,
                 f"the old value {previous} {what}",
-                "accepted" if in_grace else "refused",
+                "accepted" if still_valid else "refused",
                 tried(versions.previous),
             )
         )

@@ -148,7 +148,7 @@ def rollback(ctx: RotationContext, credential: Credential) -> str:
     if versions.pending is None:
         return "nothing pending: the store and the target hold the current value"
     ctx.store.write(credential.store_key, versions.with_pending(None))
-    ctx.target_for(credential).undo(versions.pending, versions.current)
+    ctx.target_for(credential).undo(versions.pending, versions.current, versions.previous)
     return "the pending value was withdrawn from the target and the store"
 
 
@@ -157,7 +157,7 @@ def _create(ctx: RotationContext, credential: Credential, entry: JournalEntry, r
     if versions.pending is not None:  # written before a crash: keep it, it may already be set
         entry.pending_fingerprint = fingerprint(versions.pending)
         return f"pending version {entry.pending_fingerprint} already in the store"
-    value = new_value(credential.kind)
+    value = credential.next_value(versions.current, new_value(credential.kind))
     ctx.remember([value])
     ctx.store.write(credential.store_key, versions.with_pending(value))
     entry.pending_fingerprint = fingerprint(value)

@@ -5,6 +5,11 @@
 - revoke(old): stop accepting the old value (the end of finishSecret);
 - undo(pending): forget a new value that never became current (a rollback).
 
+PostgreSQL logins rotate single-user (one role; the old password stops working at the
+set) or with alternating users (two roles, the second a member of the first that acts as
+it; each rotation sets a new password on the role not in use, so the old login keeps
+working while the services roll over, until the rotation after next).
+
 No plaintext value travels to a server that could log it: PostgreSQL gets a SCRAM
 verifier computed here (libpq's PQencryptPasswordConn), Redis a SHA-256 hash (`#<hash>`).
 """
@@ -34,7 +39,7 @@ class Target(Protocol):
 
     def revoke(self, old: str, current: str) -> None: ...
 
-    def undo(self, pending: str, current: str | None) -> None: ...
+    def undo(self, pending: str, current: str | None, previous: str | None = None) -> None: ...
 
 
 @dataclass
@@ -61,28 +66,34 @@ class PostgresRole:
             connect_timeout=5,
         )
 
-    def apply(self, new: str) -> None:
+    def _set_password(self, role: str, password: str | None) -> None:
         from psycopg import sql
 
-        role = self.credential.login
         with self._admin() as conn:
-            verifier = conn.pgconn.encrypt_password(new.encode(), role.encode(), b"scram-sha-256")
+            if password is None:
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD NULL").format(sql.Identifier(role)))
+                return
+            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
             conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                     sql.Identifier(role), sql.Literal(verifier.decode())
                 )
             )
 
+    def apply(self, new: str) -> None:
+        self._set_password(*self.credential.login_of(new))
+
     def accepts(self, value: str) -> bool:
         import psycopg
 
+        user, password = self.credential.login_of(value)
         try:
             psycopg.connect(
                 host=self.host,
                 port=self.port,
                 dbname=self.credential.database,
-                user=self.credential.login,
-                password=value,
+                user=user,
+                password=password,
                 connect_timeout=5,
             ).close()
             return True
@@ -96,9 +107,52 @@ class PostgresRole:
     def revoke(self, old: str, current: str) -> None:
         """Nothing left to do: a role has one password, and setting the new one replaced it."""
 
-    def undo(self, pending: str, current: str | None) -> None:
+    def undo(self, pending: str, current: str | None, previous: str | None = None) -> None:
         if current is not None:
             self.apply(current)
+
+
+@dataclass
+class PostgresAlternatingRoles(PostgresRole):
+    """Alternating users: the new password goes on the role not in use (created the first
+    time, as a member of the service's role that acts as it), so nothing is locked out."""
+
+    def _ensure_alternate(self) -> None:
+        from psycopg import sql
+
+        role = sql.Identifier(self.credential.login)
+        alternate = sql.Identifier(self.credential.alternate_login)
+        exists = self._role_exists(self.credential.alternate_login)
+        with self._admin() as conn:
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(alternate, role))
+            # Its sessions act as the service's role: same privileges, objects owned alike.
+            conn.execute(
+                sql.SQL("ALTER ROLE {} SET role = {}").format(alternate, sql.Literal(self.credential.login))
+            )
+
+    def apply(self, new: str) -> None:
+        # Only the role not in use changes: the one in use keeps working while the services roll.
+        user, password = self.credential.login_of(new)
+        if user == self.credential.alternate_login:
+            self._ensure_alternate()
+        self._set_password(user, password)
+
+    def revoke(self, old: str, current: str) -> None:
+        """Nothing: the old login stays valid until the rotation after this one sets a new
+        password on its role. That is what lets the services roll without a lockout."""
+
+    def undo(self, pending: str, current: str | None, previous: str | None = None) -> None:
+        # The pending value's role held the previous value (or, the first time, nothing).
+        user = self.credential.login_of(pending)[0]
+        if previous is not None and self.credential.login_of(previous)[0] == user:
+            self.apply(previous)
+        elif self._role_exists(user):  # not yet created if the rotation failed before its set
+            self._set_password(user, None)
+
+    def _role_exists(self, role: str) -> bool:
+        with self._admin() as conn:
+            return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
 
 
 @dataclass
@@ -172,7 +226,7 @@ class RedisAclUser:
         if old != current:
             self._change(remove=old)
 
-    def undo(self, pending: str, current: str | None) -> None:
+    def undo(self, pending: str, current: str | None, previous: str | None = None) -> None:
         if pending != current:
             self._change(remove=pending)
 
@@ -218,7 +272,7 @@ class JwtSigningKey:
     def revoke(self, old: str, current: str) -> None:
         """The old key keeps verifying for the grace period; retire() ends that."""
 
-    def undo(self, pending: str, current: str | None) -> None:
+    def undo(self, pending: str, current: str | None, previous: str | None = None) -> None:
         # The store no longer holds the pending key: restarted, the verifiers forget it.
         restart_and_wait(self.driver, list(self.credential.publish_to), self.deadline_s)
 

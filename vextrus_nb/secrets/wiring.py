@@ -12,7 +12,13 @@ from vextrus_nb.secrets.catalogue import Credential
 from vextrus_nb.secrets.journal import Journal
 from vextrus_nb.secrets.protocol import RotationContext, StepHook
 from vextrus_nb.secrets.stores import store_for
-from vextrus_nb.secrets.targets import JwtSigningKey, PostgresRole, RedisAclUser, Target
+from vextrus_nb.secrets.targets import (
+    JwtSigningKey,
+    PostgresAlternatingRoles,
+    PostgresRole,
+    RedisAclUser,
+    Target,
+)
 from vextrus_nb.targets import endpoints
 
 
@@ -41,7 +47,8 @@ def context_for(
     def target_for(credential: Credential) -> Target:
         if credential.kind == "postgres":
             user, password = admin("postgres")
-            return PostgresRole(credential, *where["postgres"], user, password)
+            role = PostgresAlternatingRoles if credential.strategy == "alternating" else PostgresRole
+            return role(credential, *where["postgres"], user, password)
         if credential.kind == "redis":
             user, password = admin("redis")
             return RedisAclUser(credential, *where["redis"], user, password)
