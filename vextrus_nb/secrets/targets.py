@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from vextrus_nb.errors import VextrusError
@@ -43,15 +43,20 @@ class Target(Protocol):
 
 
 @dataclass
-class PostgresRole:
-    """Single-user rotation of a login role's password: the old password stops working
-    the moment the new one is set, so set, test and finish follow one another at once."""
+class _ReachedAsAdmin:
+    """A credential on a server the environment's admin login reaches."""
 
     credential: Credential
     host: str
     port: int
     admin_user: str
-    admin_password: str
+    admin_password: str = field(repr=False)  # a repr in a traceback must not carry it
+
+
+@dataclass
+class PostgresRole(_ReachedAsAdmin):
+    """Single-user rotation of a login role's password: the old password stops working
+    the moment the new one is set, so set, test and finish follow one another at once."""
 
     def _admin(self):  # type: ignore[no-untyped-def]
         import psycopg
@@ -156,15 +161,9 @@ class PostgresAlternatingRoles(PostgresRole):
 
 
 @dataclass
-class RedisAclUser:
+class RedisAclUser(_ReachedAsAdmin):
     """An ACL user may hold several passwords: the new one is added beside the old, so
     no client is locked out at any point; the old one is removed at the finish."""
-
-    credential: Credential
-    host: str
-    port: int
-    admin_user: str
-    admin_password: str
 
     def _admin(self):  # type: ignore[no-untyped-def]
         import redis
