@@ -20,7 +20,7 @@ import redis
 from vextrus_nb import triage
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name
+from vextrus_nb.sandbox.credentials import pg_role_name, pg_secret_name, split_login
 from vextrus_nb.sandbox.events import EVENTS_FILE
 from vextrus_nb.sandbox.state import FAULTS_FILE, SandboxState
 from vextrus_nb.triage import TriageResult, TriageSettings
@@ -42,12 +42,14 @@ def incident(result: TriageResult) -> list[tuple[str, str]]:
 
 
 def service_connection(state: SandboxState, service: str, application: str = "psql") -> psycopg.Connection:
+    # After an alternating-users rotation the secret is `user:password` (secrets/rotate).
+    user, password = split_login(state.secret(pg_secret_name(service)), pg_role_name(service))
     return psycopg.connect(
         host="127.0.0.1",
         port=state.ports["postgres"],
         dbname=load_inventory().get(service).database,
-        user=pg_role_name(service),
-        password=state.secret(pg_secret_name(service)),
+        user=user,
+        password=password,
         application_name=application,
     )
 
