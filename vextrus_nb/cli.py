@@ -12,6 +12,9 @@ from typing import Annotated
 import typer
 
 from vextrus_nb.errors import VextrusError
+from vextrus_nb.import_speed import skip_slow_unused_imports
+
+skip_slow_unused_imports()
 
 app = typer.Typer(
     help="Operational runbooks for the Vextrus ERP platform.",
