@@ -19,6 +19,8 @@ import yaml
 from vextrus_nb import paths
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.deploy.phases import load_phases
+from vextrus_nb.sandbox.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.sandbox.redis_server import acl_user_name
 
 NAMESPACE = "vextrus"
 STATEFUL = {"postgres", "redis", "elasticsearch", "zookeeper", "kafka", "rabbitmq", "minio", "eventstore"}
@@ -48,20 +50,21 @@ def _env(component: Component) -> list[dict[str, Any]]:
             env += [
                 {"name": "DATABASE_HOST", "value": "postgres"},
                 {"name": "DATABASE_NAME", "value": component.database},
-                {"name": "DATABASE_USER", "value": f"svc_{name.replace('-', '_')}"},
-                _secret("DATABASE_PASSWORD", CREDENTIALS_SECRET, f"pg_{name}"),
+                {"name": "DATABASE_USER", "value": pg_role_name(name)},
+                _secret("DATABASE_PASSWORD", CREDENTIALS_SECRET, pg_secret_name(name)),
             ]
         if "redis" in component.depends_on:
             env += [
-                {"name": "REDIS_USERNAME", "value": f"svc-{name}"},
-                _secret("REDIS_PASSWORD", CREDENTIALS_SECRET, f"redis_{name}"),
+                {"name": "REDIS_USERNAME", "value": acl_user_name(name)},
+                _secret("REDIS_PASSWORD", CREDENTIALS_SECRET, redis_secret_name(name)),
             ]
         # Every service verifies tokens with the current key and, during a rotation, the
         # pending one (published before signing switches) and the previous one (its grace period).
+        key = JWT_KEY_SECRET
         env += [
-            _secret("JWT_SIGNING_KEY", CREDENTIALS_SECRET, "jwt_signing_key"),
-            _secret("JWT_VERIFY_KEY_PENDING", CREDENTIALS_SECRET, "jwt_signing_key.pending", optional=True),
-            _secret("JWT_VERIFY_KEY_PREVIOUS", CREDENTIALS_SECRET, "jwt_signing_key.previous", optional=True),
+            _secret("JWT_SIGNING_KEY", CREDENTIALS_SECRET, key),
+            _secret("JWT_VERIFY_KEY_PENDING", CREDENTIALS_SECRET, f"{key}.pending", optional=True),
+            _secret("JWT_VERIFY_KEY_PREVIOUS", CREDENTIALS_SECRET, f"{key}.previous", optional=True),
         ]
         if component.subgraphs:
             env.append({"name": "SUBGRAPHS", "value": ",".join(component.subgraphs)})

@@ -412,13 +412,11 @@ class Platform:
             return f"{name} unreachable: {_first_line(exc)}"
 
     def jwt_keys(self) -> JwtKeys:
-        """The key files a rotation writes (jwt_signing_key and its .pending and .previous versions)."""
-        found = {}
-        for version in ("", ".pending", ".previous"):
-            path = self.state.secrets_dir / f"{JWT_KEY_SECRET}{version}"
-            if path.is_file():
-                found[version] = path.read_text().strip()
-        return JwtKeys(found.get(""), tuple(found.values()))
+        """The key's versions as the rotation's files store keeps them (current, pending, previous)."""
+        from vextrus_nb.secrets.stores import FilesStore
+
+        versions = FilesStore(self.state.secrets_dir).read(JWT_KEY_SECRET)
+        return JwtKeys(versions.current, tuple(versions.values()))
 
     async def close_connections(self, name: str) -> None:
         """A stopped service holds no connections: the next start logs in afresh with
