@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from vextrus_nb.sandbox.state import SandboxState
+from vextrus_nb.secrets.protocol import rotate
 
 from .conftest import ledger_entries, notebook_plain_text, run_cli
 from .test_secrets_protocol import Rig, SimulatedCrash
@@ -62,8 +63,6 @@ def test_live_rotation_passes_refuses_the_old_password_and_leaves_no_secret_anyw
     rig = Rig()
     rig.fault = ("test", SimulatedCrash)
     with pytest.raises(SimulatedCrash):  # auth-redis's rotation is left open, as if the process died
-        from vextrus_nb.secrets.protocol import rotate
-
         rotate(rig.ctx, rig.credentials["auth-redis"])
     seen |= every_secret_value(sandbox)
     old_db_password = (secrets_dir(sandbox) / "pg_auth").read_text().strip()

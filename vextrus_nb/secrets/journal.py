@@ -9,18 +9,14 @@ It holds fingerprints, never values, and lives in the environment's
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+from vextrus_nb.runbook import now_utc
+from vextrus_nb.secrets.private_file import write_private
+
 IN_PROGRESS, COMPLETED, ROLLED_BACK = "in progress", "completed", "rolled back"
-
-
-def now_utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -59,12 +55,7 @@ class Journal:
     def save(self, entry: JournalEntry) -> None:
         entry.updated_at = now_utc()
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{entry.credential}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(entry), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._path(entry.credential))
+        write_private(self._path(entry.credential), json.dumps(asdict(entry), indent=2))
 
     def interrupted(self) -> list[JournalEntry]:
         if not self.directory.is_dir():

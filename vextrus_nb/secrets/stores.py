@@ -14,7 +14,6 @@ either the old or the new file, never half of one.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 from vextrus_nb.config import Environment, resolve_path
 from vextrus_nb.errors import ConfigError
+from vextrus_nb.secrets.private_file import write_private
 from vextrus_nb.secrets.versions import STAGES, Versions, fingerprint
 
 
@@ -40,21 +40,6 @@ class SecretStore(Protocol):
     def write(self, key: str, versions: Versions) -> None: ...
 
     def check_writable(self) -> None: ...
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, then rename: atomic."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _probe_directory(directory: Path, what: str) -> None:
@@ -91,7 +76,7 @@ class FilesStore:
         for stage in ("previous", "pending", "current"):
             value = getattr(versions, stage)
             if value is not None:
-                _write_private(self._path(key, stage), value)
+                write_private(self._path(key, stage), value)
         for stage in STAGES:
             if getattr(versions, stage) is None:
                 self._path(key, stage).unlink(missing_ok=True)
@@ -150,7 +135,7 @@ class EnvFileStore:
             backup = self.path.with_name(self.path.name + ".bak")
             shutil.copy2(self.path, backup)
             backup.chmod(0o600)
-        _write_private(self.path, "\n".join(lines) + "\n")
+        write_private(self.path, "\n".join(lines) + "\n")
 
     def check_writable(self) -> None:
         if self.path.exists() and not self.path.is_file():
