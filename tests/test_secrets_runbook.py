@@ -81,6 +81,8 @@ def test_live_rotation_passes_refuses_the_old_password_and_leaves_no_secret_anyw
         "jwt-signing": "rotated",
     }
     assert summary["checks_passed"] == "12/12"
+    # The key's verifiers restarted to learn it (set), then its signer (finish): both on record.
+    assert set(summary["restarts"]["jwt-signing"]) == {"18 services", "auth"}
     new_db_password = (secrets_dir(sandbox) / "pg_auth").read_text().strip()
     assert new_db_password != old_db_password
     login(sandbox, new_db_password)
@@ -89,6 +91,7 @@ def test_live_rotation_passes_refuses_the_old_password_and_leaves_no_secret_anyw
 
     text = notebook_plain_text(output)
     assert "finish the interrupted rotation" in text and "resumed and rotated" in text
+    assert "as verify-only to 18 services (restarted and healthy in" in text  # cells whole, not cut
     assert ledger_entries(outputs)[-1]["status"] == "passed"
 
     seen |= every_secret_value(sandbox)

@@ -175,10 +175,12 @@ def _pending(ctx: RotationContext, credential: Credential, entry: JournalEntry) 
 
 
 def _set(ctx: RotationContext, credential: Credential, entry: JournalEntry, result: RotationResult) -> str:
-    ctx.target_for(credential).apply(_pending(ctx, credential, entry))
-    if credential.kind == "jwt":
+    published = ctx.target_for(credential).apply(_pending(ctx, credential, entry))
+    if isinstance(published, Restarted):  # the JWT key: its verifiers restarted to learn it
+        result.restarts.append(published)
         return (
-            f"published {entry.pending_fingerprint} as verify-only to {len(credential.publish_to)} services"
+            f"published {entry.pending_fingerprint} as verify-only to {len(credential.publish_to)} services "
+            f"(restarted and healthy in {published.seconds:g} s)"
         )
     return f"{credential.what} now accepts {entry.pending_fingerprint}"
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vextrus_nb.display import Shown, note
+from vextrus_nb.display import Shown, note, styled_table
 from vextrus_nb.errors import ConfigError, RunRefused
 from vextrus_nb.secrets.catalogue import Credential, catalogue
 from vextrus_nb.secrets.checks import CheckRow, check_credential
@@ -21,12 +21,21 @@ from vextrus_nb.secrets.versions import fingerprint
 from vextrus_nb.secrets.wiring import context_for, journal_for
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from vextrus_nb.runbook import Runbook
 
 ALL = "all"
 DRY_RUN = note("Dry run: nothing was changed. Run with `dry_run=False` to do what the plan shows.")
+
+
+def _table(rows: list[dict[str, object]]) -> Shown:
+    """Whole cells in both forms: a plain-text reader (grep, a raw .ipynb) sees no '...'."""
+    import pandas as pd
+
+    return styled_table(pd.DataFrame(rows).style.hide(axis="index"))
+
+
+def _who(components: list[str]) -> str:
+    return ", ".join(components) if len(components) <= 3 else f"{len(components)} services"
 
 
 def _names(credentials: str | list[str]) -> list[str]:
@@ -88,10 +97,8 @@ def open_rotation(rb: Runbook, credentials: str | list[str], deadline_s: float) 
     return RotationRun(rb, [known[n] for n in ordered], ctx, interrupted)
 
 
-def plan(run: RotationRun) -> pd.DataFrame:
+def plan(run: RotationRun) -> Shown:
     """What would happen to each credential. A dry run stops here."""
-    import pandas as pd
-
     rows = []
     for credential in run.credentials:
         versions = run.ctx.store.read(credential.store_key)
@@ -101,7 +108,6 @@ def plan(run: RotationRun) -> pd.DataFrame:
             action = f"finish the interrupted rotation {entry.rotation_id} from its '{entry.step}' step"
         else:
             action = "create, set, test, finish"
-        restarts = sorted({*credential.publish_to, *credential.restart_after_finish})
         rows.append(
             {
                 "credential": credential.name,
@@ -109,18 +115,16 @@ def plan(run: RotationRun) -> pd.DataFrame:
                 "store key": credential.store_key,
                 "current": fingerprint(versions.current) or "MISSING",
                 "action": action,
-                "restarts": ", ".join(restarts) if len(restarts) <= 3 else f"{len(restarts)} services",
+                "restarts": _who(sorted({*credential.publish_to, *credential.restart_after_finish})),
             }
         )
     run.rb.summary["store"] = run.ctx.store.description
     run.rb.summary["credentials"] = [c.name for c in run.credentials]
-    return pd.DataFrame(rows)
+    return _table(rows)
 
 
-def rotate_all(run: RotationRun) -> pd.DataFrame | Shown:
+def rotate_all(run: RotationRun) -> Shown:
     """Rotate each credential in turn; a failure is recovered and recorded, and the others go on."""
-    import pandas as pd
-
     if not run.live:
         return DRY_RUN
     for credential in run.credentials:
@@ -133,7 +137,7 @@ def rotate_all(run: RotationRun) -> pd.DataFrame | Shown:
     }
     run.rb.summary["outcomes"] = {r.credential.name: r.outcome for r in run.results}
     run.rb.summary["restarts"] = {
-        r.credential.name: {", ".join(x.components): x.seconds for x in r.restarts} for r in run.results
+        r.credential.name: {_who(x.components): x.seconds for x in r.restarts} for r in run.results
     }
     rows = [
         {
@@ -145,13 +149,11 @@ def rotate_all(run: RotationRun) -> pd.DataFrame | Shown:
         for r in run.results
         for s in r.steps
     ]
-    return pd.DataFrame(rows)
+    return _table(rows)
 
 
-def outcomes(run: RotationRun) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame(
+def outcomes(run: RotationRun) -> Shown:
+    return _table(
         [
             {
                 "credential": r.credential.name,
@@ -169,10 +171,8 @@ def outcomes(run: RotationRun) -> pd.DataFrame:
     )
 
 
-def retire(run: RotationRun) -> pd.DataFrame | Shown:
+def retire(run: RotationRun) -> Shown:
     """JWT keys whose grace period has passed stop verifying."""
-    import pandas as pd
-
     if not run.live:
         return DRY_RUN
     for credential in run.credentials:
@@ -182,14 +182,12 @@ def retire(run: RotationRun) -> pd.DataFrame | Shown:
     run.rb.summary["retired"] = dict(run.retired)
     if not run.retired:
         return note("No key is past its grace period: nothing was retired.")
-    return pd.DataFrame([{"credential": k, "retired key": v} for k, v in run.retired.items()])
+    return _table([{"credential": k, "retired key": v} for k, v in run.retired.items()])
 
 
-def check(run: RotationRun) -> pd.DataFrame | Shown:
+def check(run: RotationRun) -> Shown:
     """Real logins and tokens: the new value works, the old one is refused (or still
     verifies while in its grace period), nothing pending is left, the users are healthy."""
-    import pandas as pd
-
     if not run.live:
         return DRY_RUN
     for credential in run.credentials:
@@ -198,7 +196,7 @@ def check(run: RotationRun) -> pd.DataFrame | Shown:
     for row in failed:
         run.rb.fail(f"{row.credential}: {row.check}: expected {row.expected}, saw {row.observed}")
     run.rb.summary["checks_passed"] = f"{len(run.checks) - len(failed)}/{len(run.checks)}"
-    return pd.DataFrame(
+    return _table(
         [
             {
                 "credential": c.credential,

@@ -1,6 +1,6 @@
 """What a credential unlocks, and the four things a rotation does to it:
 
-- apply(new): make the target accept the new value (AWS's setSecret);
+- apply(new): make the target accept the new value (AWS's setSecret); says what it restarted;
 - accepts(value): does the target take this value? (testSecret, and the checks after);
 - revoke(old): stop accepting the old value (the end of finishSecret);
 - undo(pending): forget a new value that never became current (a rollback).
@@ -33,7 +33,7 @@ class RotationError(VextrusError):
 
 
 class Target(Protocol):
-    def apply(self, new: str) -> None: ...
+    def apply(self, new: str) -> Restarted | None: ...  # what it restarted, if anything
 
     def accepts(self, value: str) -> bool: ...
 
@@ -242,8 +242,8 @@ class JwtSigningKey:
     verify_urls: dict[str, str]  # service -> its /auth/verify
     deadline_s: float
 
-    def apply(self, new: str) -> None:
-        restart_and_wait(self.driver, list(self.credential.publish_to), self.deadline_s)
+    def apply(self, new: str) -> Restarted:
+        return restart_and_wait(self.driver, list(self.credential.publish_to), self.deadline_s)
 
     def accepts(self, value: str) -> bool:
         """Every verifying service accepts a token signed with the value."""
