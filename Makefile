@@ -9,15 +9,24 @@ STAMP  := $(VENV)/.installed-stamp
 
 setup: system-deps $(STAMP)
 
+# Every system package the sandbox, the tests and the demo use, installed when missing:
 # PostgreSQL server binaries and redis-server are real parts of the sandbox and the tests;
-# Chromium opens the auditor's report in the report test; cron's crontab is what `schedule --install` writes.
+# dockerd and docker-compose run the deployment tests' compose stack (the tests start dockerd);
+# Chromium opens the report and drives JupyterLab in the tests; cron's crontab is what
+# `schedule --install` writes. A package is named once here, with the command that proves it.
+SYSTEM_PACKAGES := postgresql:initdb redis-server:redis-server docker.io:dockerd \
+                   docker-compose:docker-compose chromium:chromium cron:crontab
+
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
-	   || ! command -v redis-server >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1 \
-	   || ! command -v crontab >/dev/null 2>&1; then \
-	  echo "installing postgresql, redis-server, chromium and cron (Debian packages)"; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  pkg=$${pair%%:*}; cmd=$${pair#*:}; \
+	  if [ "$$cmd" = initdb ]; then ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && continue; fi; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql redis-server chromium cron >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -66,7 +66,10 @@ def test_smoke_fails_and_names_the_service_that_is_down(healthy: SandboxState, o
             ["run", "verify/smoke", "--env", "sandbox", "-p", "timeout_s=fast"],
             "'timeout_s' expects float, got str",
         ),
-        (["run", "verify/smoke", "--env", "sandbox", "-p", "dry_run=1"], "'dry_run' expects bool, got int"),
+        (
+            ["run", "verify/smoke", "--env", "sandbox", "-p", "dry_run=maybe"],
+            "'dry_run' expects bool (true/yes/on/1/false/no/off/0, any case), got 'maybe'",
+        ),
         (["run", "verify/smoke", "--env", "sandbox", "-p", "novalue"], "malformed parameter 'novalue'"),
         (["run", "verify/smoke", "--env", "sandbox", "-p", "env=staging"], "contradicts --env sandbox"),
         (["run", "../../etc/passwd", "--env", "sandbox"], "unknown runbook"),

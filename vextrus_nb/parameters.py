@@ -2,13 +2,18 @@
 
 Declarations come from the notebook's `parameters` cell via papermill's own
 inspection; a parameter's type is its annotation, else the type of its
-default. Values are checked before any kernel starts (papermill #396: `-p`
+default. A parameter that may be left unset says so with None: it is declared
+`name: "Optional[float]" = None` (a string annotation, so the cell needs no
+import; papermill's inspection cannot read `float | None`), and None then means
+"use the environment's setting", while every other value, 0 included, means
+itself. Values are checked before any kernel starts (papermill #396: `-p`
 only understands scalars; lists and dicts come through YAML).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +27,36 @@ from vextrus_nb.errors import RunRefused
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
 
+# What a bool parameter accepts as text, in any case (`-p dry_run=false`, as typer and kubectl take it).
+_BOOL_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+_OPTIONAL = re.compile(r"^Optional\[(\w+)\]$")
+
+
 @dataclass(frozen=True)
 class DeclaredParameter:
     name: str
     type_name: str  # one of _TYPES, or "any"
     default: Any
     help: str
+    nullable: bool = False  # None is a value: "unset, use the environment's setting"
+
+
+def _declared_type(annotation: str, default: Any) -> tuple[str, bool]:
+    """(type name, nullable) from an annotation such as `float` or `Optional[float]`, else the default."""
+    nullable = default is None
+    if optional := _OPTIONAL.match(annotation):
+        annotation, nullable = optional.group(1), True
+    type_name = annotation if annotation in _TYPES else type(default).__name__
+    return (type_name if type_name in _TYPES else "any"), nullable
 
 
 def declared_parameters(notebook: Path) -> dict[str, DeclaredParameter]:
@@ -39,12 +68,32 @@ def declared_parameters(notebook: Path) -> dict[str, DeclaredParameter]:
             default = ast.literal_eval(info["default"])
         except (ValueError, SyntaxError):
             default = info["default"]
-        annotated = str(info.get("inferred_type_name") or "None")
-        type_name = annotated if annotated in _TYPES else type(default).__name__
-        declared[name] = DeclaredParameter(
-            name, type_name if type_name in _TYPES else "any", default, info.get("help") or ""
-        )
+        type_name, nullable = _declared_type(str(info.get("inferred_type_name") or "None"), default)
+        declared[name] = DeclaredParameter(name, type_name, default, info.get("help") or "", nullable)
     return declared
+
+
+def effective_values(declared: dict[str, DeclaredParameter], given: dict[str, Any]) -> dict[str, Any]:
+    """Every declared parameter with the value the run will use: the defaults, then what was given."""
+    return {name: spec.default for name, spec in declared.items()} | given
+
+
+def _coerce(spec: DeclaredParameter, value: Any) -> Any:
+    """The value as the declared type, or ValueError saying what was expected."""
+    if value is None and spec.nullable:
+        return None
+    if spec.type_name == "bool" and isinstance(value, str | int) and not isinstance(value, bool):
+        word = str(value).strip().lower()
+        if word in _BOOL_WORDS:
+            return _BOOL_WORDS[word]
+        raise ValueError(f"expects bool ({'/'.join(_BOOL_WORDS)}, any case), got {value!r}")
+    if spec.type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return TypeAdapter(_TYPES[spec.type_name]).validate_python(value, strict=True)
+    except ValidationError:
+        unset = " or None" if spec.nullable else ""
+        raise ValueError(f"expects {spec.type_name}{unset}, got {type(value).__name__} {value!r}") from None
 
 
 def validate(declared: dict[str, DeclaredParameter], given: dict[str, Any]) -> dict[str, Any]:
@@ -60,14 +109,9 @@ def validate(declared: dict[str, DeclaredParameter], given: dict[str, Any]) -> d
             clean[name] = value
             continue
         try:
-            clean[name] = TypeAdapter(_TYPES[spec.type_name]).validate_python(value, strict=True)
-        except ValidationError:
-            if spec.type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
-                clean[name] = float(value)
-                continue
-            problems.append(
-                f"parameter '{name}' expects {spec.type_name}, got {type(value).__name__} {value!r}"
-            )
+            clean[name] = _coerce(spec, value)
+        except ValueError as exc:
+            problems.append(f"parameter '{name}' {exc}")
     if problems:
         raise RunRefused("; ".join(problems))
     return clean
