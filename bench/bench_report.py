@@ -16,14 +16,14 @@ RUNS = 200
 
 
 def _seed_outputs(source: Path, outputs: Path) -> list[Path]:
-    from vextrus_nb import audit
+    from vextrus_nb.evidence import ledger
 
     notebooks = []
     for i in range(RUNS):
         target = outputs / "sandbox" / "2026-11-22" / f"verify-smoke-{i:04d}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-        audit.append_entry(
+        ledger.append_entry(
             {
                 "run_id": f"bench{i:04d}",
                 "runbook": "verify/smoke",
@@ -32,7 +32,7 @@ def _seed_outputs(source: Path, outputs: Path) -> list[Path]:
                 "started_at": f"2026-11-{1 + i % 22:02d}",
                 "summary": {"up": 32},
                 "output": str(target.relative_to(outputs)),
-                "output_sha256": audit.sha256_file(target),
+                "output_sha256": ledger.sha256_file(target),
             },
             outputs,
         )
@@ -41,11 +41,11 @@ def _seed_outputs(source: Path, outputs: Path) -> list[Path]:
 
 
 def main() -> None:
-    from vextrus_nb import report as reporting
+    from vextrus_nb.evidence import report as reporting
 
     work = Path(tempfile.mkdtemp(prefix="vextrus-bench-report-"))
     os.environ["VEXTRUS_SANDBOX_DIR"] = str(work / "sandbox")
-    from vextrus_nb import runner
+    from vextrus_nb.run import runner
     from vextrus_nb.sandbox import manager
 
     manager.up(work / "sandbox")

@@ -11,10 +11,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from vextrus_nb.backup import steps
+from vextrus_nb.backup.access import s3_store
 from vextrus_nb.config import BackupSettings, S3Target, SecretRef, load_environment, load_inventory
-from vextrus_nb.runbook import Runbook
-from vextrus_nb.sandbox.state import SandboxState
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.run.session import Runbook
+from vextrus_nb.runbooks.dr import backup, drill
 
 from .test_backup import scratch_databases
 
@@ -38,7 +39,9 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def runbook(name: str, endpoint: str, monkeypatch: pytest.MonkeyPatch, dry_run: bool = True) -> Runbook:
+def runbook(
+    name: str, endpoint: str, monkeypatch: pytest.MonkeyPatch, dry_run: bool = True, **parameters: str
+) -> Runbook:
     """The sandbox environment with a second store in the bucket; keys by reference, as always."""
     monkeypatch.setenv("TEST_S3_ACCESS", ACCESS)
     monkeypatch.setenv("TEST_S3_SECRET", SECRET)
@@ -57,7 +60,7 @@ def runbook(name: str, endpoint: str, monkeypatch: pytest.MonkeyPatch, dry_run: 
         "secrets": {**env.secrets, "s3_access": SecretRef(env="TEST_S3_ACCESS"),
                     "s3_secret": SecretRef(env="TEST_S3_SECRET")},
     })  # fmt: skip
-    return Runbook(name=name, env=env, inventory=inventory, parameters={"dry_run": dry_run})
+    return Runbook(name=name, env=env, inventory=inventory, parameters={"dry_run": dry_run, **parameters})
 
 
 def bucket(endpoint: str) -> object:
@@ -68,7 +71,7 @@ def bucket(endpoint: str) -> object:
 def test_a_set_is_copied_to_s3_and_a_drill_from_s3_proves_it(
     healthy: SandboxState, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, outputs: Path
 ) -> None:
-    taken = steps.back_up(runbook("dr/backup", s3_endpoint, monkeypatch), services="auth,finance")
+    taken = backup.back_up(runbook("dr/backup", s3_endpoint, monkeypatch, services="auth,finance"))
     set_id = taken.manifest.set_id
     assert taken.copied_to == f"s3://{BUCKET}/sandbox/{set_id}"
     keys = [
@@ -81,8 +84,8 @@ def test_a_set_is_copied_to_s3_and_a_drill_from_s3_proves_it(
     import shutil
 
     shutil.rmtree(taken.path)
-    rb = runbook("dr/drill", s3_endpoint, monkeypatch)
-    drilled = steps.drill(rb, services="auth,finance", from_store="s3")
+    rb = runbook("dr/drill", s3_endpoint, monkeypatch, services="auth,finance", from_store="s3")
+    drilled = drill.drill(rb)
     assert drilled.failure == "" and drilled.set_id == set_id
     assert [o.service for o in drilled.restore.outcomes if o.proven] == ["auth", "finance"]
     assert scratch_databases(healthy) == []
@@ -93,13 +96,13 @@ def test_a_set_is_copied_to_s3_and_a_drill_from_s3_proves_it(
 def test_a_damaged_object_in_s3_fails_the_drill_before_any_restore(
     healthy: SandboxState, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, outputs: Path
 ) -> None:
-    taken = steps.back_up(runbook("dr/backup", s3_endpoint, monkeypatch), services="hr")
+    taken = backup.back_up(runbook("dr/backup", s3_endpoint, monkeypatch, services="hr"))
     key = f"sandbox/{taken.manifest.set_id}/postgres/hr/toc.dat"
     client = bucket(s3_endpoint)
     body = bytearray(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())  # type: ignore[attr-defined]
     body[10] ^= 0xFF
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))  # type: ignore[attr-defined]
-    drilled = steps.drill(runbook("dr/drill", s3_endpoint, monkeypatch), services="hr", from_store="s3")
+    drilled = drill.drill(runbook("dr/drill", s3_endpoint, monkeypatch, services="hr", from_store="s3"))
     assert "postgres/hr/toc.dat: corrupted" in drilled.failure and drilled.restore.outcomes == []
     assert scratch_databases(healthy) == []
 
@@ -113,11 +116,11 @@ def test_retention_prunes_the_s3_copies_by_the_same_policy(
         for name in ("manifest.json", "postgres/auth/toc.dat"):
             client.put_object(Bucket=BUCKET, Key=f"sandbox/{set_id}/{name}", Body=b"{}")  # type: ignore[attr-defined]
     dry = runbook("dr/backup", s3_endpoint, monkeypatch)
-    steps.retention(dry)
+    backup.retention(dry)
     assert set(dry.summary["s3_would_prune"]) <= set(old) and dry.summary["s3_would_prune"]
     live = runbook("dr/backup", s3_endpoint, monkeypatch, dry_run=False)
-    steps.retention(live)
+    backup.retention(live)
     pruned = live.summary["s3_pruned"]
     assert pruned == dry.summary["s3_would_prune"]
-    remaining = steps.s3_store(live).set_ids()  # type: ignore[union-attr]
+    remaining = s3_store(live).set_ids()  # type: ignore[union-attr]
     assert not set(pruned) & set(remaining) and len(remaining) >= 5

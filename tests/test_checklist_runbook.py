@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState
 
-from .conftest import ledger_entries, notebook_plain_text, run_cli
+from .helpers import ledger_entries, notebook_plain_text, run_cli
 from .test_checks_static import PLANTED_FINDINGS, PLANTED_LITERALS
 
 # The sandbox serves 36 components from one process, so its answer times say more about the CI

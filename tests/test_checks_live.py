@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from vextrus_nb import audit, checks
+from vextrus_nb import checks
 from vextrus_nb.checks import Check, ChecklistResult, Outcome
 from vextrus_nb.checks.run import run_checks_async
 from vextrus_nb.config import load_environment, load_inventory
+from vextrus_nb.evidence import ledger, scrub
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.faults import MODES
-from vextrus_nb.sandbox.state import SandboxState
 
-from .conftest import admin_connection
+from .helpers import admin_connection
 
 LIVE_CATEGORIES = ("infrastructure", "services", "observability", "performance")
 
@@ -177,7 +178,7 @@ def test_a_slow_service_fails_the_latency_budget_and_only_it(healthy: SandboxSta
 
 def _ledger(outputs: Path, runbook: str, status: str, hours_ago: float, env: str = "sandbox") -> None:
     ended = (datetime.now(UTC) - timedelta(hours=hours_ago)).isoformat(timespec="seconds")
-    audit.append_entry(
+    ledger.append_entry(
         {
             "run_id": f"{runbook}-{hours_ago}",
             "runbook": runbook,
@@ -229,7 +230,7 @@ def test_a_check_that_hangs_or_raises_is_an_error_that_counts_as_failed(sandbox:
     inventory = load_inventory()
     env = load_environment("sandbox", inventory)
     results = asyncio.run(
-        run_checks_async(made_up, env, inventory, 0.5, 8, 500, sandbox.root, audit.Scrubber())
+        run_checks_async(made_up, env, inventory, 0.5, 8, 500, sandbox.root, scrub.Scrubber())
     )
     by_id = {r.check.id: r for r in results}
     assert by_id["X-HANGS"].status == "error" and "no result within 1s" in by_id["X-HANGS"].evidence

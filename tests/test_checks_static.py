@@ -14,8 +14,8 @@ import yaml
 from vextrus_nb import checks
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment, load_environment, load_inventory
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState
 
 REPO = Path(__file__).resolve().parent.parent
 HARDENED = REPO / "deploy" / "sandbox" / "hardened" / "docker-compose.yml"

@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 import vextrus_nb
-from vextrus_nb import deploy
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.deploy.phases import load_phases, phase_components
-from vextrus_nb.sandbox.state import SandboxState
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.runbooks.deploy import phases as deploy
 
-from .conftest import REPO, notebook_plain_text, run_cli
+from .helpers import REPO, notebook_plain_text, run_cli
 from .kube_api import FakeCluster, KubeApiServer
 
 ENV = "kube-sandbox"
@@ -63,12 +63,14 @@ def phase_names(number: int) -> list[str]:
 def run_in_process(number: int, deadline_s: float = 30.0) -> dict[str, Any]:
     """The notebook's cells, called directly (the CLI path is exercised for phase 8 below)."""
     spec = load_phases()[number]
-    rb = vextrus_nb.start(spec.runbook, env=ENV, dry_run=False, destructive=True, deadline_s=deadline_s)
+    rb = vextrus_nb.start(
+        spec.runbook, env=ENV, dry_run=False, destructive=True, deadline_s=deadline_s, poll_s=0.1
+    )
     phase = deploy.open_phase(rb, number)
     for title, call in (
         ("preflight", lambda: deploy.preflight(phase)),
         ("plan", lambda: deploy.plan(phase)),
-        ("start and wait for health", lambda: deploy.start(phase, deadline_s, 0.1, False)),
+        ("start and wait for health", lambda: deploy.start(phase)),
         ("tasks", lambda: deploy.tasks(phase)),
         ("verify", lambda: deploy.verify(phase)),
     ):

@@ -11,10 +11,10 @@ import pytest
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.deploy import manifests, notebooks
 from vextrus_nb.deploy.phases import load_phases, phase_components, waves
+from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState, read_faults
 
-from .conftest import REPO, ledger_entries, notebook_plain_text, run_cli
+from .helpers import REPO, ledger_entries, notebook_plain_text, run_cli
 
 
 def test_order_inside_a_phase_follows_the_dependencies() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from vextrus_nb.errors import RunRefused
-from vextrus_nb.parameters import declared_parameters, parse_assignments, validate
+from vextrus_nb.run.parameters import declared_parameters, parse_assignments, validate
 
-from .conftest import write_runbook
+from .helpers import write_runbook
 
 PARAMETERS = """\
 env = "sandbox"

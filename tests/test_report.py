@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vextrus_nb import audit, report, signing
+from vextrus_nb.evidence import ledger, report, signing
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
@@ -90,7 +90,7 @@ def test_report_opens_offline_in_chromium(demo_outputs: Path, tmp_path: Path) ->
 
 
 def test_editing_one_byte_of_a_notebook_turns_the_banner_red(outputs_copy: Path, tmp_path: Path) -> None:
-    second = audit.read_entries(outputs_copy)[1]
+    second = ledger.read_entries(outputs_copy)[1]
     notebook = outputs_copy / second["output"]
     data = bytearray(notebook.read_bytes())
     data[100] ^= 0x20
@@ -135,9 +135,9 @@ def test_signed_ledger_verifies_only_with_the_right_key(
     outputs = tmp_path / "outputs"
     monkeypatch.setenv(signing.SIGNING_KEY_VAR, str(right))
     for i in range(3):
-        entry = audit.append_entry({"run_id": f"r{i}", "status": "passed"}, outputs)
+        entry = ledger.append_entry({"run_id": f"r{i}", "status": "passed"}, outputs)
         assert entry["signature"] and entry["signer"]
-    verdict = audit.verify_ledger(outputs)
+    verdict = ledger.verify_ledger(outputs)
     assert verdict.ok and verdict.signed_with
     wrong_public = tmp_path / "wrong.pub"
     from cryptography.hazmat.primitives import serialization
@@ -150,7 +150,7 @@ def test_signed_ledger_verifies_only_with_the_right_key(
     )
     monkeypatch.delenv(signing.SIGNING_KEY_VAR)
     monkeypatch.setenv(signing.VERIFY_KEY_VAR, str(wrong_public))
-    verdict = audit.verify_ledger(outputs)
+    verdict = ledger.verify_ledger(outputs)
     assert not verdict.ok and verdict.broken_line == 1 and "signature does not verify" in verdict.reason
 
 
@@ -160,11 +160,11 @@ def test_unsigned_entry_after_signed_ones_is_a_downgrade(
     key = tmp_path / "key.pem"
     signing.generate(key)
     monkeypatch.setenv(signing.SIGNING_KEY_VAR, str(key))
-    audit.append_entry({"run_id": "signed"}, tmp_path)
+    ledger.append_entry({"run_id": "signed"}, tmp_path)
     monkeypatch.delenv(signing.SIGNING_KEY_VAR)
-    audit.append_entry({"run_id": "unsigned"}, tmp_path)
+    ledger.append_entry({"run_id": "unsigned"}, tmp_path)
     monkeypatch.setenv(signing.SIGNING_KEY_VAR, str(key))
-    verdict = audit.verify_ledger(tmp_path)
+    verdict = ledger.verify_ledger(tmp_path)
     assert (
         not verdict.ok and verdict.broken_run_id == "unsigned" and "unsigned after signed" in verdict.reason
     )
@@ -174,7 +174,7 @@ def test_ledger_export_csv_and_json(demo_outputs: Path) -> None:
     env = {"VEXTRUS_OUTPUTS_DIR": str(demo_outputs)}
     as_json = run_cli("ledger", "export", "--format", "json", env=env)
     assert as_json.returncode == 0
-    assert json.loads(as_json.stdout) == audit.read_entries(demo_outputs)
+    assert json.loads(as_json.stdout) == ledger.read_entries(demo_outputs)
     as_csv = run_cli("ledger", "export", "--format", "csv", env=env)
     header, *rows = as_csv.stdout.splitlines()
     assert as_csv.returncode == 0 and len(rows) == 3

@@ -9,11 +9,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vextrus_nb.runner import list_runbooks
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.run.runner import list_runbooks
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState
 
-from .conftest import ledger_entries, notebook_outputs_text, notebook_plain_text, run_cli, write_runbook
+from .helpers import ledger_entries, notebook_outputs_text, notebook_plain_text, run_cli, write_runbook
 
 STANDARD = 'env = "sandbox"\ndry_run = True\nconfirm = ""'
 
@@ -64,7 +64,7 @@ def test_smoke_fails_and_names_the_service_that_is_down(healthy: SandboxState, o
         (["run", "verify/smoke", "--env", "sandbox", "-p", "colour=red"], "unknown parameter 'colour'"),
         (
             ["run", "verify/smoke", "--env", "sandbox", "-p", "timeout_s=fast"],
-            "'timeout_s' expects float, got str",
+            "'timeout_s' expects float or None, got str 'fast'",
         ),
         (
             ["run", "verify/smoke", "--env", "sandbox", "-p", "dry_run=maybe"],
@@ -234,7 +234,7 @@ def test_live_production_run_without_confirm_is_refused(outputs: Path, runbooks:
 def test_second_destructive_run_is_refused_while_the_lock_is_held(
     sandbox: SandboxState, outputs: Path, runbooks: Path
 ) -> None:
-    from vextrus_nb import locks
+    from vextrus_nb.run import locks
 
     _wipe_runbook(runbooks)
     held = locks.acquire("sandbox", "first-run-id", "test/wipe", "2026-11-22T00:00:00+00:00")
@@ -253,7 +253,7 @@ def test_second_destructive_run_is_refused_while_the_lock_is_held(
 def test_a_crashed_run_does_not_leave_the_environment_locked(
     sandbox: SandboxState, outputs: Path, runbooks: Path
 ) -> None:
-    from vextrus_nb import locks
+    from vextrus_nb.run import locks
 
     _wipe_runbook(runbooks, "import os\nos._exit(9)")
     crashed = run_cli("run", "test/wipe", "--env", "sandbox", "-p", "dry_run=False")

@@ -10,12 +10,12 @@ import redis
 
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import ConfigError, SandboxError
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.probes import sweep
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState
 from vextrus_nb.targets import probe_targets
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 LOCAL = "127.0.0.1"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vextrus_nb.sandbox.state import SandboxState
+from vextrus_nb.local_platform import SandboxState
 
-from .conftest import REPO, ledger_entries, run_cli
+from .helpers import REPO, ledger_entries, run_cli
 
 MARKER = "# vextrus-nb schedule dr/drill --env sandbox"
 

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 import yaml
 
-from vextrus_nb.sandbox.state import SandboxState
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.secrets.protocol import rotate
 
-from .conftest import ledger_entries, notebook_plain_text, run_cli
+from .helpers import ledger_entries, notebook_plain_text, run_cli
 from .test_secrets_protocol import Rig, SimulatedCrash
 
 

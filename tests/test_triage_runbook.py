@@ -8,11 +8,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vextrus_nb import locks
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.run import locks
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.state import SandboxState
 
-from .conftest import ledger_entries, notebook_plain_text, run_cli
+from .helpers import ledger_entries, notebook_plain_text, run_cli
 
 STEADY_BUDGET = "latency_budget_ms=4000"
 
@@ -76,7 +76,9 @@ def test_triage_runs_while_a_destructive_runbook_holds_the_environment(
     [
         ("service=payroll", "service: unknown component 'payroll'"),
         ("window_minutes=0", "window_minutes must be positive, not 0"),
-        ("timeout_s=-1", "timeout_s must be 0 (the environment's setting) or positive, not -1"),
+        ("timeout_s=-1", "timeout_s must be positive, or None for the environment's setting, not -1"),
+        ("timeout_s=0", "timeout_s must be positive, or None for the environment's setting, not 0"),
+        ("long_query_s=-5", "long_query_s must not be negative, not -5 (0 flags any amount)"),
         ("window_minutes=yesterday", "window_minutes"),
     ],
 )

@@ -44,8 +44,8 @@ def run(
     cell_timeout: Annotated[int, typer.Option(help="seconds one cell may run")] = 900,
 ) -> None:
     """Execute a runbook; prints the output notebook path last. Exit 0 passed, 1 failed, 2 refused."""
-    from vextrus_nb import parameters, runner
     from vextrus_nb.errors import RunRefused
+    from vextrus_nb.run import parameters, runner
 
     try:
         given = parameters.parse_assignments(parameter or [])
@@ -79,7 +79,7 @@ def schedule(
     from vextrus_nb import schedule as scheduling
     from vextrus_nb.config import load_environment
     from vextrus_nb.errors import RunRefused
-    from vextrus_nb.runner import resolve_notebook
+    from vextrus_nb.run.runner import resolve_notebook
 
     try:
         resolve_notebook(runbook)
@@ -102,7 +102,7 @@ def schedule(
 def list_runbooks() -> None:
     """The runbooks and the environments they can run against."""
     from vextrus_nb.config import available_environments
-    from vextrus_nb.runner import list_runbooks as runbooks
+    from vextrus_nb.run.runner import list_runbooks as runbooks
 
     typer.echo("runbooks:     " + ", ".join(runbooks()))
     typer.echo("environments: " + ", ".join(available_environments()))
@@ -111,7 +111,7 @@ def list_runbooks() -> None:
 @ledger_app.command("verify")
 def ledger_verify() -> None:
     """Exit 0 if every entry and output notebook is intact, else 1 naming the first broken entry."""
-    from vextrus_nb.audit import verify_ledger
+    from vextrus_nb.evidence.ledger import verify_ledger
 
     verdict = verify_ledger()
     if verdict.ok:
@@ -127,8 +127,8 @@ def ledger_export(
     out: Annotated[Path | None, typer.Option("--out", help="file to write; stdout when omitted")] = None,
 ) -> None:
     """The ledger for auditors' own tools (CSV flattens the key figures into columns)."""
-    from vextrus_nb.audit import read_entries
-    from vextrus_nb.ledger_export import export
+    from vextrus_nb.evidence.export import export
+    from vextrus_nb.evidence.ledger import read_entries
 
     if fmt not in ("csv", "json"):
         _err(f"unknown format '{fmt}'; use csv or json")
@@ -146,7 +146,7 @@ def ledger_keygen(
     path: Annotated[Path, typer.Argument(help="where to write the Ed25519 private key")],
 ) -> None:
     """Create a signing key; set VEXTRUS_SIGNING_KEY to its path to sign every new entry."""
-    from vextrus_nb import signing
+    from vextrus_nb.evidence import signing
 
     try:
         fingerprint = signing.generate(path)
@@ -165,7 +165,7 @@ def report(
     """Render every run to HTML and write an index an auditor can open from file://; prints its path."""
     from datetime import date
 
-    from vextrus_nb import report as reporting
+    from vextrus_nb.evidence import report as reporting
 
     try:
         since_date = date.fromisoformat(since) if since else None

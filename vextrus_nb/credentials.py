@@ -1,4 +1,5 @@
-"""Names of the sandbox services' own credentials (values live in the secrets dir)."""
+"""Names of the services' own credentials, the same in every environment (values live in its secret
+store): the manifests, the rotation catalogue and the sandbox all name them from here."""
 
 JWT_KEY_SECRET = "jwt_signing_key"  # the HS256 key auth signs with and every service verifies with
 
@@ -25,3 +26,8 @@ def pg_secret_name(service: str) -> str:
 
 def redis_secret_name(service: str) -> str:
     return f"redis_{service}"
+
+
+def acl_user_name(service: str) -> str:
+    """The service's Redis ACL user."""
+    return f"svc-{service}"

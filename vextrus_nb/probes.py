@@ -258,3 +258,14 @@ def sweep(
 ) -> list[ProbeResult]:
     """Blocking form of run_probes, safe to call from a notebook cell."""
     return run_sync(run_probes(targets, timeout, concurrency, latency_budget_ms))
+
+
+def check_probe_settings(parameters: dict[str, Any]) -> None:
+    """A runbook's probe overrides, when given: a positive timeout and budget, at least one probe in
+    flight. None leaves the environment's setting; RunRefused (exit 2) names a bad one."""
+    from vextrus_nb.errors import RunRefused
+
+    for name in ("timeout_s", "latency_budget_ms", "concurrency"):
+        value = parameters.get(name)
+        if value is not None and value <= 0:
+            raise RunRefused(f"{name} must be positive, or None for the environment's setting, not {value:g}")

@@ -2,33 +2,12 @@
 
 Layout: manifest (what a set holds and how to prove it), postgres (pg_dump /
 pg_restore in directory format, table statistics), redis_snapshot (BGSAVE and
-the RDB copy), sets (take, verify, list, prune), restore (scratch first, then
-prove, then swap in for a live restore), steps (the runbooks' steps).
+the RDB copy), sets (take, verify, list, prune), access (a run's logins, stores
+and sets), take (a new set), restore (scratch first, then prove, then swap in for
+a live restore), s3_store (the second store). The runbooks' steps are in
+vextrus_nb/runbooks/dr/.
 """
 
 from vextrus_nb.backup.manifest import BackupError, Manifest
-from vextrus_nb.backup.steps import (
-    back_up,
-    discard_staging,
-    drill,
-    find_set,
-    judge_drill,
-    restore,
-    retention,
-    validate,
-    verify_set,
-)
 
-__all__ = [
-    "BackupError",
-    "Manifest",
-    "back_up",
-    "discard_staging",
-    "drill",
-    "find_set",
-    "judge_drill",
-    "restore",
-    "retention",
-    "validate",
-    "verify_set",
-]
+__all__ = ["BackupError", "Manifest"]

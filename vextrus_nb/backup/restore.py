@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.backup import postgres
-from vextrus_nb.backup.manifest import DatabaseEntry
+from vextrus_nb.backup.access import choose_services, postgres_login
+from vextrus_nb.backup.manifest import DatabaseEntry, Manifest
+from vextrus_nb.config import Component
+from vextrus_nb.display import Progress
+
+if TYPE_CHECKING:
+    from vextrus_nb.run.session import Runbook
 
 
 @dataclass
@@ -90,3 +97,91 @@ def restore_database(
     elif not keep_scratch:
         postgres.drop_database(login, scratch)
     return outcome
+
+
+@dataclass
+class RestoreResult:
+    outcomes: list[RestoreOutcome] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self) -> Any:
+        """The restores (or, on a dry run, the plan); a sentence when there is neither."""
+        from vextrus_nb.display import note
+
+        frame = self.frame()
+        return note("No database was restored.") if frame.empty else frame
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        if not self.outcomes:
+            return pd.DataFrame(self.planned)
+        return pd.DataFrame(
+            [
+                {
+                    "service": o.service,
+                    "restored into": o.database,
+                    "live": o.live,
+                    "tables": o.tables,
+                    "rows": o.rows,
+                    "seconds": o.seconds,
+                    "MiB/s": o.throughput_mib_s,
+                    "proven": o.proven,
+                    "mismatches": "; ".join(o.mismatches),
+                    "old database kept as": o.kept_as,
+                }
+                for o in self.outcomes
+            ]
+        )
+
+    @property
+    def unproven(self) -> list[str]:
+        return [o.service for o in self.outcomes if not o.proven]
+
+
+def plan(manifest: Manifest, services: list[Component], target: str, dry_run: bool) -> list[dict[str, Any]]:
+    chosen = {s.name for s in services}
+    return [
+        {
+            "service": d.service,
+            "from": f"{manifest.set_id}/{d.directory}",
+            "into": d.database if target == "live" else f"scratch copy of {d.database}",
+            "tables": len(d.tables),
+            "action": "nothing (dry run)" if target == "live" and dry_run else "restore, then prove",
+        }
+        for d in manifest.databases
+        if d.service in chosen
+    ]
+
+
+def restore_set(
+    rb: Runbook,
+    path: Path,
+    manifest: Manifest,
+    services: str = "",
+    target: str = "scratch",
+    keep_scratch: bool = True,
+) -> RestoreResult:
+    chosen = choose_services(rb.inventory, services)
+    result = RestoreResult(planned=plan(manifest, chosen, target, rb.dry_run))
+    if target == "live" and rb.dry_run:
+        return result  # a live restore changes nothing without dry_run=false
+    login = postgres_login(rb)
+    entries = [manifest.database(s.name) for s in chosen if s.name in {d.service for d in manifest.databases}]
+    bar = Progress(len(entries), f"restoring {len(entries)} databases")
+    try:
+        for entry in entries:
+            outcome = restore_database(
+                login,
+                path,
+                entry,
+                target == "live",
+                rb.run_id,
+                rb.env.backup.jobs if rb.env.backup else 2,
+                keep_scratch,
+            )
+            result.outcomes.append(outcome)
+            bar.step(f"{entry.service}: {'proven' if outcome.proven else 'MISMATCH'}")
+    finally:
+        bar.close()
+    return result

@@ -19,9 +19,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from vextrus_nb import audit, probes
+from vextrus_nb import probes
 from vextrus_nb.checks.model import Finding, Outcome
 from vextrus_nb.config import Component, Environment, Inventory
+from vextrus_nb.evidence import scrub
 from vextrus_nb.probes import ProbeResult, ProbeTarget
 from vextrus_nb.targets import endpoints, probe_targets
 
@@ -35,7 +36,7 @@ class CheckContext:
     timeout_s: float
     latency_budget_ms: float
     outputs_dir: Path
-    scrubber: audit.Scrubber
+    scrubber: scrub.Scrubber
     where: dict[str, tuple[str, int]] = field(default_factory=dict)
     _cache: dict[tuple[str, str], asyncio.Task[ProbeResult]] = field(default_factory=dict, repr=False)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -124,7 +125,7 @@ class CheckContext:
         timeout_s: float,
         latency_budget_ms: float,
         outputs_dir: Path,
-        scrubber: audit.Scrubber,
+        scrubber: scrub.Scrubber,
     ) -> CheckContext:
         return cls(
             env=env,

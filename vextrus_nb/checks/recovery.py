@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from vextrus_nb import audit
 from vextrus_nb.checks.context import CheckContext
 from vextrus_nb.checks.model import Finding, Outcome, check
+from vextrus_nb.evidence import ledger
 
 BACKUP_RUNBOOK = "dr/backup"
 DRILL_RUNBOOK = "dr/drill"
@@ -22,7 +22,7 @@ DRILL_RUNBOOK = "dr/drill"
 def _newest(ctx: CheckContext, runbook: str, status: str | None = None) -> dict[str, Any] | None:
     entries = [
         e
-        for e in audit.read_entries(ctx.outputs_dir)
+        for e in ledger.read_entries(ctx.outputs_dir)
         if e.get("runbook") == runbook and e.get("env") == ctx.env.name and status in (None, e.get("status"))
     ]
     return max(entries, key=lambda e: str(e.get("ended_at", "")), default=None)

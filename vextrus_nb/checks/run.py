@@ -13,13 +13,14 @@ from pathlib import Path
 
 import httpx
 
-from vextrus_nb import audit, paths
+from vextrus_nb import paths
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.checks.context import CheckContext, describe_error
 from vextrus_nb.checks.model import CATALOGUE, CATEGORY_WEIGHTS, Check, CheckResult
 from vextrus_nb.checks.results import ChecklistResult
 from vextrus_nb.config import Environment, Inventory
 from vextrus_nb.errors import ConfigError
+from vextrus_nb.evidence import scrub
 
 # A check's own work beyond its probes (parsing, scoring) must fit in this.
 DEADLINE_SLACK_S = 0.5
@@ -91,7 +92,7 @@ async def run_checks_async(
     concurrency: int,
     latency_budget_ms: float,
     outputs_dir: Path,
-    scrubber: audit.Scrubber,
+    scrubber: scrub.Scrubber,
     one_at_a_time: bool = False,
 ) -> list[CheckResult]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
@@ -121,23 +122,23 @@ def run_checklist(
     concurrency: int | None = None,
     latency_budget_ms: float | None = None,
     outputs_dir: Path | None = None,
-    scrubber: audit.Scrubber | None = None,
+    scrubber: scrub.Scrubber | None = None,
     one_at_a_time: bool = False,
 ) -> ChecklistResult:
     """Run the checks (all of them by default) against the live environment. Read-only."""
     settings = env.probe
-    budget = latency_budget_ms or settings.latency_budget_ms
+    budget = settings.latency_budget_ms if latency_budget_ms is None else latency_budget_ms
     started = time.perf_counter()
     results = run_sync(
         run_checks_async(
             checks if checks is not None else catalogue(),
             env,
             inventory,
-            timeout_s or settings.timeout_s,
-            concurrency or max(settings.concurrency, MIN_POOL),
+            settings.timeout_s if timeout_s is None else timeout_s,
+            max(settings.concurrency, MIN_POOL) if concurrency is None else concurrency,
             budget,
             outputs_dir or paths.outputs_dir(),
-            scrubber if scrubber is not None else audit.Scrubber(),
+            scrubber if scrubber is not None else scrub.Scrubber(),
             one_at_a_time,
         )
     )

@@ -1,15 +1,3 @@
-"""The deployment phases (notebooks/deploy/01..08): plan, start, wait on health, verify."""
-
-from vextrus_nb.deploy.steps import (
-    PhaseRun,
-    judge,
-    open_phase,
-    plan,
-    preflight,
-    start,
-    tasks,
-    validate,
-    verify,
-)
-
-__all__ = ["PhaseRun", "judge", "open_phase", "plan", "preflight", "start", "tasks", "validate", "verify"]
+"""The deployment phases as data and as actions: phases (parameters/phases.yaml, the plan),
+rollout (start in order, wait on health), verify, kafka_topics, manifests and the local stack.
+The phase notebooks' steps are in vextrus_nb/runbooks/deploy/phases.py."""

@@ -18,9 +18,14 @@ import yaml
 
 from vextrus_nb import paths
 from vextrus_nb.config import Component, Inventory, load_inventory
+from vextrus_nb.credentials import (
+    JWT_KEY_SECRET,
+    acl_user_name,
+    pg_role_name,
+    pg_secret_name,
+    redis_secret_name,
+)
 from vextrus_nb.deploy.phases import load_phases
-from vextrus_nb.sandbox.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
-from vextrus_nb.sandbox.redis_server import acl_user_name
 
 NAMESPACE = "vextrus"
 STATEFUL = {"postgres", "redis", "elasticsearch", "zookeeper", "kafka", "rabbitmq", "minio", "eventstore"}

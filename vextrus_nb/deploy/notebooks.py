@@ -63,13 +63,12 @@ already healthy are left alone).
 
 def phase_notebook(spec: PhaseSpec) -> nbformat.NotebookNode:
     start = f"""import vextrus_nb
-from vextrus_nb import deploy
 from vextrus_nb.display import show
+from vextrus_nb.runbooks.deploy import phases
 
-deploy.validate(deadline_s, poll_s)
 rb = vextrus_nb.start("{spec.runbook}", env=env, dry_run=dry_run, confirm=confirm, destructive=True,
                       deadline_s=deadline_s, poll_s=poll_s, rollback_on_failure=rollback_on_failure)
-phase = deploy.open_phase(rb, {spec.number})"""
+phase = phases.open_phase(rb, {spec.number})"""
     cells = [
         new_markdown_cell(_header(spec)),
         new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
@@ -79,14 +78,14 @@ phase = deploy.open_phase(rb, {spec.number})"""
             "A component that is not stops the run here, named, before anything is started."
         ),
         new_code_cell(
-            'with rb.step("preflight"):\n    deploy.preflight(phase)\nshow(phase.preflight_table())'
+            'with rb.step("preflight"):\n    phases.preflight(phase)\nshow(phase.preflight_table())'
         ),
         new_markdown_cell(
             "## 2. Plan\n\nWhat will be started, in which order (a component starts after its dependencies "
             "in this phase are healthy), and what is healthy already and will be left alone. "
             "This is all a dry run does."
         ),
-        new_code_cell('with rb.step("plan"):\n    deploy.plan(phase)\nshow(phase.plan_table())'),
+        new_code_cell('with rb.step("plan"):\n    phases.plan(phase)\nshow(phase.plan_table())'),
         new_markdown_cell(
             "## 3. Start and wait for health\n\nEach order group is started together, then the "
             "driver's health (Docker healthcheck, Kubernetes readiness, the sandbox's endpoints) is "
@@ -96,21 +95,21 @@ phase = deploy.open_phase(rb, {spec.number})"""
         ),
         new_code_cell(
             'with rb.step("start and wait for health"):\n'
-            "    deploy.start(phase, deadline_s, poll_s, rollback_on_failure)\n"
+            "    phases.start(phase)\n"
             "show(phase.start_table())\nshow(phase.failure_note())\nshow(phase.log_lines())"
         ),
         new_markdown_cell("## 4. Tasks after start\n\nWork that needs the phase's components up."),
-        new_code_cell('with rb.step("tasks"):\n    deploy.tasks(phase)\nshow(phase.task_table())'),
+        new_code_cell('with rb.step("tasks"):\n    phases.tasks(phase)\nshow(phase.task_table())'),
         new_markdown_cell(
             "## 5. Verify\n\nEvery component of the phase on all its health endpoints (PostgreSQL "
             "and Redis by a real login), and the phase's own checks."
         ),
-        new_code_cell('with rb.step("verify"):\n    deploy.verify(phase)\nshow(phase.verify_table())'),
+        new_code_cell('with rb.step("verify"):\n    phases.verify(phase)\nshow(phase.verify_table())'),
         new_markdown_cell(
             "## 6. Summary\n\nPer-component start-to-healthy seconds and the verdict go into the "
             "run record and the ledger. The run fails when the preflight, the start or a check failed."
         ),
-        new_code_cell("deploy.judge(phase)\nrb.finish()"),
+        new_code_cell("phases.judge(phase)\nrb.finish()"),
     ]
     for number, cell in enumerate(cells):
         cell["id"] = f"phase{spec.number}-{number:02d}"  # stable ids: regenerating changes nothing

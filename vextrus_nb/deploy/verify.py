@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vextrus_nb import audit
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.deploy import kafka_topics
 from vextrus_nb.deploy.phases import PhaseSpec, phase_components
+from vextrus_nb.evidence import scrub
 from vextrus_nb.probes import describe_error, run_probes
 from vextrus_nb.targets import probe_targets
 
@@ -51,7 +51,7 @@ class PhaseVerification:
 
 
 def verify_phase(
-    env: Environment, inventory: Inventory, spec: PhaseSpec, scrubber: audit.Scrubber
+    env: Environment, inventory: Inventory, spec: PhaseSpec, scrubber: scrub.Scrubber
 ) -> PhaseVerification:
     components = phase_components(env, inventory, spec.number)
     rows: list[Verification] = []

@@ -1,4 +1,9 @@
-"""How components are started and inspected: the environment's `driver`."""
+"""How components are started and inspected: the environment's `driver`.
+
+Drivers are found by name among the `vextrus_nb.drivers` entry points (pyproject.toml): compose
+and kube live here, `local` is the sandbox's own (vextrus_nb/sandbox/driver.py), so production
+code never imports the sandbox, and a new driver is a new entry point.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,19 @@ from vextrus_nb.drivers.base import (
     PlatformEvent,
 )
 
+DRIVER_GROUP = "vextrus_nb.drivers"
+
 
 def for_environment(env: Environment) -> Driver:
     """The driver the environment names; DriverUnavailable when it cannot be used here."""
-    if env.driver == "local":
-        from vextrus_nb.drivers.local import LocalDriver
+    from importlib.metadata import entry_points
 
-        return LocalDriver.for_sandbox(environment=env)
-    if env.driver == "compose":
-        from vextrus_nb.drivers.compose import ComposeDriver
-
-        return ComposeDriver.for_environment(env)
-    from vextrus_nb.drivers.kube import KubeDriver
-
-    return KubeDriver.for_environment(env)
+    found = entry_points(group=DRIVER_GROUP, name=env.driver)
+    if not found:
+        known = ", ".join(sorted(e.name for e in entry_points(group=DRIVER_GROUP))) or "none"
+        raise DriverUnavailable(f"no driver '{env.driver}' is installed (drivers: {known})")
+    factory = next(iter(found)).load()
+    return factory(env)
 
 
 __all__ = [

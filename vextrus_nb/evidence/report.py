@@ -17,7 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import audit, paths
+from vextrus_nb import paths
+from vextrus_nb.evidence import ledger
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PLOTLY_FILE = "plotly.min.js"
@@ -29,7 +30,7 @@ class Report:
     index: Path
     runs: int
     rendered: int
-    verdict: audit.LedgerVerdict
+    verdict: ledger.LedgerVerdict
 
 
 def _record_markdown(entry: dict[str, Any]) -> str:
@@ -164,10 +165,10 @@ def build(
 
     (out_dir / PLOTLY_FILE).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
 
-    verdict = audit.verify_ledger(outputs_dir)
+    verdict = ledger.verify_ledger(outputs_dir)
     entries = [
         e
-        for e in audit.read_entries(outputs_dir)
+        for e in ledger.read_entries(outputs_dir)
         if (env is None or e.get("env") == env)
         and (since is None or e.get("started_at", "") >= since.isoformat())
     ]

@@ -13,23 +13,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import audit, locks, parameters, paths
+from vextrus_nb import paths
+from vextrus_nb.clock import now_utc
 from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
 from vextrus_nb.errors import RunRefused
-from vextrus_nb.runbook import (
+from vextrus_nb.evidence import identity, ledger, scrub
+from vextrus_nb.run import locks, parameters, steps
+from vextrus_nb.run.naming import (
     OUTPUT_PATH_VAR,
     RECORD_PATH_VAR,
     RUN_ID_VAR,
     SPILL_PATH_VAR,
     new_run_id,
-    now_utc,
+    output_path_for,
 )
 
 EXIT_PASSED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -63,12 +65,6 @@ def resolve_notebook(runbook: str, notebooks_dir: Path | None = None) -> Path:
         known = ", ".join(list_runbooks(root)) or "(none)"
         raise RunRefused(f"unknown runbook '{runbook}'; known: {known}")
     return candidate
-
-
-def output_path_for(outputs_dir: Path, env: str, runbook: str, run_id: str, when: datetime) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", runbook.removesuffix(".ipynb"))
-    name = f"{slug}-{when.strftime('%H%M%SZ')}-{run_id}.ipynb"
-    return outputs_dir / env / when.strftime("%Y-%m-%d") / name
 
 
 def _notebook_metadata(notebook: Path) -> dict[str, Any]:
@@ -108,7 +104,9 @@ def prepare(
     if merged.get("env", env) != env:
         raise RunRefused(f"parameter env={merged['env']!r} contradicts --env {env}")
     merged["env"] = env
-    values = parameters.validate(parameters.declared_parameters(notebook), merged)
+    declared = parameters.declared_parameters(notebook)
+    values = parameters.effective_values(declared, parameters.validate(declared, merged))
+    steps.validate(runbook, environment, values)
     metadata = _notebook_metadata(notebook)
     live = not values.get("dry_run", True)
     if metadata.get("destructive") and live and environment.production and values.get("confirm") != env:
@@ -135,32 +133,32 @@ def _kernel_environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _scrubber_for(plan: _Plan) -> audit.Scrubber:
+def _scrubber_for(plan: _Plan) -> scrub.Scrubber:
     """Every secret the run could have touched: the environment's, the sandbox's own, secret parameters."""
-    scrubber = audit.Scrubber(plan.env.resolve_all_secrets().values())
+    scrubber = scrub.Scrubber(plan.env.resolve_all_secrets().values())
     if plan.env.sandbox:
         secrets_dir = paths.sandbox_dir() / "secrets"
         if secrets_dir.is_dir():
             scrubber.add(p.read_text().strip() for p in secrets_dir.iterdir() if p.is_file())
     scrubber.add(
-        str(v) for k, v in plan.parameters.items() if audit.is_secret_name(k) and v not in (None, "")
+        str(v) for k, v in plan.parameters.items() if scrub.is_secret_name(k) and v not in (None, "")
     )
     return scrubber
 
 
 def _redact_injected_parameters(nb: Any, plan: _Plan) -> None:
     """papermill copies parameters into a cell and into metadata (papermill #271, #706)."""
-    secret_names = [k for k in plan.parameters if audit.is_secret_name(k)]
+    secret_names = [k for k in plan.parameters if scrub.is_secret_name(k)]
     papermill_meta = nb.metadata.get("papermill", {})
     if "parameters" in papermill_meta:
-        papermill_meta["parameters"] = audit.redact_parameters(dict(papermill_meta["parameters"]))
+        papermill_meta["parameters"] = scrub.redact_parameters(dict(papermill_meta["parameters"]))
     for cell in nb.cells:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             lines = cell.source.splitlines()
             for i, line in enumerate(lines):
                 name = line.split("=", 1)[0].strip()
                 if name in secret_names:
-                    lines[i] = f'{name} = "{audit.REDACTED}"'
+                    lines[i] = f'{name} = "{scrub.REDACTED}"'
             cell.source = "\n".join(lines)
 
 
@@ -248,12 +246,12 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
     scratch.unlink(missing_ok=True)
     output.chmod(0o644)
 
-    entry = audit.append_entry(
+    entry = ledger.append_entry(
         {
             **record,
             "executed_by": "vextrus-nb run",
             "output": str(output.relative_to(outputs_dir)),
-            "output_sha256": audit.sha256_file(output),
+            "output_sha256": ledger.sha256_file(output),
         },
         outputs_dir,
     )
@@ -271,7 +269,7 @@ def _final_record(
         with contextlib.suppress(json.JSONDecodeError):
             from_kernel = json.loads(record_file.read_text())
     record = {
-        **audit.run_identity(run_id, plan.runbook, plan.env.name, plan.parameters),
+        **identity.run_identity(run_id, plan.runbook, plan.env.name, plan.parameters),
         "summary": {},
         "failures": [],
         "steps": [],

@@ -17,32 +17,26 @@ import contextlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import audit, locks
+from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
 from vextrus_nb.display import badge, show
 from vextrus_nb.errors import RunbookFailed, RunRefused
-
-RECORD_PATH_VAR = "VEXTRUS_RECORD_PATH"
-# Where the runner will write the output notebook; files a run exports go beside it.
-OUTPUT_PATH_VAR = "VEXTRUS_OUTPUT_PATH"
-RUN_ID_VAR = "VEXTRUS_RUN_ID"
-# A private file the runner reads before its final scrub: every secret value the kernel saw.
-SPILL_PATH_VAR = "VEXTRUS_SCRUB_SPILL_PATH"
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def now_utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+from vextrus_nb.evidence import identity, ledger, scrub
+from vextrus_nb.run import locks, steps
+from vextrus_nb.run.naming import (
+    OUTPUT_PATH_VAR,
+    RECORD_PATH_VAR,
+    RUN_ID_VAR,
+    SPILL_PATH_VAR,
+    new_run_id,
+    output_path_for,
+)
 
 
 @dataclass
@@ -66,7 +60,7 @@ class Runbook:
     steps: list[StepRecord] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
-    scrubber: audit.Scrubber = field(default_factory=lambda: audit.Scrubber(spill=_spill_path()), repr=False)
+    scrubber: scrub.Scrubber = field(default_factory=lambda: scrub.Scrubber(spill=_spill_path()), repr=False)
     lock: locks.EnvironmentLock | None = field(default=None, repr=False)
 
     @property
@@ -111,7 +105,6 @@ class Runbook:
             path = Path(output)
         else:  # plain papermill or JupyterLab: the name the runner would have given
             from vextrus_nb import paths
-            from vextrus_nb.runner import output_path_for
 
             path = output_path_for(
                 paths.outputs_dir(), self.env.name, self.name, self.run_id, datetime.now(UTC)
@@ -139,18 +132,18 @@ class Runbook:
             "run id": self.run_id,
             "environment": f"{self.env.name} ({self.env.driver})"
             + ("  PRODUCTION" if self.env.production else ""),
-            "operator": audit.operator(),
-            "host": audit.host(),
+            "operator": identity.operator(),
+            "host": identity.host(),
             "started (UTC)": self.started_at,
             "mode": "dry run" if self.dry_run else "LIVE: changes will be made",
-            "version": f"vextrus-nb {audit.package_version()} @ {audit.git_commit()[:12]}",
+            "version": f"vextrus-nb {identity.package_version()} @ {identity.git_commit()[:12]}",
         }
         return pd.DataFrame({"": list(rows.values())}, index=list(rows.keys()))
 
     def record(self, status: str) -> dict[str, Any]:
         failed = next((s for s in self.steps if s.status == "failed"), None)
         return {
-            **audit.run_identity(self.run_id, self.name, self.env.name, self.parameters),
+            **identity.run_identity(self.run_id, self.name, self.env.name, self.parameters),
             "started_at": self.started_at,
             "ended_at": now_utc(),
             "status": status,
@@ -167,7 +160,7 @@ class Runbook:
         if target:
             Path(target).write_text(json.dumps(record, indent=2, default=str))
         else:
-            audit.append_entry({**record, "executed_by": "notebook", "output": None, "output_sha256": None})
+            ledger.append_entry({**record, "executed_by": "notebook", "output": None, "output_sha256": None})
         return record
 
     def finish(self) -> Any:
@@ -211,16 +204,19 @@ def start(
             f"'{runbook}' makes changes and '{environment.name}' is production: "
             f"pass confirm='{environment.name}' to proceed"
         )
+    values = {"env": env, "dry_run": dry_run, "confirm": confirm, **parameters}
+    # The runner checked these before the kernel started; run any other way, this is the check.
+    steps.validate(runbook, environment, values)
     rb = Runbook(
         name=runbook,
         env=environment,
         inventory=inventory,
-        parameters={"env": env, "dry_run": dry_run, "confirm": confirm, **parameters},
+        parameters=values,
         destructive=destructive,
     )
     if destructive and not dry_run:
         rb.lock = locks.acquire(environment.name, rb.run_id, runbook, rb.started_at)
     # A secret passed as a parameter must not come back through a summary or an error message.
-    rb.scrubber.add(str(v) for k, v in rb.parameters.items() if audit.is_secret_name(k) and v)
+    rb.scrubber.add(str(v) for k, v in rb.parameters.items() if scrub.is_secret_name(k) and v)
     show(rb.header())
     return rb

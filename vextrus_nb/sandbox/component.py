@@ -1,5 +1,5 @@
 """One simulated component in a process of its own: what each container of the
-local compose stack runs (see vextrus_nb/deploy/local_stack.py).
+local compose stack runs (see vextrus_nb/sandbox/compose_stack.py).
 
 It serves the same endpoints as the sandbox's one-process platform (Terminus
 health, /metrics, the gateway's subgraph listing, Kafka's topic API), logs to

@@ -18,10 +18,10 @@ from pathlib import Path
 from vextrus_nb import paths
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, PlatformEvent
+from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.services import LOGS_DIR
-from vextrus_nb.sandbox.state import SandboxState
 
 # The three timestamp shapes in the sandbox's logs: ours and NestJS's (ISO, UTC),
 # PostgreSQL's default log_line_prefix '%m [%p] ', and redis-server's 'pid:X 22 Nov 2026 02:14:07.123'.
@@ -51,6 +51,11 @@ class LocalDriver:
     @classmethod
     def for_sandbox(cls, root: Path | None = None, environment: Environment | None = None) -> LocalDriver:
         return cls((root or paths.sandbox_dir()).resolve(), environment=environment)
+
+    @classmethod
+    def for_environment(cls, env: Environment) -> LocalDriver:
+        """The `local` entry point of vextrus_nb.drivers (pyproject.toml)."""
+        return cls.for_sandbox(environment=env)
 
     # -- inspection (read-only) ---------------------------------------------------
     def status(self, components: list[str]) -> dict[str, ComponentState]:

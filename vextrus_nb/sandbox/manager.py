@@ -26,13 +26,14 @@ from psycopg import sql
 
 from vextrus_nb import paths
 from vextrus_nb.config import Inventory, load_inventory
+from vextrus_nb.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
 from vextrus_nb.errors import SandboxError
+from vextrus_nb.local_platform import SandboxState, free_ports, pid_alive, read_faults, write_faults
+from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import events, redis_server
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
-from vextrus_nb.sandbox.postgres_cluster import PostgresCluster, find_bindir
+from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
 from vextrus_nb.sandbox.seed import seed_statements
-from vextrus_nb.sandbox.state import SandboxState, free_ports, pid_alive, read_faults, write_faults
 
 ADMIN_USER = "vextrus_admin"
 SERVICES_START_TIMEOUT_S = 30.0

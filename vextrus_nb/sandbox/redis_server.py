@@ -10,6 +10,7 @@ from pathlib import Path
 
 import redis
 
+from vextrus_nb.credentials import acl_user_name
 from vextrus_nb.errors import SandboxError
 
 
@@ -23,10 +24,6 @@ def find_redis_server() -> str:
     except ImportError:
         pass
     raise SandboxError("redis-server not found; install it, e.g. `apt-get install redis-server`")
-
-
-def acl_user_name(service: str) -> str:
-    return f"svc-{service}"
 
 
 def write_config(root: Path, port: int, admin_password: str, service_passwords: dict[str, str]) -> Path:

@@ -28,16 +28,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from vextrus_nb.config import Component, Inventory, load_inventory
-from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox.credentials import (
+from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
+    acl_user_name,
     pg_role_name,
     pg_secret_name,
     redis_secret_name,
     split_login,
 )
-from vextrus_nb.sandbox.redis_server import acl_user_name
-from vextrus_nb.sandbox.state import SandboxState, read_faults
+from vextrus_nb.local_platform import SandboxState, read_faults
+from vextrus_nb.sandbox import faults as fault_modes
 
 log = logging.getLogger("vextrus.sandbox")
 HOST = "127.0.0.1"

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vextrus_nb.config import Environment, Inventory
-from vextrus_nb.errors import ConfigError
-from vextrus_nb.sandbox.credentials import (
+from vextrus_nb.credentials import (
+    acl_user_name,
     pg_alternate_role_name,
     pg_role_name,
     pg_secret_name,
     redis_secret_name,
     split_login,
 )
-from vextrus_nb.sandbox.redis_server import acl_user_name
+from vextrus_nb.errors import ConfigError
 
 Kind = Literal["postgres", "redis", "jwt"]
 Strategy = Literal["single", "alternating"]

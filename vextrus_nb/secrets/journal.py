@@ -13,7 +13,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vextrus_nb.runbook import now_utc
+from vextrus_nb.clock import now_utc
 from vextrus_nb.secrets.private_file import write_private
 
 IN_PROGRESS, COMPLETED, ROLLED_BACK = "in progress", "completed", "rolled back"

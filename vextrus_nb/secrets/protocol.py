@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from vextrus_nb.runbook import now_utc
+from vextrus_nb.clock import now_utc
 from vextrus_nb.secrets.journal import COMPLETED, ROLLED_BACK, Journal, JournalEntry
 from vextrus_nb.secrets.targets import Restarted, RotationError, Target, restart_and_wait
 from vextrus_nb.secrets.versions import Versions, fingerprint, new_value

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from vextrus_nb import audit
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.config import Environment, Inventory
+from vextrus_nb.evidence import scrub
 from vextrus_nb.probes import describe_error
 from vextrus_nb.triage.context import TriageContext, TriageSettings
 from vextrus_nb.triage.health import collect_health
@@ -70,7 +70,7 @@ def collect(
     env: Environment,
     inventory: Inventory,
     settings: TriageSettings,
-    scrubber: audit.Scrubber | None = None,
+    scrubber: scrub.Scrubber | None = None,
     concurrency: int = MIN_POOL,
     one_after_another: bool = False,
 ) -> tuple[list[CollectorReport], float, datetime]:
@@ -86,7 +86,7 @@ def collect(
                 settings,
                 client,
                 1 if one_after_another else max(concurrency, MIN_POOL),
-                scrubber or audit.Scrubber(),
+                scrubber or scrub.Scrubber(),
                 now,
             )
             return await collect_async(ctx, one_after_another)

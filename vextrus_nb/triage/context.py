@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from vextrus_nb import audit
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.drivers import Driver
+from vextrus_nb.evidence import scrub
 from vextrus_nb.targets import components_in_scope, endpoints
 
 
@@ -42,7 +42,7 @@ class TriageContext:
     settings: TriageSettings
     client: httpx.AsyncClient
     gate: asyncio.Semaphore
-    scrubber: audit.Scrubber
+    scrubber: scrub.Scrubber
     now: datetime
     driver: Driver | None = None
     driver_problem: str = ""
@@ -82,7 +82,7 @@ class TriageContext:
         settings: TriageSettings,
         client: httpx.AsyncClient,
         concurrency: int,
-        scrubber: audit.Scrubber,
+        scrubber: scrub.Scrubber,
         now: datetime,
     ) -> TriageContext:
         from vextrus_nb.drivers import DriverUnavailable, for_environment

@@ -8,7 +8,7 @@ import asyncio
 import re
 from datetime import datetime
 
-from vextrus_nb import audit
+from vextrus_nb.evidence import ledger
 from vextrus_nb.probes import ProbeResult
 from vextrus_nb.triage.context import TriageContext
 from vextrus_nb.triage.model import CollectorReport, Signal, TimelineEvent
@@ -105,7 +105,7 @@ async def collect_logs(ctx: TriageContext, health: asyncio.Task[CollectorReport]
 
 async def collect_ledger(ctx: TriageContext) -> CollectorReport:
     """Runbook runs against this environment in the window: deployments, rotations, restores."""
-    entries = await asyncio.to_thread(audit.read_entries)
+    entries = await asyncio.to_thread(ledger.read_entries)
     timeline = []
     for entry in entries:
         if entry.get("env") != ctx.env.name:

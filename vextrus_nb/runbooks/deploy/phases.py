@@ -24,12 +24,14 @@ from vextrus_nb.errors import ConfigError, RunRefused
 if TYPE_CHECKING:
     import pandas as pd
 
+    from vextrus_nb.config import Environment
     from vextrus_nb.drivers import Driver, HealthState
-    from vextrus_nb.runbook import Runbook
+    from vextrus_nb.run.session import Runbook
 
 
-def validate(deadline_s: float, poll_s: float) -> None:
-    """Refuse bad parameters before anything is touched (the runner exits 2)."""
+def validate(env: Environment, parameters: dict[str, Any]) -> None:
+    """Refuse bad parameters before anything is touched (the runner exits 2, before a kernel)."""
+    deadline_s, poll_s = parameters.get("deadline_s", 600.0), parameters.get("poll_s", 0.5)
     for name, value in (("deadline_s", deadline_s), ("poll_s", poll_s)):
         if (
             not isinstance(value, int | float)
@@ -152,10 +154,17 @@ def plan(run: PhaseRun) -> None:
     run.rb.summary["to_start"] = len(run.plan.to_start)
 
 
-def start(run: PhaseRun, deadline_s: float, poll_s: float, rollback_on_failure: bool) -> None:
+def start(run: PhaseRun) -> None:
     if run.plan is None or run.driver is None or not run.live:
         return
-    run.rollout = start_phase(run.driver, run.plan, deadline_s, poll_s, rollback_on_failure)
+    chosen = run.rb.parameters
+    run.rollout = start_phase(
+        run.driver,
+        run.plan,
+        chosen.get("deadline_s", 600.0),
+        chosen.get("poll_s", 0.5),
+        chosen.get("rollback_on_failure", False),
+    )
     if not run.rollout.ok:
         run.skipped = f"the phase did not come up ({', '.join(run.rollout.failed)})"
         run.rb.fail(f"phase {run.spec.number}: {run.rollout.failure_text()}")

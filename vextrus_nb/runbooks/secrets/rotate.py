@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.display import Shown, note, styled_table
 from vextrus_nb.errors import ConfigError, RunRefused
@@ -21,7 +21,8 @@ from vextrus_nb.secrets.versions import fingerprint
 from vextrus_nb.secrets.wiring import context_for, journal_for
 
 if TYPE_CHECKING:
-    from vextrus_nb.runbook import Runbook
+    from vextrus_nb.config import Environment
+    from vextrus_nb.run.session import Runbook
 
 ALL = "all"
 DRY_RUN = note("Dry run: nothing was changed. Run with `dry_run=False` to do what the plan shows.")
@@ -43,17 +44,18 @@ def _names(credentials: str | list[str]) -> list[str]:
     return list(dict.fromkeys(n.strip() for n in raw if n.strip()))
 
 
-def validate(env_name: str, credentials: str | list[str], deadline_s: float, dry_run: bool = True) -> None:
-    """Refuse bad input before anything is touched (the runner exits 2): an unknown
-    credential, an environment with no store, a store that cannot be written."""
-    from vextrus_nb.config import load_environment, load_inventory
+def validate(env: Environment, parameters: dict[str, Any]) -> None:
+    """Refuse bad input before anything is touched (the runner exits 2, before a kernel): an
+    unknown credential, an environment with no store, a store that cannot be written."""
+    from vextrus_nb.config import load_inventory
 
+    credentials, deadline_s = parameters.get("rotate", ""), parameters.get("deadline_s", 60.0)
+    dry_run = parameters.get("dry_run", True)
     is_number = isinstance(deadline_s, int | float) and not isinstance(deadline_s, bool)
     if not is_number or not math.isfinite(deadline_s) or deadline_s <= 0:
         raise RunRefused(f"deadline_s must be a positive number of seconds, not {deadline_s!r}")
     inventory = load_inventory()
     try:
-        env = load_environment(env_name, inventory)
         env.rotation_settings()
     except ConfigError as exc:
         raise RunRefused(str(exc)) from None
@@ -86,10 +88,11 @@ class RotationRun:
         return not self.rb.dry_run
 
 
-def open_rotation(rb: Runbook, credentials: str | list[str], deadline_s: float) -> RotationRun:
+def open_rotation(rb: Runbook) -> RotationRun:
     """The credentials named, plus any whose rotation was interrupted (it is finished first)."""
     known = catalogue(rb.env, rb.inventory)
-    names = _names(credentials)
+    names = _names(rb.parameters.get("rotate", ""))
+    deadline_s = rb.parameters.get("deadline_s", 60.0)
     chosen = list(known) if ALL in names else names
     interrupted = [e.credential for e in journal_for(rb.env).interrupted() if e.credential in known]
     ordered = list(dict.fromkeys([*interrupted, *chosen]))

@@ -8,14 +8,16 @@ lowers the score and is listed, with its remediation, but does not fail the run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import checks
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.errors import ConfigError, RunRefused
+from vextrus_nb.probes import check_probe_settings
 
 if TYPE_CHECKING:
-    from vextrus_nb.runbook import Runbook
+    from vextrus_nb.config import Environment
+    from vextrus_nb.run.session import Runbook
 
 REPORT_FORMATS = {"junit": ".junit.xml", "json": ".checklist.json"}
 
@@ -27,41 +29,40 @@ def choose(only: str) -> list[checks.Check]:
     return checks.select(ids=ids, categories=[n for n in names if n not in ids])
 
 
-def validate(report_format: str, threshold: float, only: str) -> None:
-    """Refuse bad parameters before anything is measured (the runner exits 2)."""
+def validate(env: Environment, parameters: dict[str, Any]) -> None:
+    """Refuse bad parameters before anything is measured (the runner exits 2, before a kernel)."""
+    report_format = parameters.get("report_format", "")
     if report_format and report_format not in REPORT_FORMATS:
         raise RunRefused(
             f"report_format must be one of {', '.join(REPORT_FORMATS)} or empty, not {report_format!r}"
         )
+    threshold = parameters.get("threshold", checks.DEFAULT_THRESHOLD)
     if not 0 <= threshold <= 100:
         raise RunRefused(f"threshold must be between 0 and 100, not {threshold:g}")
+    check_probe_settings(parameters)
     try:
-        choose(only)
+        choose(parameters.get("only", ""))
     except ConfigError as exc:
         raise RunRefused(str(exc)) from None
 
 
-def run(
-    rb: Runbook,
-    only: str = "",
-    timeout_s: float | None = None,
-    concurrency: int | None = None,
-    latency_budget_ms: float | None = None,
-) -> ChecklistResult:
+def run(rb: Runbook) -> ChecklistResult:
     """Measure every chosen check against the live environment. Read-only."""
+    chosen = rb.parameters
     return checks.run_checklist(
         rb.env,
         rb.inventory,
-        choose(only),
-        timeout_s=timeout_s,
-        concurrency=concurrency,
-        latency_budget_ms=latency_budget_ms,
+        choose(chosen.get("only", "")),
+        timeout_s=chosen.get("timeout_s"),
+        concurrency=chosen.get("concurrency"),
+        latency_budget_ms=chosen.get("latency_budget_ms"),
         scrubber=rb.scrubber,
     )
 
 
-def judge(rb: Runbook, result: ChecklistResult, threshold: float = checks.DEFAULT_THRESHOLD) -> None:
+def judge(rb: Runbook, result: ChecklistResult) -> None:
     """Score and failed check ids into the run record; fail below threshold or on a critical failure."""
+    threshold = rb.parameters.get("threshold", checks.DEFAULT_THRESHOLD)
     rb.summary.update(result.summary(threshold))
     if result.score < threshold:
         rb.fail(f"readiness score {result.score:.1f} is below the threshold {threshold:g}")
@@ -70,10 +71,12 @@ def judge(rb: Runbook, result: ChecklistResult, threshold: float = checks.DEFAUL
         rb.fail(f"critical check(s) failed: {', '.join(critical)}")
 
 
-def export(rb: Runbook, result: ChecklistResult, report_format: str, threshold: float) -> Path | None:
+def export(rb: Runbook, result: ChecklistResult) -> Path | None:
     """Write the JUnit XML / JSON file beside the output notebook, and name it in the run record."""
+    report_format = rb.parameters.get("report_format", "")
     if not report_format:
         return None
+    threshold = rb.parameters.get("threshold", checks.DEFAULT_THRESHOLD)
     path = result.export(rb.artifact_path(REPORT_FORMATS[report_format]), report_format, threshold)
     rb.add_artifact(path)
     return path

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.display import styled_table
-from vextrus_nb.probes import ProbeResult, sweep
+from vextrus_nb.probes import ProbeResult, check_probe_settings, sweep
 from vextrus_nb.targets import probe_targets
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vextrus_nb.runbook import Runbook
+    from vextrus_nb.config import Environment
+    from vextrus_nb.run.session import Runbook
 
 STATUS_COLOURS = {"up": "#1a7f37", "degraded": "#bf8700", "down": "#cf222e"}
 FAILING_CRITICALITY = ("critical",)
@@ -83,11 +84,17 @@ class SmokeResult:
         }
 
 
-def run_sweep(rb: Runbook, timeout_s: float | None = None, concurrency: int | None = None) -> SmokeResult:
+def validate(env: Environment, parameters: dict[str, Any]) -> None:
+    """Refuse bad parameters before anything is probed (the runner exits 2, before a kernel)."""
+    check_probe_settings(parameters)
+
+
+def run_sweep(rb: Runbook) -> SmokeResult:
     """Probe every component in scope (dev tools excluded). Read-only."""
     import time
 
     settings = rb.env.probe
+    timeout_s, concurrency = rb.parameters.get("timeout_s"), rb.parameters.get("concurrency")
     targets = probe_targets(rb.env, rb.inventory)
     for target in targets:
         if target.password:
@@ -95,8 +102,8 @@ def run_sweep(rb: Runbook, timeout_s: float | None = None, concurrency: int | No
     started = time.perf_counter()
     results = sweep(
         targets,
-        timeout=timeout_s or settings.timeout_s,
-        concurrency=concurrency or settings.concurrency,
+        timeout=settings.timeout_s if timeout_s is None else timeout_s,
+        concurrency=settings.concurrency if concurrency is None else concurrency,
         latency_budget_ms=settings.latency_budget_ms,
     )
     return SmokeResult(results, time.perf_counter() - started)

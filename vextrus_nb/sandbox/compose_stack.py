@@ -81,7 +81,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def postgres_bindir() -> Path:
-    from vextrus_nb.sandbox.postgres_cluster import find_bindir
+    from vextrus_nb.postgres_binaries import find_bindir
 
     return Path(find_bindir())
 
@@ -140,9 +140,7 @@ def write_stack(
         "services": services,
         "secrets": {name: {"file": f"./secrets/{name}"} for name in SECRET_NAMES},
     }
-    header = (
-        "# Written by vextrus_nb.deploy.local_stack: the Vextrus platform on this machine's Docker engine.\n"
-    )
+    header = "# Written by vextrus_nb.sandbox.compose_stack: the Vextrus platform on this Docker engine.\n"
     stack.compose_file.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120))
     return stack
 

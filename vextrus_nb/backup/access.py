@@ -1,0 +1,137 @@
+"""How a backup run reaches what it works on: the environment's PostgreSQL and Redis logins,
+its backup store (and second, S3 store), and the sets in them, verified before use."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from vextrus_nb.backup import sets
+from vextrus_nb.backup.manifest import BackupError, Manifest
+from vextrus_nb.backup.postgres import PostgresLogin
+from vextrus_nb.backup.s3_store import S3Store
+from vextrus_nb.config import Component, ConfigError, Environment, Inventory, load_inventory
+from vextrus_nb.errors import RunRefused
+from vextrus_nb.postgres_binaries import find_bindir
+from vextrus_nb.targets import endpoints
+
+if TYPE_CHECKING:
+    from vextrus_nb.run.session import Runbook
+
+TARGETS = ("scratch", "live")
+STORES = ("local", "s3")
+
+
+# -- input ------------------------------------------------------------------------------------
+def choose_services(inventory: Inventory, services: str) -> list[Component]:
+    """Services named in a comma-separated list (all with a database when empty)."""
+    with_database = [c for c in inventory.services() if c.database]
+    names = [n.strip() for n in services.split(",") if n.strip()]
+    if not names:
+        return with_database
+    unknown = [n for n in names if n not in {c.name for c in with_database}]
+    if unknown:
+        raise RunRefused(
+            f"unknown service(s) or service(s) without a database: {', '.join(unknown)}; "
+            f"known: {', '.join(c.name for c in with_database)}"
+        )
+    return [c for c in with_database if c.name in names]
+
+
+def postgres_login(rb: Runbook) -> PostgresLogin:
+    if rb.env.postgres is None:
+        raise BackupError(f"environment '{rb.env.name}' has no PostgreSQL login")
+    host, port = endpoints(rb.env, rb.inventory)["postgres"]
+    return PostgresLogin(
+        host, port, rb.env.postgres.user, rb.secret(rb.env.postgres.password_secret), find_bindir()
+    )
+
+
+def redis_client(rb: Runbook) -> redis.Redis | None:
+    if rb.env.redis is None:
+        return None
+    host, port = endpoints(rb.env, rb.inventory)["redis"]
+    return redis.Redis(
+        host=host,
+        port=port,
+        username=rb.env.redis.user,
+        password=rb.secret(rb.env.redis.password_secret),
+        socket_timeout=30,
+    )
+
+
+def store(env: Environment) -> Path:
+    return env.backup_directory() / env.name
+
+
+def s3_store(rb: Runbook) -> S3Store | None:
+    """The environment's second store, when it names one."""
+    target = rb.env.backup.s3 if rb.env.backup else None
+    if target is None:
+        return None
+    return S3Store.connect(target, rb.secret(target.access_key_secret), rb.secret(target.secret_key_secret))
+
+
+def find_set(rb: Runbook, set_id: str = "", from_store: str = "local") -> Path:
+    """The named set, or the newest finished one; from S3, fetched into a staging folder first."""
+    root = store(rb.env)
+    if from_store == "s3":
+        second = s3_store(rb)
+        if second is None:
+            raise BackupError(f"environment '{rb.env.name}' has no S3 store (backup.s3)")
+        chosen = set_id or (second.set_ids() or [""])[-1]
+        if not chosen:
+            raise BackupError(f"no finished backup set in {second.location}")
+        staging = root.parent / f".staging-{rb.run_id}"
+        shutil.rmtree(staging, ignore_errors=True)
+        return second.fetch(chosen, staging)
+    if set_id:
+        path = root / set_id
+        if not path.is_dir():
+            known = ", ".join(s.set_id for s in sets.list_sets(root)) or "none"
+            raise BackupError(f"no backup set '{set_id}' in {root}; sets: {known}")
+        return path
+    found = sets.newest(root)
+    if found is None:
+        raise BackupError(f"no finished backup set in {root}; run dr/backup first")
+    return found.path
+
+
+def verify_set(rb: Runbook, path: Path) -> Manifest:
+    """Every file against the manifest before anything is restored; a problem stops the run, naming it."""
+    manifest, problems = sets.verify(path)
+    if problems or manifest is None:
+        named = "; ".join(str(p) for p in problems)
+        raise BackupError(f"backup set {path.name} failed verification, nothing was restored: {named}")
+    rb.summary["set_id"] = manifest.set_id
+    return manifest
+
+
+def discard_staging(rb: Runbook) -> None:
+    """A set fetched from S3 for this run is a working copy: it goes when the run is done with it."""
+    shutil.rmtree(store(rb.env).parent / f".staging-{rb.run_id}", ignore_errors=True)
+
+
+def check_set_choice(env: Environment, parameters: dict[str, Any]) -> None:
+    """The services, the store and the set a run names exist; RunRefused (exit 2) when not."""
+    check_services_and_store(env, parameters.get("services", ""))
+    from_store, set_id = parameters.get("from_store", "local"), parameters.get("set_id", "")
+    if from_store not in STORES:
+        raise RunRefused(f"from_store must be one of {', '.join(STORES)}, not {from_store!r}")
+    if from_store == "s3" and (env.backup is None or env.backup.s3 is None):
+        raise RunRefused(f"environment '{env.name}' has no S3 store (backup.s3)")
+    if set_id and from_store == "local" and not (store(env) / set_id).is_dir():
+        known = ", ".join(s.set_id for s in sets.list_sets(store(env))) or "none"
+        raise RunRefused(f"no backup set '{set_id}' in {store(env)}; sets: {known}")
+
+
+def check_services_and_store(env: Environment, services: str) -> None:
+    """The services named have databases, and the environment has a backup store."""
+    choose_services(load_inventory(), services)
+    try:
+        env.backup_directory()
+    except ConfigError as exc:
+        raise RunRefused(str(exc)) from None

@@ -1,0 +1,49 @@
+"""Which module holds a runbook's steps, and its parameter checks.
+
+`notebooks/<family>/<name>.ipynb` has its steps in `vextrus_nb/runbooks/<family>/<name>.py`
+(dashes become underscores); a family whose notebooks are all generated from one module names
+it as `STEPS_MODULE` in its package (the eight deploy phases: `phases`). A steps module may
+define `validate(env, parameters)`: the runner calls it before any kernel starts, so a refusal
+costs no kernel, and `start()` calls it again inside the kernel as the backstop for plain
+papermill and JupyterLab.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vextrus_nb.config import Environment
+
+PACKAGE = "vextrus_nb.runbooks"
+
+
+def module_name(runbook: str) -> str:
+    family, _, name = runbook.removesuffix(".ipynb").partition("/")
+    try:
+        family_package = importlib.import_module(f"{PACKAGE}.{family}")
+    except ModuleNotFoundError:
+        family_package = None
+    name = getattr(family_package, "STEPS_MODULE", name)
+    return f"{PACKAGE}.{family}.{name.replace('-', '_')}"
+
+
+def steps_module(runbook: str) -> ModuleType | None:
+    """The runbook's steps, or None for a notebook that has no module (a test's own runbook;
+    tests/test_layout.py holds every committed notebook to having one)."""
+    wanted = module_name(runbook)
+    try:
+        return importlib.import_module(wanted)
+    except ModuleNotFoundError as exc:
+        if exc.name and wanted.startswith(exc.name):
+            return None
+        raise
+
+
+def validate(runbook: str, env: Environment, parameters: dict[str, Any]) -> None:
+    """The runbook's own checks of its parameters (RunRefused names the problem)."""
+    check = getattr(steps_module(runbook), "validate", None)
+    if check is not None:
+        check(env, parameters)

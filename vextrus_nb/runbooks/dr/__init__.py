@@ -1,0 +1,1 @@
+"""The dr runbooks' steps."""
