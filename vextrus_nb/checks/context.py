@@ -1,5 +1,6 @@
-"""What every check measures with: the environment, its endpoints, one shared
-HTTP client and one bounded pool, and a cache of probe results.
+"""What every check measures with: the live context (environment, endpoints, one shared
+HTTP client, one bounded pool, scope, secrets: vextrus_nb/live_context.py), the latency
+budget, and a cache of probe results.
 
 Several checks read the same answer (the readiness probe feeds both the
 health check and the latency check); the cache makes that one request, so
@@ -23,12 +24,13 @@ from vextrus_nb import probes
 from vextrus_nb.checks.model import Finding, Outcome
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.evidence import scrub
+from vextrus_nb.live_context import LiveContext, live_fields
 from vextrus_nb.probes import ProbeResult, ProbeTarget
-from vextrus_nb.targets import endpoints, probe_targets
+from vextrus_nb.targets import probe_targets
 
 
 @dataclass
-class CheckContext:
+class CheckContext(LiveContext):
     env: Environment
     inventory: Inventory
     client: httpx.AsyncClient
@@ -42,16 +44,9 @@ class CheckContext:
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- scope ---------------------------------------------------------------------
-    def in_scope(self, name: str) -> bool:
-        return name in self.inventory.components and name not in self.env.exclude
-
     def services(self) -> list[Component]:
+        """The services in scope, in inventory order (the order the checklist reports them in)."""
         return [c for c in self.inventory.services() if self.in_scope(c.name)]
-
-    def secret(self, name: str) -> str:
-        value = self.env.resolve_secret(name)
-        self.scrubber.add([value])
-        return value
 
     def once(self, key: str, compute: Callable[[], Any]) -> Any:
         """compute() the first time a check asks for `key`; its result (or its error) after that."""
@@ -86,15 +81,6 @@ class CheckContext:
         async with self.gate:
             return await probes.probe(target, self.timeout_s, self.client)
 
-    async def http(self, component: str, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
-        """One request to a component, through the pool, within the probe timeout."""
-        host, port = self.where[component]
-        async with self.gate:
-            return await asyncio.wait_for(
-                self.client.request(method, f"http://{host}:{port}{path}", timeout=self.timeout_s, **kwargs),
-                self.timeout_s,
-            )
-
     def redis_client(self, authenticated: bool = True) -> aioredis.Redis:
         """A client for the environment's Redis, with its login or with none; no retries, since
         a check reports the first answer (redis-py would otherwise retry even a refused login)."""
@@ -110,11 +96,6 @@ class CheckContext:
             retry=Retry(NoBackoff(), 0),
         )
 
-    async def bounded(self, work: Any) -> Any:
-        """Any other awaitable (a database login, a Redis command) through the pool, within the timeout."""
-        async with self.gate:
-            return await asyncio.wait_for(work, self.timeout_s)
-
     @classmethod
     def open(
         cls,
@@ -128,15 +109,10 @@ class CheckContext:
         scrubber: scrub.Scrubber,
     ) -> CheckContext:
         return cls(
-            env=env,
-            inventory=inventory,
-            client=client,
-            gate=asyncio.Semaphore(concurrency),
+            **live_fields(env, inventory, client, concurrency, scrubber),
             timeout_s=timeout_s,
             latency_budget_ms=latency_budget_ms,
             outputs_dir=outputs_dir,
-            scrubber=scrubber,
-            where=endpoints(env, inventory),
         )
 
 

@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import httpx
-
 from vextrus_nb import paths
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.checks.context import CheckContext, describe_error
@@ -21,13 +19,10 @@ from vextrus_nb.checks.results import ChecklistResult
 from vextrus_nb.config import Environment, Inventory
 from vextrus_nb.errors import ConfigError
 from vextrus_nb.evidence import scrub
+from vextrus_nb.live_context import MIN_POOL, http_client
 
 # A check's own work beyond its probes (parsing, scoring) must fit in this.
 DEADLINE_SLACK_S = 0.5
-# Every check wants its probes at once. A pool smaller than the number of targets (about 85 on
-# the full platform) lets a few hanging targets hold slots while the rest queue past their
-# check's deadline; the checklist therefore opens at least this many connections at a time.
-MIN_POOL = 128
 
 
 def catalogue() -> list[Check]:
@@ -95,8 +90,7 @@ async def run_checks_async(
     scrubber: scrub.Scrubber,
     one_at_a_time: bool = False,
 ) -> list[CheckResult]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
+    async with http_client(concurrency) as client:
         ctx = CheckContext.open(
             env,
             inventory,

@@ -13,11 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import httpx
-
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.config import Environment, Inventory
 from vextrus_nb.evidence import scrub
+from vextrus_nb.live_context import MIN_POOL, http_client
 from vextrus_nb.probes import describe_error
 from vextrus_nb.triage.context import TriageContext, TriageSettings
 from vextrus_nb.triage.health import collect_health
@@ -27,7 +26,6 @@ from vextrus_nb.triage.platform import collect_driver, collect_ledger, collect_l
 from vextrus_nb.triage.postgres import collect_postgres
 from vextrus_nb.triage.redis_info import collect_redis
 
-MIN_POOL = 128
 # A collector makes a few rounds of requests (a login, then queries); past this it is reported, not awaited.
 ROUNDS_PER_COLLECTOR = 2
 
@@ -78,8 +76,7 @@ def collect(
     now = datetime.now(UTC)
 
     async def main() -> list[CollectorReport]:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
-        async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
+        async with http_client(concurrency) as client:
             ctx = TriageContext.open(
                 env,
                 inventory,

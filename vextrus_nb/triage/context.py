@@ -1,19 +1,19 @@
-"""What every collector works with: the environment, one HTTP client, one
-bounded pool, the time window, the thresholds, and the scrubber."""
+"""What every collector works with: the live context (environment, endpoints, one HTTP
+client, one bounded pool, scope, secrets and the scrubber: vextrus_nb/live_context.py), the
+time window, the thresholds, and the environment's driver."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.drivers import Driver
 from vextrus_nb.evidence import scrub
-from vextrus_nb.targets import components_in_scope, endpoints
+from vextrus_nb.live_context import LiveContext, live_fields
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TriageSettings:
 
 
 @dataclass
-class TriageContext:
+class TriageContext(LiveContext):
     env: Environment
     inventory: Inventory
     settings: TriageSettings
@@ -52,27 +52,16 @@ class TriageContext:
     def since(self) -> datetime:
         return self.now - timedelta(minutes=self.settings.window_minutes)
 
-    def components(self) -> list[Component]:
-        return components_in_scope(self.env, self.inventory)
+    @property
+    def timeout_s(self) -> float:
+        return self.settings.timeout_s
 
     def services(self) -> list[Component]:
+        """The services in scope, in start order."""
         return [c for c in self.components() if c.kind == "service"]
 
-    def secret(self, name: str) -> str:
-        value = self.env.resolve_secret(name)
-        self.scrubber.add([value])
-        return value
-
-    async def bounded(self, work: Any, timeout_s: float | None = None) -> Any:
-        """One awaitable through the pool, within the timeout: a hanging target costs its own timeout."""
-        async with self.gate:
-            return await asyncio.wait_for(work, timeout_s or self.settings.timeout_s)
-
     async def get(self, component: str, path: str, **params: str) -> httpx.Response:
-        host, port = self.where[component]
-        return await self.bounded(
-            self.client.get(f"http://{host}:{port}{path}", params=params, timeout=self.settings.timeout_s)
-        )
+        return await self.http(component, path, params=params)
 
     @classmethod
     def open(
@@ -93,14 +82,9 @@ class TriageContext:
         except DriverUnavailable as exc:
             problem = str(exc)
         return cls(
-            env=env,
-            inventory=inventory,
+            **live_fields(env, inventory, client, concurrency, scrubber),
             settings=settings,
-            client=client,
-            gate=asyncio.Semaphore(concurrency),
-            scrubber=scrubber,
             now=now,
             driver=driver,
             driver_problem=problem,
-            where=endpoints(env, inventory),
         )

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from vextrus_nb import drivers
 from vextrus_nb.evidence import scrub
+from vextrus_nb.live_context import MIN_POOL
 from vextrus_nb.targets import endpoints
-from vextrus_nb.triage.collect import MIN_POOL, collect
+from vextrus_nb.triage.collect import collect
 from vextrus_nb.triage.context import TriageSettings
 from vextrus_nb.triage.diagnose import diagnose
 from vextrus_nb.triage.model import Signal
