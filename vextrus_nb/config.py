@@ -24,6 +24,8 @@ from vextrus_nb.errors import ConfigError, SecretUnavailable
 ComponentKind = Literal["service", "infrastructure", "dev_tool"]
 ProbeKind = Literal["http", "tcp", "postgres", "redis"]
 Criticality = Literal["critical", "high", "medium", "low", "none"]
+# How grave a finding is: a check's (checks/model.py) and a triage rule's (triage/rules.py).
+Severity = Literal["critical", "high", "medium", "low"]
 
 # Keys of an environment's `deployment:` that name files the static checks read.
 DEPLOYMENT_FILE_KEYS = ("compose_file", "kube_manifests")

@@ -22,8 +22,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from vextrus_nb.asyncio_bridge import run_sync
+from vextrus_nb.config import ProbeKind
 
-ProbeKind = Literal["http", "tcp", "postgres", "redis"]
 ProbeStatus = Literal["up", "degraded", "down"]
 
 # Health bodies whose "status" means the component is not serving.

@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from vextrus_nb.config import Severity
+
 if TYPE_CHECKING:
     from vextrus_nb.checks.context import CheckContext
 
 Category = Literal[
     "infrastructure", "services", "security", "observability", "disaster_recovery", "performance"
 ]
-Severity = Literal["critical", "high", "medium", "low"]
 Status = Literal["passed", "failed", "error", "not_applicable"]
 
 # The reference documents' weighted categories (DESIGN.md); they sum to 100.

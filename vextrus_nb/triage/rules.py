@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vextrus_nb import paths
-from vextrus_nb.config import read_yaml, validation_message
+from vextrus_nb.config import Severity, read_yaml, validation_message
 from vextrus_nb.errors import ConfigError
 
-Severity = Literal["critical", "high", "medium", "low"]
 SEVERITY_WEIGHTS: dict[str, int] = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 # Findings at these severities mean an incident is on: the triage run fails.
 INCIDENT_SEVERITIES = ("critical", "high")
