@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from vextrus_nb.errors import StoreUnwritable
 from vextrus_nb.secrets.stores import (
     VERSION_ANNOTATION,
     EnvFileStore,
     FilesStore,
     KubeSecretStore,
     SecretStore,
-    StoreUnwritable,
 )
 from vextrus_nb.secrets.versions import Versions, fingerprint
 

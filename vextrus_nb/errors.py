@@ -24,3 +24,31 @@ class SandboxError(VextrusError):
 
 class SecretUnavailable(ConfigError):
     """A secret reference could not be resolved (never carries the value)."""
+
+
+class StoreUnwritable(ConfigError):
+    """A secret store cannot be written: found before anything is changed."""
+
+
+class RotationError(VextrusError):
+    """A rotation step could not be done; the message never holds a secret."""
+
+
+class DriverUnavailable(VextrusError):
+    """The environment's driver cannot be used from here (no access, not installed, not configured)."""
+
+
+class DriverError(VextrusError):
+    """The platform refused an action (the compose CLI failed, the API answered an error)."""
+
+
+class BackupError(VextrusError):
+    """A backup set is missing, unreadable, or does not match its manifest."""
+
+
+class DeployError(VextrusError):
+    """A deployment task could not be done: the platform answered, but not as the task needs."""
+
+
+class StackError(VextrusError):
+    """The local stack cannot be built or written (no Docker engine, no PostgreSQL binaries)."""

@@ -8,6 +8,7 @@ a live restore), s3_store (the second store). The runbooks' steps are in
 vextrus_nb/runbooks/dr/.
 """
 
-from vextrus_nb.backup.manifest import BackupError, Manifest
+from vextrus_nb.backup.manifest import Manifest
+from vextrus_nb.errors import BackupError
 
 __all__ = ["BackupError", "Manifest"]

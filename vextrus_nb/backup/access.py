@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from vextrus_nb.backup import sets
-from vextrus_nb.backup.manifest import BackupError, Manifest
+from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.backup.postgres import PostgresLogin
 from vextrus_nb.backup.s3_store import S3Store
 from vextrus_nb.config import Component, ConfigError, Environment, Inventory, load_inventory
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.errors import BackupError, RunRefused
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.targets import endpoints
 

@@ -17,15 +17,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import BackupError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 _CHUNK = 1 << 20
-
-
-class BackupError(VextrusError):
-    """A backup set is missing, unreadable, or does not match its manifest."""
 
 
 class _Model(BaseModel):

@@ -18,7 +18,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from vextrus_nb.backup.manifest import BackupError, TableEntry
+from vextrus_nb.backup.manifest import TableEntry
+from vextrus_nb.errors import BackupError
 
 USER_TABLES = """
 SELECT schemaname, tablename FROM pg_tables

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import redis
 
-from vextrus_nb.backup.manifest import BackupError, RedisEntry
+from vextrus_nb.backup.manifest import RedisEntry
+from vextrus_nb.errors import BackupError
 
 SAVE_TIMEOUT_S = 120.0
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb.backup.manifest import MANIFEST_FILE, BackupError
+from vextrus_nb.backup.manifest import MANIFEST_FILE
 from vextrus_nb.config import S3Target
+from vextrus_nb.errors import BackupError
 
 
 @dataclass

@@ -12,13 +12,13 @@ from pathlib import Path
 from vextrus_nb.backup import postgres, redis_snapshot
 from vextrus_nb.backup.manifest import (
     MANIFEST_FILE,
-    BackupError,
     DatabaseEntry,
     Manifest,
     file_entries,
     sha256_of,
 )
 from vextrus_nb.config import Component
+from vextrus_nb.errors import BackupError
 
 Progress = Callable[[str, int], None]  # (what was just done, bytes it added)
 RDB_FILE = "redis/dump.rdb"

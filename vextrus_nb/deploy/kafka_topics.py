@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from vextrus_nb.config import Environment, Inventory
+from vextrus_nb.errors import DeployError
 from vextrus_nb.targets import endpoints
 
 PARTITIONS = 3
@@ -46,7 +47,7 @@ def _cluster(client: httpx.Client) -> str:
     response.raise_for_status()
     clusters = response.json().get("data") or []
     if not clusters:
-        raise RuntimeError("the Kafka REST API lists no cluster")
+        raise DeployError("the Kafka REST API lists no cluster")
     return str(clusters[0]["cluster_id"])
 
 

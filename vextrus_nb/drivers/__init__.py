@@ -8,15 +8,8 @@ code never imports the sandbox, and a new driver is a new entry point.
 from __future__ import annotations
 
 from vextrus_nb.config import Environment
-from vextrus_nb.drivers.base import (
-    ComponentState,
-    Driver,
-    DriverError,
-    DriverUnavailable,
-    HealthState,
-    LogLine,
-    PlatformEvent,
-)
+from vextrus_nb.drivers.base import ComponentState, Driver, HealthState, LogLine, PlatformEvent
+from vextrus_nb.errors import DriverError, DriverUnavailable  # re-exported: drivers.DriverUnavailable
 
 DRIVER_GROUP = "vextrus_nb.drivers"
 

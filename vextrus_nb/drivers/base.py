@@ -12,17 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from vextrus_nb.errors import VextrusError
-
-
-class DriverUnavailable(VextrusError):
-    """The environment's driver cannot be used from here (no access, not installed, not configured)."""
-
-
-class DriverError(VextrusError):
-    """The platform refused an action (the compose CLI failed, the API answered an error)."""
-
-
 RunState = Literal["running", "stopped", "restarting", "unknown"]
 # What the platform's own health machinery says (Docker healthcheck, Kubernetes readiness):
 # healthy | starting (not yet) | unhealthy (failing) | stopped (not running) | absent (never created).

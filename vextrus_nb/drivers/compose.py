@@ -20,12 +20,11 @@ from typing import Any
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import (
     ComponentState,
-    DriverError,
-    DriverUnavailable,
     HealthState,
     LogLine,
     PlatformEvent,
 )
+from vextrus_nb.errors import DriverError, DriverUnavailable
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

@@ -28,12 +28,11 @@ from vextrus_nb import paths
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import (
     ComponentState,
-    DriverError,
-    DriverUnavailable,
     HealthState,
     LogLine,
     PlatformEvent,
 )
+from vextrus_nb.errors import DriverError, DriverUnavailable
 
 NAME_LABEL = "app.kubernetes.io/name"
 PART_OF_SELECTOR = "app.kubernetes.io/part-of=vextrus"

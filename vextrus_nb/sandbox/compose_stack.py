@@ -33,7 +33,7 @@ import yaml
 
 from vextrus_nb import paths
 from vextrus_nb.config import Component, Inventory
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import StackError
 
 BASE_IMAGE = "vextrus/base:local"
 PG_USER = "vextrus_admin"
@@ -43,10 +43,6 @@ HOST_DIRECTORIES = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
 # Every healthcheck is a `docker exec` (a runc start, ~50 ms of CPU): at 1 s, 34 containers keep a
 # 2-CPU machine a third busy and slow every start; 2 s halves that for 1 s more per start.
 HEALTH_INTERVAL = "2s"
-
-
-class StackError(VextrusError):
-    """The local stack cannot be built or written (no Docker engine, no PostgreSQL binaries)."""
 
 
 def ensure_base_image(client: Any) -> str:

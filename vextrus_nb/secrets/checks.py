@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from vextrus_nb.errors import RotationError
 from vextrus_nb.secrets.catalogue import Credential
 from vextrus_nb.secrets.protocol import RotationContext
-from vextrus_nb.secrets.targets import RotationError
 from vextrus_nb.secrets.versions import fingerprint
 
 

@@ -23,13 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vextrus_nb.config import Environment, resolve_path
-from vextrus_nb.errors import ConfigError
+from vextrus_nb.errors import StoreUnwritable
 from vextrus_nb.secrets.private_file import write_private
 from vextrus_nb.secrets.versions import STAGES, Versions, fingerprint
-
-
-class StoreUnwritable(ConfigError):
-    """The store cannot be written: found before anything is changed."""
 
 
 class SecretStore(Protocol):

@@ -21,15 +21,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import RotationError
 
 if TYPE_CHECKING:
     from vextrus_nb.drivers import Driver
     from vextrus_nb.secrets.catalogue import Credential
-
-
-class RotationError(VextrusError):
-    """A rotation step could not be done; the message never holds a secret."""
 
 
 class Target(Protocol):

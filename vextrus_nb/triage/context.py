@@ -74,7 +74,8 @@ class TriageContext(LiveContext):
         scrubber: scrub.Scrubber,
         now: datetime,
     ) -> TriageContext:
-        from vextrus_nb.drivers import DriverUnavailable, for_environment
+        from vextrus_nb.drivers import for_environment
+        from vextrus_nb.errors import DriverUnavailable
 
         driver, problem = None, ""
         try:
