@@ -23,7 +23,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from vextrus_nb.config import Component, load_inventory
-from vextrus_nb.sandbox.services import HOST, ComponentServer, JwtKeys
+from vextrus_nb.sandbox.service_app import HOST, ComponentServer, JwtKeys
 
 PORTS_VAR = "VEXTRUS_PORTS"
 FAULT_VAR = "VEXTRUS_FAULT"

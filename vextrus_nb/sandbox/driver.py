@@ -21,7 +21,7 @@ from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, Platfo
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import manager
-from vextrus_nb.sandbox.services import LOGS_DIR
+from vextrus_nb.sandbox.service_app import LOGS_DIR
 
 # The three timestamp shapes in the sandbox's logs: ours and NestJS's (ISO, UTC),
 # PostgreSQL's default log_line_prefix '%m [%p] ', and redis-server's 'pid:X 22 Nov 2026 02:14:07.123'.

@@ -6,7 +6,7 @@ service's dependencies: its own PostgreSQL database with its own role, Redis
 with its own ACL user, and a TCP connect to each simulated broker. Stopping
 PostgreSQL therefore turns every service's readiness red, as in production.
 
-Run as `python -m vextrus_nb.sandbox.services SANDBOX_DIR`; it is controlled
+Run as `python -m vextrus_nb.sandbox.service_app SANDBOX_DIR`; it is controlled
 through a loopback control port (see manager.py).
 """
 
