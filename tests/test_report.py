@@ -73,7 +73,9 @@ def test_report_opens_offline_in_chromium(demo_outputs: Path, tmp_path: Path) ->
         assert page.locator("tr.run").count() == 3
         assert "ledger intact: 3 entries" in page.locator("#ledger-banner").inner_text()
         failed = page.locator('tr.run[data-status="failed"]')
-        assert failed.count() == 1 and "critical_down=['finance']" in failed.inner_text()
+        assert failed.count() == 1 and "critical_down=1" in failed.inner_text()
+        assert "RunbookFailed: critical component(s) down: finance" in failed.locator(".cause").inner_text()
+        assert page.locator("tr.run .tag-headless").count() == 3
         assert page.locator(".chart .js-plotly-plot").count() >= 1, "runs-per-day chart did not render"
         page.select_option("#filter-status", "failed")
         assert page.locator("tr.run:visible").count() == 1
@@ -189,3 +191,202 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
     again = run_cli("ledger", "keygen", str(key))
     assert again.returncode == 2 and "refusing to overwrite" in again.stderr
     assert os.environ.get(signing.SIGNING_KEY_VAR) is None
+
+
+# -- the index from a hand-made ledger: tags, causes, order, key figures --------------------------
+
+
+def _sealed_notebook(outputs: Path, run_id: str, text: str) -> dict[str, str]:
+    """A small executed-looking notebook, as the ledger entry that seals it refers to it."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    cell = new_code_cell("print(result)", outputs=[new_output("stream", name="stdout", text=text + "\n")])
+    nb = new_notebook(cells=[new_markdown_cell(f"# run {run_id}"), cell])
+    path = outputs / "sandbox" / "2026-11-05" / f"{run_id}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return {"output": str(path.relative_to(outputs)), "output_sha256": ledger.sha256_file(path)}
+
+
+def _entry(outputs: Path, run_id: str, started_at: str, status: str, **fields: object) -> None:
+    sealed = {} if status == "abandoned" else _sealed_notebook(outputs, run_id, f"{run_id} {status}")
+    record = {
+        "run_id": run_id,
+        "runbook": "dr/restore",
+        "env": "sandbox",
+        "operator": "alice",
+        "status": status,
+        "started_at": started_at,
+        "summary": {},
+        "failures": [],
+        "cause": "",
+        "output": None,
+        "output_sha256": None,
+        **sealed,
+        **fields,
+    }
+    ledger.append_entry(record, outputs)
+
+
+@pytest.fixture(scope="module")
+def mixed_report(tmp_path_factory: pytest.TempPathFactory) -> report.Report:
+    """Runs of every kind, appended to the ledger out of start-time order."""
+    outputs = tmp_path_factory.mktemp("mixed-outputs")
+    _entry(
+        outputs,
+        "r-error",
+        "2026-11-04T10:00:00+00:00",
+        "error",
+        cause="DeadKernelError: Kernel died before replying to execute request",
+        parameters={"dry_run": False, "services": ""},
+        executed_by="vextrus-nb run",
+    )
+    _entry(
+        outputs,
+        "r-checklist",
+        "2026-11-01T08:00:00+00:00",
+        "passed",
+        runbook="verify/checklist",
+        parameters={"threshold": 80.0},
+        executed_by="vextrus-nb run",
+        summary={
+            "by_category": {"security": 90.0, "backups": 85.0},
+            "score": 87.5,
+            "threshold": 80.0,
+            "failed_checks": ["SEC-3", "OBS-1"],
+            "checks": 40,
+            "passed": 38,
+            "note": "x" * 200,
+            "checklist_seconds": 12.34,
+        },
+    )
+    _entry(
+        outputs,
+        "r-abandoned",
+        "2026-11-05T07:30:00+00:00",
+        "abandoned",
+        cause="the kernel went away before the run finished",
+        parameters={"dry_run": False, "services": ""},
+        executed_by="vextrus-nb open",
+    )
+    _entry(
+        outputs,
+        "r-dry",
+        "2026-11-03T09:00:00+00:00",
+        "passed",
+        parameters={"dry_run": True, "services": "finance"},
+        executed_by="vextrus-nb open",
+        summary={"restored": ["finance"], "databases": 1, "rto_s": 4.21},
+    )
+    _entry(
+        outputs,
+        "r-legacy",
+        "2026-11-02T12:00:00+00:00",
+        "failed",
+        runbook="verify/smoke",
+        parameters={"timeout_s": 2},
+        cause="RunbookFailed: critical component(s) down: finance",
+        failures=["critical component(s) down: finance"],
+        summary={"components": 32, "up": 31, "down": 1, "critical_down": ["finance"]},
+    )
+    return report.build(tmp_path_factory.mktemp("mixed-report"), outputs_dir=outputs, workers=1)
+
+
+def _rows(built: report.Report) -> dict[str, object]:
+    from bs4 import BeautifulSoup
+
+    page = BeautifulSoup(built.index.read_text(encoding="utf-8"), "html.parser")
+    return {row["data-run-id"]: row for row in page.select("tr.run")}
+
+
+def test_index_rows_are_newest_first_whatever_the_ledger_order(mixed_report: report.Report) -> None:
+    assert mixed_report.verdict.ok and mixed_report.runs == 5 and mixed_report.rendered == 4
+    assert list(_rows(mixed_report)) == ["r-abandoned", "r-error", "r-dry", "r-legacy", "r-checklist"]
+
+
+def test_only_dry_runs_carry_the_dry_run_tag(mixed_report: report.Report) -> None:
+    rows = _rows(mixed_report)
+    tagged = [run_id for run_id, row in rows.items() if row.select(".tag-dry-run")]
+    assert tagged == ["r-dry"]
+    assert "dry run" in rows["r-dry"].get_text()
+    modes = {run_id: row["data-mode"] for run_id, row in rows.items()}
+    # No dry_run parameter recorded (an older entry, a runbook without one): unknown, not dry.
+    assert modes == {
+        "r-abandoned": "live",
+        "r-error": "live",
+        "r-dry": "dry run",
+        "r-legacy": "unknown",
+        "r-checklist": "unknown",
+    }
+    assert "dry run" not in " ".join(rows[r].get_text() for r in rows if r != "r-dry")
+
+
+def test_a_run_that_did_not_pass_shows_its_cause(mixed_report: report.Report) -> None:
+    rows = _rows(mixed_report)
+    cause = {run_id: row.select_one(".cause") for run_id, row in rows.items()}
+    assert cause["r-legacy"].get_text() == "RunbookFailed: critical component(s) down: finance"
+    assert cause["r-error"].get_text().startswith("DeadKernelError: Kernel died")
+    assert cause["r-dry"] is None and cause["r-checklist"] is None
+
+
+def test_key_figures_are_a_few_scalars_never_a_dump(mixed_report: report.Report) -> None:
+    rows = _rows(mixed_report)
+    figures = {run_id: row.select_one("td.figures").get_text() for run_id, row in rows.items()}
+    for text in figures.values():
+        assert not any(mark in text for mark in "{}[]'"), text
+        assert text.count("=") <= report.MAX_FIGURES
+    checklist = figures["r-checklist"]
+    assert checklist.startswith("score=87.5, failed_checks=2")
+    assert "by_category" not in checklist and "security" not in checklist and "xxxx" not in checklist
+    assert figures["r-dry"] == "rto_s=4.21, databases=1"
+    assert figures["r-legacy"].startswith("critical_down=1, down=1, up=31")
+
+
+def test_interactive_and_abandoned_runs_are_listed(mixed_report: report.Report) -> None:
+    rows = _rows(mixed_report)
+    vias = {run_id: row["data-via"] for run_id, row in rows.items()}
+    assert vias == {
+        "r-abandoned": "interactive",
+        "r-error": "headless",
+        "r-dry": "interactive",
+        "r-legacy": "",
+        "r-checklist": "headless",
+    }
+    abandoned = rows["r-abandoned"]
+    assert abandoned["data-status"] == "abandoned" and abandoned.select("a") == []
+    assert "no notebook" in abandoned.get_text()
+    assert "kernel went away" in abandoned.select_one(".cause").get_text()
+    assert all(rows[r].select("a") for r in rows if r != "r-abandoned")
+
+
+def test_key_figures_of_odd_summaries() -> None:
+    assert report.key_figures(None) == []
+    assert report.key_figures({"nested": {"a": 1}, "items": [1, 2], "long": "y" * 80}) == []
+    assert report.key_figures({"ok": True, "n": 3, "ratio": 0.333333}) == [
+        ("ok", "yes"),
+        ("n", "3"),
+        ("ratio", "0.33"),
+    ]
+    assert len(report.key_figures({f"k{i}": i for i in range(20)})) == report.MAX_FIGURES
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run and make system-deps")
+def test_index_filters_dry_runs_and_interactive_runs_in_chromium(mixed_report: report.Report) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(mixed_report.index.as_uri())
+        page.select_option("#filter-mode", "dry run")
+        assert page.locator("tr.run:visible").count() == 1
+        assert page.locator("tr.run:visible").get_attribute("data-run-id") == "r-dry"
+        page.select_option("#filter-mode", "")
+        page.select_option("#filter-via", "interactive")
+        visible = page.locator("tr.run:visible")
+        assert sorted(visible.nth(i).get_attribute("data-run-id") for i in range(visible.count())) == [
+            "r-abandoned",
+            "r-dry",
+        ]
+        browser.close()

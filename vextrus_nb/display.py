@@ -80,36 +80,83 @@ def preformatted(text: str) -> Shown:
 class Progress:
     """Progress of a long step (dumps, restores), for both places an operator watches.
 
-    In a kernel: one line per step into the notebook's stderr stream (a log the auditor reads),
-    and the same line onto the kernel process's own stderr, which is the terminal of
-    `vextrus-nb run` and papermill (ipykernel's stream hands out that descriptor as its fileno).
+    In a kernel: one line in the notebook, updated in place (an IPython display with a display id,
+    so JupyterLab shows it moving and an executed notebook keeps only its final state, which says
+    what was done), and one line per step onto the kernel process's own stderr, which is the
+    terminal of `vextrus-nb run` and papermill (ipykernel's stream hands out that descriptor as
+    its fileno, so these lines never reach the notebook).
     Elsewhere (a Python shell, a script): a tqdm bar on the terminal.
     """
 
     def __init__(self, total: int, what: str):
+        import time
+
         self.total, self.what, self.done = total, what, 0
+        self.latest = ""
+        self._started = time.perf_counter()
+        self._seconds: float | None = None  # set once finished
         self._bar: Any = None
+        self._handle: Any = None
         if not in_notebook():
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=what, unit="step")
+            return
+        from IPython.display import display
+
+        self._handle = display(self._shown(), display_id=True)
 
     def step(self, latest: str) -> None:
         self.done += 1
+        self.latest = latest
         if self._bar is not None:
             self._bar.set_postfix_str(latest)
             self._bar.update(1)
             return
-        import contextlib
-        import os
-        import sys
-
-        line = f"{self.what}: {self.done}/{self.total} ({latest})\n"
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # no terminal behind this kernel
-            os.write(sys.stderr.fileno(), line.encode())
+        if self.done >= self.total:
+            self._finish()
+        self._update()
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            return
+        if self._seconds is None:  # stopped short (an exception on the way), or nothing to do
+            self._finish()
+            self._update()
+
+    def _finish(self) -> None:
+        import time
+
+        self._seconds = time.perf_counter() - self._started
+
+    def text(self) -> str:
+        """The line as it stands: while running, how far; once finished, what was done and how long
+        it took; stopped short, where it stopped."""
+        line = f"{self.what}: {self.done}/{self.total}"
+        if self._seconds is not None:
+            line += f" {'done' if self.done >= self.total else 'stopped'} in {self._seconds:.1f} s"
+        if self.latest:
+            line += f" (last: {self.latest})" if self._seconds is not None else f" ({self.latest})"
+        return line
+
+    def _shown(self) -> Shown:
+        from html import escape
+
+        text = self.text()
+        stopped = self._seconds is not None and self.done < self.total
+        colour = "#cf222e" if stopped else "#57606a"
+        bar = f'<progress value="{self.done}" max="{max(self.total, 1)}" style="margin-right:8px"></progress>'
+        return Shown(f'<div style="color:{colour}">{bar}{escape(text)}</div>', text)
+
+    def _update(self) -> None:
+        """The notebook's line rewritten in place, and the same line onto the terminal."""
+        import contextlib
+        import os
+        import sys
+
+        if self._handle is not None:
+            self._handle.update(self._shown())
+        line = self.text() + "\n"
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no terminal behind this kernel
+            os.write(sys.stderr.fileno(), line.encode())

@@ -13,7 +13,7 @@ import os
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from vextrus_nb.evidence import ledger
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PLOTLY_FILE = "plotly.min.js"
-_NBCONVERT_TEMPLATES = Path(__file__).resolve().parent / "templates" / "nbconvert"
+_NBCONVERT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "nbconvert"
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def _record_markdown(entry: dict[str, Any]) -> str:
         ("Started (UTC)", entry.get("started_at")),
         ("Ended (UTC)", entry.get("ended_at")),
         ("Run id", entry.get("run_id")),
+        ("Executed by", entry.get("executed_by") or "-"),
         ("Parameters (redacted)", json.dumps(entry.get("parameters", {}))),
         ("Cause", entry.get("cause") or "-"),
         ("Resume from", entry.get("resume_from") or "-"),
@@ -126,7 +127,13 @@ def _charts(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
         }
     )
     per_day = frame.value_counts(["day", "status"]).rename("runs").reset_index()
-    colours = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#8250df"}
+    colours = {
+        "passed": "#1a7f37",
+        "failed": "#cf222e",
+        "error": "#8250df",
+        "abandoned": "#9a6700",
+        "refused": "#57606a",
+    }
     fig = px.bar(per_day, x="day", y="runs", color="status", color_discrete_map=colours, title="Runs per day")
     charts.append(("runs-per-day", fig.to_html(full_html=False, include_plotlyjs=False)))
     for runbook, figures, title in (
@@ -145,6 +152,143 @@ def _charts(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
         else:
             charts.append((runbook, f"<p class='empty'>{html.escape(title)}: no {runbook} runs yet.</p>"))
     return charts
+
+
+# -- the index's rows -------------------------------------------------------------
+
+
+def _started(entry: dict[str, Any]) -> datetime:
+    """When the run started, for ordering; an entry without a readable time sorts oldest."""
+    try:
+        moment = datetime.fromisoformat(str(entry.get("started_at") or ""))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def sorted_by_start(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest start first; runs that started at the same moment keep the ledger's later-first order."""
+    ordered = sorted(enumerate(entries), key=lambda pair: (_started(pair[1]), pair[0]), reverse=True)
+    return [entry for _, entry in ordered]
+
+
+MODES = ("dry run", "live", "unknown")
+
+
+def run_mode(entry: dict[str, Any]) -> str:
+    """ "dry run" or "live" from the effective `dry_run` parameter; "unknown" when the entry does not
+    record one (older entries, runbooks without the parameter): not a dry run, not known to be live."""
+    parameters = entry.get("parameters")
+    value = parameters.get("dry_run") if isinstance(parameters, dict) else None
+    if isinstance(value, str):
+        value = {"true": True, "false": False}.get(value.strip().lower())
+    if value is True:
+        return "dry run"
+    if value is False:
+        return "live"
+    return "unknown"
+
+
+VIAS = ("headless", "interactive", "notebook")
+_VIA = {"vextrus-nb run": "headless", "vextrus-nb open": "interactive", "notebook": "notebook"}
+
+
+def run_via(entry: dict[str, Any]) -> str:
+    """How the run was executed: headless (`vextrus-nb run`), interactive (`vextrus-nb open`,
+    JupyterLab), notebook (a kernel with no runner around it), or "" when not recorded."""
+    return _VIA.get(str(entry.get("executed_by") or ""), "")
+
+
+# Figures an auditor looks for first, in this order; lists among them are shown as their length.
+KEY_FIGURES = (
+    "score",
+    "rto_s",
+    "rpo_s",
+    "failed_checks",
+    "critical_failed",
+    "critical_down",
+    "databases_verified",
+    "databases",
+    "down",
+    "degraded",
+    "up",
+    "phase",
+    "healthy",
+    "not_healthy",
+    "checks_passed",
+    "findings",
+    "top_finding_component",
+    "top_severity",
+    "verified",
+)
+MAX_FIGURES = 5
+MAX_FIGURE_CHARS = 40
+
+
+def _figure(value: Any, count_lists: bool) -> str | None:
+    """A value short enough for the index, or None: no dicts, no long text, lists only counted."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return str(round(value, 2)) if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return value if 0 < len(value) <= MAX_FIGURE_CHARS and "\n" not in value else None
+    if isinstance(value, list | tuple) and count_lists:
+        return str(len(value))
+    return None
+
+
+def key_figures(summary: Any, limit: int = MAX_FIGURES) -> list[tuple[str, str]]:
+    """A few scalar figures from a run's summary: the well-known ones first, then the others in
+    the summary's own order; never a dict or a list dumped whole."""
+    if not isinstance(summary, dict):
+        return []
+    figures: list[tuple[str, str]] = []
+    known = [k for k in KEY_FIGURES if k in summary]
+    others = [k for k in summary if k not in KEY_FIGURES]
+    for key in [*known, *others]:
+        shown = _figure(summary[key], count_lists=key in KEY_FIGURES)
+        if shown is not None:
+            figures.append((str(key), shown))
+        if len(figures) >= limit:
+            break
+    return figures
+
+
+MAX_CAUSE_CHARS = 300
+
+
+def run_cause(entry: dict[str, Any]) -> str:
+    """Why a run did not pass: its cause (already scrubbed), else its failures; "" for a pass."""
+    if entry.get("status") == "passed":
+        return ""
+    cause = str(entry.get("cause") or "").strip()
+    failures = [str(f) for f in entry.get("failures") or [] if str(f).strip()]
+    if not cause:
+        return "; ".join(failures)
+    extra = [f for f in failures if f not in cause]
+    return "; ".join([cause, *extra])
+
+
+def _row(entry: dict[str, Any], link: str | None) -> dict[str, Any]:
+    cause = run_cause(entry)
+    figures = key_figures(entry.get("summary"))
+    return {
+        "time": entry.get("started_at", ""),
+        "runbook": entry.get("runbook", ""),
+        "env": entry.get("env", ""),
+        "operator": entry.get("operator", ""),
+        "status": entry.get("status", ""),
+        "run_id": entry.get("run_id", ""),
+        "mode": run_mode(entry),
+        "via": run_via(entry),
+        "executed_by": entry.get("executed_by") or "",
+        "cause": cause if len(cause) <= MAX_CAUSE_CHARS else cause[: MAX_CAUSE_CHARS - 1] + "…",
+        "cause_full": cause,
+        "figures": figures,
+        "figures_text": ", ".join(f"{k}={v}" for k, v in figures),
+        "link": link,
+    }
 
 
 def build(
@@ -172,10 +316,11 @@ def build(
         if (env is None or e.get("env") == env)
         and (since is None or e.get("started_at", "") >= since.isoformat())
     ]
+    newest_first = sorted_by_start(entries)
     jobs, links = [], {}
     for entry in entries:
         notebook = outputs_dir / entry["output"] if entry.get("output") else None
-        if notebook and notebook.exists():
+        if notebook and notebook.exists() and entry.get("status") != "abandoned":
             target = runs_dir / f"{entry['run_id']}.html"
             links[entry["run_id"]] = f"runs/{target.name}"
             jobs.append((str(notebook), entry, str(target)))
@@ -191,30 +336,20 @@ def build(
     template = Environment(
         loader=PackageLoader("vextrus_nb", "templates"), autoescape=select_autoescape()
     ).get_template("report_index.html.j2")
-    rows = [
-        {
-            "time": e.get("started_at", ""),
-            "runbook": e.get("runbook", ""),
-            "env": e.get("env", ""),
-            "operator": e.get("operator", ""),
-            "status": e.get("status", ""),
-            "run_id": e.get("run_id", ""),
-            "figures": ", ".join(f"{k}={v}" for k, v in (e.get("summary") or {}).items()),
-            "link": links.get(e.get("run_id", "")),
-        }
-        for e in reversed(entries)
-    ]
+    rows = [_row(e, links.get(e.get("run_id", ""))) for e in newest_first]
     index = out_dir / "index.html"
     index.write_text(
         template.render(
             rows=rows,
             verdict=verdict,
-            charts=_charts(entries),
+            charts=_charts(newest_first[::-1]),
             problems=problems,
             plotly_file=PLOTLY_FILE,
             runbooks=sorted({r["runbook"] for r in rows}),
             envs=sorted({r["env"] for r in rows}),
             statuses=sorted({r["status"] for r in rows}),
+            modes=[m for m in MODES if any(r["mode"] == m for r in rows)],
+            vias=[v for v in VIAS if any(r["via"] == v for r in rows)],
         ),
         encoding="utf-8",
     )
