@@ -226,7 +226,7 @@ def _provision_databases(state: SandboxState, inventory: Inventory, scale: float
 def _spawn_services(root: Path) -> int:
     log = open(root / "services.log", "ab")  # noqa: SIM115 - handed to the child process
     process = subprocess.Popen(
-        [sys.executable, "-m", "vextrus_nb.sandbox.service_app", str(root)],
+        [sys.executable, "-m", "vextrus_nb.sandbox.control", str(root)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

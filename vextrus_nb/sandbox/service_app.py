@@ -1,23 +1,20 @@
-"""The Vextrus services (and the components that cannot run here) as real HTTP
-servers: one aiohttp process, one listening site per component.
+"""One component of the sandbox as a real HTTP server, and the service application a Vextrus
+service runs in it: NestJS Terminus health (/health, /health/ready, /health/live) computed
+from real checks of the service's dependencies, the JWT guard (and the signer's /auth/token),
+/metrics, the outbox query on the service's own database, and the gateway's GraphQL subgraph
+listing.
 
-Service health follows NestJS Terminus and is computed from real checks of each
-service's dependencies: its own PostgreSQL database with its own role, Redis
-with its own ACL user, and a TCP connect to each simulated broker. Stopping
-PostgreSQL therefore turns every service's readiness red, as in production.
-
-Run as `python -m vextrus_nb.sandbox.service_app SANDBOX_DIR`; it is controlled
-through a loopback control port (see manager.py).
+Every other component is simulated (simulated.py). Whatever runs the servers is their
+ComponentHost: the sandbox's one process (control.py, which also does the real dependency
+checks and serves the control API), or a container of its own (component.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import logging.handlers
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,21 +24,11 @@ from typing import Any, NamedTuple, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from vextrus_nb.config import Component, Inventory, load_inventory
-from vextrus_nb.credentials import (
-    JWT_KEY_SECRET,
-    acl_user_name,
-    pg_role_name,
-    pg_secret_name,
-    redis_secret_name,
-    split_login,
-)
-from vextrus_nb.local_platform import SandboxState, read_faults
+from vextrus_nb.config import Component
 from vextrus_nb.sandbox import faults as fault_modes
+from vextrus_nb.sandbox.simulated import SimulatedInfrastructure
 
-log = logging.getLogger("vextrus.sandbox")
 HOST = "127.0.0.1"
-INDICATOR_TIMEOUT_S = 1.5
 LOGS_DIR = "logs"
 LOG_FILE_BYTES = 1_000_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,7 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class ComponentHost(Protocol):
     """What a component server asks of whatever runs it: the sandbox's one process
-    (Platform), or a container of its own (component.StandaloneHost)."""
+    (control.Platform), or a container of its own (component.StandaloneHost)."""
 
     ports: dict[str, int]
     log_directory: Path | None
@@ -75,8 +62,9 @@ JWT_ALGORITHM = "HS256"
 JWT_SIGNER = "auth"  # the service that issues tokens; every service verifies them
 
 
-class ComponentServer:
-    """One component: its aiohttp app, its listening site, its current fault."""
+class ComponentServer(SimulatedInfrastructure):
+    """One component: its aiohttp app, its listening site, its current fault; a service runs the
+    service application below, any other component its simulation (simulated.py)."""
 
     def __init__(self, component: Component, port: int, platform: ComponentHost):
         self.component = component
@@ -146,15 +134,7 @@ class ComponentServer:
             if c.subgraphs:
                 app.router.add_route("*", "/graphql", self._graphql)
         else:
-            if c.health_path and c.health_path != "/":
-                app.router.add_get(c.health_path, self._simulated_health)
-            app.router.add_get("/", self._simulated_health)
-            if c.name == "prometheus":
-                app.router.add_get("/api/v1/query", self._prometheus_query)
-            if c.name == "kafka":
-                app.router.add_get("/v3/clusters", self._list_clusters)
-                app.router.add_get("/v3/clusters/{cluster}/topics", self._list_topics)
-                app.router.add_post("/v3/clusters/{cluster}/topics", self._create_topic)
+            self._add_simulated_routes(app)
 
     async def _issue_token(self, request: web.Request) -> web.Response:
         """A short-lived access token signed with the key this process started with."""
@@ -223,7 +203,7 @@ class ComponentServer:
         try:
             count = await self.platform.count_pending_outbox(self.component)
         except Exception as exc:
-            self.log.error("[ExceptionsHandler] GET /api/outbox/pending failed: %s", _first_line(exc))
+            self.log.error("[ExceptionsHandler] GET /api/outbox/pending failed: %s", first_line(exc))
             return web.json_response({"statusCode": 500, "message": "Internal server error"}, status=500)
         return web.json_response({"pending": count})
 
@@ -243,227 +223,6 @@ class ComponentServer:
         if down:
             body["errors"] = [{"message": f"subgraph(s) unavailable: {', '.join(down)}"}]
         return web.json_response(body)
-
-    async def _prometheus_query(self, request: web.Request) -> web.Response:
-        """Prometheus's query API, with no series: the sandbox runs no kafka-exporter."""
-        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
-
-    async def _list_clusters(self, request: web.Request) -> web.Response:
-        return web.json_response({"kind": "KafkaClusterList", "data": [{"cluster_id": "vextrus-sandbox"}]})
-
-    async def _list_topics(self, request: web.Request) -> web.Response:
-        """The topic listing of the Kafka REST Proxy v3 API (what the deployment phase verifies)."""
-        data = [{"topic_name": t, "partitions_count": n} for t, n in sorted(self.topics.items())]
-        return web.json_response({"kind": "KafkaTopicList", "data": data})
-
-    async def _create_topic(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        name = str(body.get("topic_name", ""))
-        if not name:
-            return web.json_response({"error_code": 400, "message": "topic_name is required"}, status=400)
-        if name in self.topics:
-            return web.json_response(
-                {"error_code": 40002, "message": f"Topic '{name}' already exists."}, status=400
-            )
-        self.topics[name] = int(body.get("partitions_count", 1))
-        self.log.info("[KafkaAdmin] created topic %s (%d partitions)", name, self.topics[name])
-        return web.json_response({"kind": "KafkaTopic", "topic_name": name}, status=201)
-
-    async def _simulated_health(self, request: web.Request) -> web.Response:
-        name, bad = self.component.name, self.unhealthy
-        if name == "elasticsearch":
-            return web.json_response(
-                {
-                    "cluster_name": "vextrus-sandbox",
-                    "status": "red" if bad else "green",
-                    "number_of_nodes": 1,
-                    "active_shards_percent_as_number": 0 if bad else 100,
-                }
-            )
-        if bad:
-            return web.json_response({"status": "error", "message": "fault injected: unhealthy"}, status=503)
-        if name == "traefik":
-            return web.Response(text="OK")
-        if name == "grafana":
-            return web.json_response({"database": "ok", "version": "10.4.0"})
-        return web.json_response({"status": "ok", "component": name, "simulated": True})
-
-
-class Platform:
-    """All component servers plus the real dependency checks they share."""
-
-    def __init__(self, state: SandboxState, inventory: Inventory):
-        self.state = state
-        self.inventory = inventory
-        self.ports = state.ports
-        self.log_directory: Path | None = state.root / LOGS_DIR
-        self.servers: dict[str, ComponentServer] = {}
-        self._pg_connections: dict[str, Any] = {}
-        self._redis_clients: dict[str, Any] = {}
-        for name in inventory.start_order:
-            component = inventory.components[name]
-            if name in fault_modes.REAL_DATASTORES or name not in self.ports:
-                continue
-            self.servers[name] = ComponentServer(component, self.ports[name], self)
-
-    # -- real dependency checks: each returns None when healthy, else the reason --
-    def dependency_checks(self, component: Component) -> dict[str, Awaitable[str | None]]:
-        checks: dict[str, Awaitable[str | None]] = {}
-        for dep in self.inventory.infrastructure_dependencies(component.name):
-            if dep.name == "postgres" and component.database:
-                checks["database"] = self.postgres_check(component)
-            elif dep.name == "redis":
-                checks["redis"] = self.redis_check(component)
-            else:
-                checks[dep.name] = self.tcp_check(dep.name)
-        return checks
-
-    async def postgres_check(self, component: Component) -> str | None:
-        """SELECT 1 over the service's own connection, like TypeORM's pingCheck over its pool.
-
-        The connection is kept between checks (a fresh scram login per check would
-        cost more than the check). A kept connection that fails (PostgreSQL was
-        restarted under it) is dropped and the check tries once more on a fresh
-        one, as a pool discards a dead client; so a check fails only when a fresh
-        login with the service's current credentials fails too."""
-
-        problem = "not checked"
-        for _ in range(2):
-            conn = self._pg_connections.get(component.name)
-            reused = conn is not None and not conn.closed
-            try:
-                if not reused:
-                    conn = await asyncio.wait_for(
-                        self.service_login(component, autocommit=True), INDICATOR_TIMEOUT_S
-                    )
-                    self._pg_connections[component.name] = conn
-                await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)  # type: ignore[union-attr]
-                return None
-            except Exception as exc:
-                if self._pg_connections.get(component.name) is conn:
-                    self._pg_connections.pop(component.name, None)
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-                if isinstance(exc, TimeoutError):
-                    return f"no answer within {INDICATOR_TIMEOUT_S}s"
-                problem = _first_line(exc)
-                if not reused:
-                    return problem
-        return problem
-
-    async def service_login(self, component: Component, autocommit: bool = False) -> Any:
-        """A connection to the service's own database with its own role, as the service makes it."""
-        import psycopg
-
-        user, password = split_login(
-            self.state.secret(pg_secret_name(component.name)), pg_role_name(component.name)
-        )
-        return await psycopg.AsyncConnection.connect(
-            host=HOST,
-            port=self.ports["postgres"],
-            dbname=component.database,
-            user=user,
-            password=password,
-            connect_timeout=2,
-            autocommit=autocommit,
-            application_name=f"vextrus-{component.name}",
-        )
-
-    async def count_pending_outbox(self, component: Component) -> int:
-        async with await self.service_login(component) as conn:
-            cur = await conn.execute("SELECT count(*) FROM outbox_events WHERE NOT published")
-            row = await cur.fetchone()
-            return int(row[0]) if row else 0
-
-    async def redis_check(self, component: Component) -> str | None:
-        """PING as the service's ACL user over its own client (redis-py reconnects by itself)."""
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        client = self._redis_clients.get(component.name)
-        if client is None:
-            client = aioredis.Redis(
-                host=HOST,
-                port=self.ports["redis"],
-                username=acl_user_name(component.name),
-                password=self.state.secret(redis_secret_name(component.name)),
-                socket_timeout=INDICATOR_TIMEOUT_S,
-                socket_connect_timeout=INDICATOR_TIMEOUT_S,
-                retry=Retry(NoBackoff(), 0),  # the next health check is the retry
-            )
-            self._redis_clients[component.name] = client
-        try:
-            await client.ping()
-            return None
-        except Exception as exc:
-            self._redis_clients.pop(component.name, None)
-            with contextlib.suppress(Exception):
-                await client.aclose()
-            return _first_line(exc)
-
-    async def tcp_check(self, name: str) -> str | None:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.ports[name]), 0.5)
-            writer.close()
-            return None
-        except (OSError, TimeoutError) as exc:
-            return f"{name} unreachable: {_first_line(exc)}"
-
-    def jwt_keys(self) -> JwtKeys:
-        """The key's versions as the rotation's files store keeps them (current, pending, previous)."""
-        from vextrus_nb.secrets.stores import FilesStore
-
-        versions = FilesStore(self.state.secrets_dir).read(JWT_KEY_SECRET)
-        return JwtKeys(versions.current, tuple(versions.values()))
-
-    async def close_connections(self, name: str) -> None:
-        """A stopped service holds no connections: the next start logs in afresh with
-        whatever credentials the secrets files hold then (what a rotation relies on)."""
-        conn = self._pg_connections.pop(name, None)
-        client = self._redis_clients.pop(name, None)
-        with contextlib.suppress(Exception):
-            if conn is not None:
-                await conn.close()
-            if client is not None:
-                await client.aclose()
-
-    async def open_pools(self) -> None:
-        """Connect every service's database at boot, as TypeORM does, rather than on the
-        first health check: a fresh sandbox answers its first sweep as fast as its tenth."""
-        services = [s.component for s in self.servers.values() if s.component.database]
-        await asyncio.gather(*(self.postgres_check(c) for c in services), return_exceptions=True)
-
-    # -- control ------------------------------------------------------------------
-    async def apply_faults(self) -> None:
-        wanted = read_faults(self.state.root)
-        for name, server in self.servers.items():
-            server.fault = wanted.get(name)
-            if server.fault and server.fault.get("mode") == "down":
-                await server.stop_listening()
-                await self.close_connections(name)
-            else:
-                await server.listen()
-
-    def status(self) -> dict[str, Any]:
-        return {
-            name: {"port": s.port, "listening": s.site is not None, "fault": s.fault}
-            for name, s in self.servers.items()
-        }
-
-    def control_app(self) -> web.Application:
-        async def get_status(request: web.Request) -> web.Response:
-            return web.json_response(self.status())
-
-        async def reload(request: web.Request) -> web.Response:
-            await self.apply_faults()
-            return web.json_response(self.status())
-
-        app = web.Application()
-        app.router.add_get("/status", get_status)
-        app.router.add_post("/reload", reload)
-        return app
 
 
 def _component_logger(name: str, directory: Path | None) -> logging.Logger:
@@ -488,41 +247,6 @@ def _component_logger(name: str, directory: Path | None) -> logging.Logger:
     return logger
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-async def serve(root: Path) -> None:
-    state = SandboxState.load(root)
-    inventory = load_inventory(Path(state.extra["inventory"]))
-    platform = Platform(state, inventory)
-    for server in platform.servers.values():
-        await server.setup()
-    await platform.apply_faults()
-    await platform.open_pools()
-    control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)
-    await control.setup()
-    await web.TCPSite(control, HOST, state.control_port, reuse_address=True).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "sandbox services listening: %d components, control port %d",
-        len(platform.servers),
-        state.control_port,
-    )
-    await stop.wait()
-    for server in platform.servers.values():
-        await server.runner.cleanup()
-    await control.cleanup()
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve(Path(sys.argv[1])))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,249 @@
+"""The sandbox's services process: every component server (service_app.py) in one aiohttp
+process, the real dependency checks they share (SELECT 1 as each service's own PostgreSQL role,
+PING as its own Redis ACL user, a TCP connect to each simulated broker), and the loopback
+control API the manager drives: GET /status, POST /reload (apply the planted faults).
+Stopping PostgreSQL therefore turns every service's readiness red, as in production.
+
+Run as `python -m vextrus_nb.sandbox.control SANDBOX_DIR` (see manager.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from vextrus_nb.config import Component, Inventory, load_inventory
+from vextrus_nb.credentials import (
+    JWT_KEY_SECRET,
+    acl_user_name,
+    pg_role_name,
+    pg_secret_name,
+    redis_secret_name,
+    split_login,
+)
+from vextrus_nb.local_platform import SandboxState, read_faults
+from vextrus_nb.sandbox import faults as fault_modes
+from vextrus_nb.sandbox.service_app import HOST, LOGS_DIR, ComponentServer, JwtKeys, first_line
+
+log = logging.getLogger("vextrus.sandbox")
+INDICATOR_TIMEOUT_S = 1.5
+
+
+class Platform:
+    """All component servers plus the real dependency checks they share."""
+
+    def __init__(self, state: SandboxState, inventory: Inventory):
+        self.state = state
+        self.inventory = inventory
+        self.ports = state.ports
+        self.log_directory: Path | None = state.root / LOGS_DIR
+        self.servers: dict[str, ComponentServer] = {}
+        self._pg_connections: dict[str, Any] = {}
+        self._redis_clients: dict[str, Any] = {}
+        for name in inventory.start_order:
+            component = inventory.components[name]
+            if name in fault_modes.REAL_DATASTORES or name not in self.ports:
+                continue
+            self.servers[name] = ComponentServer(component, self.ports[name], self)
+
+    # -- real dependency checks: each returns None when healthy, else the reason --
+    def dependency_checks(self, component: Component) -> dict[str, Awaitable[str | None]]:
+        checks: dict[str, Awaitable[str | None]] = {}
+        for dep in self.inventory.infrastructure_dependencies(component.name):
+            if dep.name == "postgres" and component.database:
+                checks["database"] = self.postgres_check(component)
+            elif dep.name == "redis":
+                checks["redis"] = self.redis_check(component)
+            else:
+                checks[dep.name] = self.tcp_check(dep.name)
+        return checks
+
+    async def postgres_check(self, component: Component) -> str | None:
+        """SELECT 1 over the service's own connection, like TypeORM's pingCheck over its pool.
+
+        The connection is kept between checks (a fresh scram login per check would
+        cost more than the check). A kept connection that fails (PostgreSQL was
+        restarted under it) is dropped and the check tries once more on a fresh
+        one, as a pool discards a dead client; so a check fails only when a fresh
+        login with the service's current credentials fails too."""
+
+        problem = "not checked"
+        for _ in range(2):
+            conn = self._pg_connections.get(component.name)
+            reused = conn is not None and not conn.closed
+            try:
+                if not reused:
+                    conn = await asyncio.wait_for(
+                        self.service_login(component, autocommit=True), INDICATOR_TIMEOUT_S
+                    )
+                    self._pg_connections[component.name] = conn
+                await asyncio.wait_for(conn.execute("SELECT 1"), INDICATOR_TIMEOUT_S)  # type: ignore[union-attr]
+                return None
+            except Exception as exc:
+                if self._pg_connections.get(component.name) is conn:
+                    self._pg_connections.pop(component.name, None)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                if isinstance(exc, TimeoutError):
+                    return f"no answer within {INDICATOR_TIMEOUT_S}s"
+                problem = first_line(exc)
+                if not reused:
+                    return problem
+        return problem
+
+    async def service_login(self, component: Component, autocommit: bool = False) -> Any:
+        """A connection to the service's own database with its own role, as the service makes it."""
+        import psycopg
+
+        user, password = split_login(
+            self.state.secret(pg_secret_name(component.name)), pg_role_name(component.name)
+        )
+        return await psycopg.AsyncConnection.connect(
+            host=HOST,
+            port=self.ports["postgres"],
+            dbname=component.database,
+            user=user,
+            password=password,
+            connect_timeout=2,
+            autocommit=autocommit,
+            application_name=f"vextrus-{component.name}",
+        )
+
+    async def count_pending_outbox(self, component: Component) -> int:
+        async with await self.service_login(component) as conn:
+            cur = await conn.execute("SELECT count(*) FROM outbox_events WHERE NOT published")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def redis_check(self, component: Component) -> str | None:
+        """PING as the service's ACL user over its own client (redis-py reconnects by itself)."""
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        client = self._redis_clients.get(component.name)
+        if client is None:
+            client = aioredis.Redis(
+                host=HOST,
+                port=self.ports["redis"],
+                username=acl_user_name(component.name),
+                password=self.state.secret(redis_secret_name(component.name)),
+                socket_timeout=INDICATOR_TIMEOUT_S,
+                socket_connect_timeout=INDICATOR_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),  # the next health check is the retry
+            )
+            self._redis_clients[component.name] = client
+        try:
+            await client.ping()
+            return None
+        except Exception as exc:
+            self._redis_clients.pop(component.name, None)
+            with contextlib.suppress(Exception):
+                await client.aclose()
+            return first_line(exc)
+
+    async def tcp_check(self, name: str) -> str | None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.ports[name]), 0.5)
+            writer.close()
+            return None
+        except (OSError, TimeoutError) as exc:
+            return f"{name} unreachable: {first_line(exc)}"
+
+    def jwt_keys(self) -> JwtKeys:
+        """The key's versions as the rotation's files store keeps them (current, pending, previous)."""
+        from vextrus_nb.secrets.stores import FilesStore
+
+        versions = FilesStore(self.state.secrets_dir).read(JWT_KEY_SECRET)
+        return JwtKeys(versions.current, tuple(versions.values()))
+
+    async def close_connections(self, name: str) -> None:
+        """A stopped service holds no connections: the next start logs in afresh with
+        whatever credentials the secrets files hold then (what a rotation relies on)."""
+        conn = self._pg_connections.pop(name, None)
+        client = self._redis_clients.pop(name, None)
+        with contextlib.suppress(Exception):
+            if conn is not None:
+                await conn.close()
+            if client is not None:
+                await client.aclose()
+
+    async def open_pools(self) -> None:
+        """Connect every service's database at boot, as TypeORM does, rather than on the
+        first health check: a fresh sandbox answers its first sweep as fast as its tenth."""
+        services = [s.component for s in self.servers.values() if s.component.database]
+        await asyncio.gather(*(self.postgres_check(c) for c in services), return_exceptions=True)
+
+    # -- control ------------------------------------------------------------------
+    async def apply_faults(self) -> None:
+        wanted = read_faults(self.state.root)
+        for name, server in self.servers.items():
+            server.fault = wanted.get(name)
+            if server.fault and server.fault.get("mode") == "down":
+                await server.stop_listening()
+                await self.close_connections(name)
+            else:
+                await server.listen()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            name: {"port": s.port, "listening": s.site is not None, "fault": s.fault}
+            for name, s in self.servers.items()
+        }
+
+    def control_app(self) -> web.Application:
+        async def get_status(request: web.Request) -> web.Response:
+            return web.json_response(self.status())
+
+        async def reload(request: web.Request) -> web.Response:
+            await self.apply_faults()
+            return web.json_response(self.status())
+
+        app = web.Application()
+        app.router.add_get("/status", get_status)
+        app.router.add_post("/reload", reload)
+        return app
+
+
+async def serve(root: Path) -> None:
+    state = SandboxState.load(root)
+    inventory = load_inventory(Path(state.extra["inventory"]))
+    platform = Platform(state, inventory)
+    for server in platform.servers.values():
+        await server.setup()
+    await platform.apply_faults()
+    await platform.open_pools()
+    control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)
+    await control.setup()
+    await web.TCPSite(control, HOST, state.control_port, reuse_address=True).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "sandbox services listening: %d components, control port %d",
+        len(platform.servers),
+        state.control_port,
+    )
+    await stop.wait()
+    for server in platform.servers.values():
+        await server.runner.cleanup()
+    await control.cleanup()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve(Path(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
