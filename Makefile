@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check vextrus_nb tests bench
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/vextrus-nb lab
 
 bench: setup
 	$(BIN)/python -m bench

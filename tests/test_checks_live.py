@@ -4,6 +4,7 @@ failing with the fault injected into the real component (named in the finding)."
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,18 +177,28 @@ def test_a_slow_service_fails_the_latency_budget_and_only_it(healthy: SandboxSta
 # -- disaster recovery, from the evidence ledger ------------------------------------------------
 
 
-def _ledger(outputs: Path, runbook: str, status: str, hours_ago: float, env: str = "sandbox") -> None:
+def _ledger(
+    outputs: Path, runbook: str, status: str, hours_ago: float, env: str = "sandbox", sealed: bool = True
+) -> Path:
+    """A ledger entry; sealed ones point at a notebook with its sha256, as a sealed run's do."""
     ended = (datetime.now(UTC) - timedelta(hours=hours_ago)).isoformat(timespec="seconds")
+    run_id = f"{runbook.replace('/', '-')}-{hours_ago}-{status}"
+    notebook = outputs / env / f"{run_id}.ipynb"
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    notebook.write_text(json.dumps({"cells": [], "metadata": {"run": run_id}, "nbformat": 4}))
     ledger.append_entry(
         {
-            "run_id": f"{runbook}-{hours_ago}",
+            "run_id": run_id,
             "runbook": runbook,
             "env": env,
             "status": status,
             "ended_at": ended,
+            "output": str(notebook.relative_to(outputs)) if sealed else None,
+            "output_sha256": ledger.sha256_file(notebook) if sealed else None,
         },
         outputs,
     )
+    return notebook
 
 
 def test_backup_age_is_judged_against_the_environments_rpo(sandbox: SandboxState, outputs: Path) -> None:
@@ -209,6 +220,23 @@ def test_the_newest_drill_decides(sandbox: SandboxState, outputs: Path) -> None:
     assert "the newest drill failed" in run("DR-DRILL").result("DR-DRILL").findings[0].detail
     _ledger(outputs, "dr/drill", "passed", hours_ago=0.1)
     assert run("DR-DRILL").result("DR-DRILL").passed
+
+
+def test_only_a_sealed_intact_drill_or_backup_counts(sandbox: SandboxState, outputs: Path) -> None:
+    """An unsealed run (no notebook on record) and a tampered one (its notebook changed) are no evidence."""
+    _ledger(outputs, "dr/drill", "failed", hours_ago=3)
+    _ledger(outputs, "dr/drill", "passed", hours_ago=0.2, sealed=False)
+    assert "the newest drill failed" in run("DR-DRILL").result("DR-DRILL").findings[0].detail
+    tampered = _ledger(outputs, "dr/drill", "passed", hours_ago=0.1)
+    assert run("DR-DRILL").result("DR-DRILL").passed
+    tampered.write_text(tampered.read_text().replace("dr-drill", "dr-drilL"))  # one byte
+    assert not run("DR-DRILL").result("DR-DRILL").passed
+    _ledger(outputs, "dr/backup", "passed", hours_ago=1, sealed=False)
+    assert failing(run("DR-BACKUP-RPO"), "DR-BACKUP-RPO") == ["sandbox"]
+    backup = _ledger(outputs, "dr/backup", "passed", hours_ago=1)
+    assert run("DR-BACKUP-RPO").result("DR-BACKUP-RPO").passed
+    backup.unlink()
+    assert failing(run("DR-BACKUP-RPO"), "DR-BACKUP-RPO") == ["sandbox"]
 
 
 # -- the runner: a check that cannot run counts as failed ---------------------------------------

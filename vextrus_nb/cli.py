@@ -62,6 +62,115 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command("open")
+def open_(
+    runbook: Annotated[str, typer.Argument(help="e.g. verify/smoke (see `vextrus-nb list`)")],
+    env: Annotated[str, typer.Option("--env", "-e", help="environment name")],
+    parameter: Annotated[
+        list[str] | None, typer.Option("--parameter", "-p", help="key=value, repeatable")
+    ] = None,
+    parameters_file: Annotated[
+        Path | None, typer.Option("--parameters-file", "-f", help="YAML file of parameters (lists, dicts)")
+    ] = None,
+) -> None:
+    """Write the run's working copy into outputs/ for JupyterLab; prints its URL or path. Exit 2: refused."""
+    from vextrus_nb.run import interactive, parameters
+    from vextrus_nb.run.runner import EXIT_REFUSED
+
+    try:
+        opened = interactive.open_run(
+            runbook, env, parameters.parse_assignments(parameter or []), parameters_file
+        )
+    except VextrusError as exc:
+        _err(f"refused: {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    url = None
+    try:
+        from vextrus_nb.run.lab import running_server_url
+
+        url = running_server_url(opened.notebook)
+    except ImportError:  # JupyterLab is not installed (the `lab` extra)
+        pass
+    typer.echo(f"run {opened.run_id}: working copy {opened.notebook}", err=True)
+    if url is None:
+        typer.echo("no JupyterLab is running over this project: start one with `vextrus-nb lab`", err=True)
+    typer.echo(url or str(opened.notebook))
+
+
+@app.command()
+def seal(
+    run_id: Annotated[
+        str, typer.Argument(help="the run id `vextrus-nb open` printed (see `vextrus-nb runs`)")
+    ],
+) -> None:
+    """Seal a finished interactive run from its saved working copy (the save hook does this in Lab)."""
+    from vextrus_nb.run import interactive
+
+    entry = _guard(lambda: interactive.seal_run(run_id))
+    typer.echo(
+        f"sealed run {run_id}: {entry['status']}, {entry['output']} (sha256 {entry['output_sha256'][:12]})"
+    )
+
+
+@app.command()
+def runs() -> None:
+    """Interactive runs and their state; a run whose kernel went away unfinished is recorded abandoned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vextrus_nb.run import interactive
+
+    reaped = interactive.reap_abandoned()
+    table = Table(title="interactive runs (vextrus-nb open)")
+    for column in ("run", "runbook", "env", "state", "opened", "working copy"):
+        table.add_column(column)
+    for entry in interactive.list_entries():
+        table.add_row(
+            entry["run_id"],
+            entry.get("runbook", ""),
+            entry.get("env", ""),
+            entry.get("state", "") + (f" ({entry['status']})" if entry.get("status") else ""),
+            entry.get("opened_at", ""),
+            entry.get("output", ""),
+        )
+    Console().print(table)
+    if reaped:
+        typer.echo(f"recorded as abandoned: {', '.join(reaped)}")
+
+
+@app.command()
+def locks() -> None:
+    """Who holds each environment's lock (a destructive live run), if anyone."""
+    from vextrus_nb.config import available_environments
+    from vextrus_nb.run import locks as environment_locks
+
+    for env in available_environments():
+        held = environment_locks.holder(env)
+        if held is None:
+            typer.echo(f"{env}: free")
+        else:
+            typer.echo(
+                f"{env}: locked by run {held.get('run_id', '?')} ({held.get('runbook', '?')}, "
+                f"pid {held.get('pid', '?')}, since {held.get('started_at', '?')})"
+            )
+
+
+@app.command()
+def lab(
+    port: Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: Jupyter's choice)")] = None,
+    token: Annotated[str | None, typer.Option(help="the server's token (default: a random one)")] = None,
+    browser: Annotated[bool, typer.Option(help="open a browser")] = False,
+) -> None:
+    """JupyterLab over the project: templates read-only, working copies sealed when saved finished."""
+    import os
+    import sys
+
+    from vextrus_nb.run.lab import lab_arguments
+
+    arguments = [sys.executable, "-m", "jupyterlab", *lab_arguments(port, token, browser)]
+    os.execv(sys.executable, arguments)
+
+
 @app.command()
 def schedule(
     runbook: Annotated[str, typer.Argument(help="e.g. dr/drill")],

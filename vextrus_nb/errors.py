@@ -10,12 +10,26 @@ class ConfigError(VextrusError):
     """The inventory, an environment or a parameters file is invalid."""
 
 
-class RunRefused(VextrusError):
+class _Verdict(VextrusError):
+    """An outcome, not a crash: IPython renders it as one line instead of a traceback wall
+    (`_render_traceback_`), while papermill and the runner still see the exception by name."""
+
+    label = ""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{self.label}: {self}"]
+
+
+class RunRefused(_Verdict):
     """A run was refused before anything was touched (exit code 2)."""
 
+    label = "REFUSED"
 
-class RunbookFailed(VextrusError):
+
+class RunbookFailed(_Verdict):
     """The runbook ran and its verdict is failure (exit code 1)."""
+
+    label = "FAILED"
 
 
 class SandboxError(VextrusError):

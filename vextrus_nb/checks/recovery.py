@@ -3,7 +3,8 @@
 The contract with the DR runbooks: a backup is a ledger entry of runbook
 `dr/backup` with status `passed` for this environment, and its age runs from
 its `ended_at`; the newest `dr/drill` entry for the environment says whether
-recovery was last proven to work.
+recovery was last proven to work. Only sealed runs count: an entry whose
+output notebook is missing, unsealed or changed since is not evidence.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ DRILL_RUNBOOK = "dr/drill"
 def _newest(ctx: CheckContext, runbook: str, status: str | None = None) -> dict[str, Any] | None:
     entries = [
         e
-        for e in ledger.read_entries(ctx.outputs_dir)
+        for e in ledger.sealed_entries(ctx.outputs_dir)
         if e.get("runbook") == runbook and e.get("env") == ctx.env.name and status in (None, e.get("status"))
     ]
     return max(entries, key=lambda e: str(e.get("ended_at", "")), default=None)
@@ -38,7 +39,7 @@ def _age_hours(entry: dict[str, Any]) -> float:
     "disaster_recovery",
     "high",
     title="The newest backup is younger than the RPO",
-    probes=f"the ledger's newest passed {BACKUP_RUNBOOK} run for this environment",
+    probes=f"the ledger's newest sealed, passed {BACKUP_RUNBOOK} run for this environment",
     criterion="its age is at most the environment's rpo_hours",
     remediation=f"Run the {BACKUP_RUNBOOK} runbook now, then schedule it (cron, a Kubernetes CronJob) "
     "at least once per RPO.",
@@ -48,7 +49,7 @@ async def backup_within_rpo(ctx: CheckContext) -> Outcome:
     rpo = ctx.env.rpo_hours
     if entry is None:
         return Outcome.of(
-            f"no passed {BACKUP_RUNBOOK} run in the ledger (RPO {rpo:g} h)",
+            f"no sealed, passed {BACKUP_RUNBOOK} run in the ledger (RPO {rpo:g} h)",
             [Finding(ctx.env.name, f"no backup recorded for '{ctx.env.name}'")],
         )
     age = _age_hours(entry)
@@ -63,7 +64,7 @@ async def backup_within_rpo(ctx: CheckContext) -> Outcome:
     "disaster_recovery",
     "high",
     title="The newest DR drill passed",
-    probes=f"the ledger's newest {DRILL_RUNBOOK} run for this environment",
+    probes=f"the ledger's newest sealed {DRILL_RUNBOOK} run for this environment",
     criterion="it exists and its status is passed",
     remediation=f"Open the failed drill's output notebook (`vextrus-nb report`), fix what it names, "
     f"and run `vextrus-nb run {DRILL_RUNBOOK} --env ENV` again.",
@@ -72,7 +73,7 @@ async def drill_passed(ctx: CheckContext) -> Outcome:
     entry = _newest(ctx, DRILL_RUNBOOK)
     if entry is None:
         return Outcome.of(
-            f"no {DRILL_RUNBOOK} run in the ledger",
+            f"no sealed {DRILL_RUNBOOK} run in the ledger (a run counts once its notebook is sealed)",
             [Finding(ctx.env.name, f"recovery has never been drilled on '{ctx.env.name}'")],
         )
     evidence = (

@@ -160,3 +160,18 @@ def _check_line(line: str, previous: str, outputs_dir: Path) -> tuple[str, str |
         if sha256_file(notebook) != expected:
             return f"output notebook {output} was modified after the run", run_id
     return "", run_id
+
+
+def is_sealed(entry: dict[str, Any], outputs_dir: Path | None = None) -> bool:
+    """The entry points at its output notebook and the notebook still hashes to what was sealed:
+    the only kind of run that counts as evidence (a DR drill, a backup, a load baseline)."""
+    output, expected = entry.get("output"), entry.get("output_sha256")
+    if not output or not expected:
+        return False
+    notebook = (outputs_dir or paths.outputs_dir()) / output
+    return notebook.is_file() and sha256_file(notebook) == expected
+
+
+def sealed_entries(outputs_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The ledger's entries whose notebooks are sealed and intact (is_sealed), in ledger order."""
+    return [e for e in read_entries(outputs_dir) if is_sealed(e, outputs_dir)]

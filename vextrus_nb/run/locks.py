@@ -4,6 +4,9 @@ The lock is an flock on `outputs/locks/<env>.lock`, held by the kernel of the
 run that changes the environment, so it dies with that process: a crashed run
 cannot leave it held, and nothing needs clearing by hand. The file keeps the
 holder's run id, runbook, pid and start time, so a refusal names the holder.
+Within one kernel the lock is re-entrant for its own run: an engineer re-running the start cell
+of a live run in JupyterLab keeps the lock the kernel already holds (flock would refuse a second
+open file even in the same process).
 """
 
 from __future__ import annotations
@@ -27,12 +30,21 @@ def lock_path(env: str) -> Path:
 class EnvironmentLock:
     env: str
     handle: IO[str]
+    run_id: str = ""
 
     def release(self) -> None:
+        if _held.get(self.env) is self:
+            del _held[self.env]
+        if self.handle.closed:
+            return
         self.handle.seek(0)
         self.handle.truncate()
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()
+
+
+# The locks this process holds, by environment.
+_held: dict[str, EnvironmentLock] = {}
 
 
 def holder(env: str) -> dict[str, Any] | None:
@@ -56,12 +68,19 @@ def holder(env: str) -> dict[str, Any] | None:
 def refusal(env: str, held: dict[str, Any]) -> RunRefused:
     return RunRefused(
         f"environment '{env}' is locked by run {held.get('run_id', '?')} ({held.get('runbook', '?')}, "
-        f"pid {held.get('pid', '?')}, since {held.get('started_at', '?')}); wait for it to finish"
+        f"pid {held.get('pid', '?')}, since {held.get('started_at', '?')}); wait for it to finish "
+        "(`vextrus-nb locks` lists holders; a lock ends with its holder's process)"
     )
 
 
 def acquire(env: str, run_id: str, runbook: str, started_at: str) -> EnvironmentLock:
     """Take the lock or refuse naming its holder. Keep the returned object alive for the run."""
+    mine = _held.get(env)
+    if mine is not None and not mine.handle.closed:
+        if mine.run_id == run_id:
+            return mine
+        held = json.loads(lock_path(env).read_text() or "{}")
+        raise refusal(env, held)
     path = lock_path(env)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
@@ -82,4 +101,5 @@ def acquire(env: str, run_id: str, runbook: str, started_at: str) -> Environment
         json.dumps({"run_id": run_id, "runbook": runbook, "pid": os.getpid(), "started_at": started_at})
     )
     handle.flush()
-    return EnvironmentLock(env, handle)
+    _held[env] = EnvironmentLock(env, handle, run_id)
+    return _held[env]

@@ -23,7 +23,7 @@ from vextrus_nb import paths
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
 from vextrus_nb.errors import RunRefused
-from vextrus_nb.evidence import identity, ledger, scrub
+from vextrus_nb.evidence import identity, seal
 from vextrus_nb.run import locks, parameters, steps
 from vextrus_nb.run.naming import (
     OUTPUT_PATH_VAR,
@@ -133,35 +133,6 @@ def _kernel_environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _scrubber_for(plan: _Plan) -> scrub.Scrubber:
-    """Every secret the run could have touched: the environment's, the sandbox's own, secret parameters."""
-    scrubber = scrub.Scrubber(plan.env.resolve_all_secrets().values())
-    if plan.env.sandbox:
-        secrets_dir = paths.sandbox_dir() / "secrets"
-        if secrets_dir.is_dir():
-            scrubber.add(p.read_text().strip() for p in secrets_dir.iterdir() if p.is_file())
-    scrubber.add(
-        str(v) for k, v in plan.parameters.items() if scrub.is_secret_name(k) and v not in (None, "")
-    )
-    return scrubber
-
-
-def _redact_injected_parameters(nb: Any, plan: _Plan) -> None:
-    """papermill copies parameters into a cell and into metadata (papermill #271, #706)."""
-    secret_names = [k for k in plan.parameters if scrub.is_secret_name(k)]
-    papermill_meta = nb.metadata.get("papermill", {})
-    if "parameters" in papermill_meta:
-        papermill_meta["parameters"] = scrub.redact_parameters(dict(papermill_meta["parameters"]))
-    for cell in nb.cells:
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            lines = cell.source.splitlines()
-            for i, line in enumerate(lines):
-                name = line.split("=", 1)[0].strip()
-                if name in secret_names:
-                    lines[i] = f'{name} = "{scrub.REDACTED}"'
-            cell.source = "\n".join(lines)
-
-
 def run(
     runbook: str,
     env: str,
@@ -226,8 +197,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
     except Exception as exc:  # a dead kernel, a start timeout: still leave the record (papermill #125, #478)
         status, cause = "error", f"{type(exc).__name__}: {exc}"
 
-    scrubber = _scrubber_for(plan)
-    scrubber.add_spilled(spill_file)
+    scrubber = seal.scrubber_for(plan.env, plan.parameters, spill_file)
     spill_file.unlink(missing_ok=True)
     record = scrubber.tree(_final_record(plan, run_id, started, status, cause, record_file))
     record_file.unlink(missing_ok=True)
@@ -239,22 +209,8 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
         nb = nbformat.read(scratch, as_version=4)
     else:  # the kernel never got far enough for papermill to write anything
         nb = nbformat.read(plan.notebook, as_version=4)
-    _redact_injected_parameters(nb, plan)
-    nb = nbformat.from_dict(scrubber.tree(nb))
-    nb.metadata["vextrus"] = {**plan.metadata, "record": record}
-    nbformat.write(nb, output)
+    entry = seal.seal(nb, output, record, plan.metadata, scrubber, outputs_dir, "vextrus-nb run")
     scratch.unlink(missing_ok=True)
-    output.chmod(0o644)
-
-    entry = ledger.append_entry(
-        {
-            **record,
-            "executed_by": "vextrus-nb run",
-            "output": str(output.relative_to(outputs_dir)),
-            "output_sha256": ledger.sha256_file(output),
-        },
-        outputs_dir,
-    )
     exit_code = EXIT_PASSED if status == "passed" else EXIT_FAILED
     message = "passed" if status == "passed" else record["cause"] or status
     return RunOutcome(exit_code, status, message, output, run_id, entry)

@@ -25,10 +25,10 @@ from typing import Any
 
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
-from vextrus_nb.display import badge, show
+from vextrus_nb.display import badge, in_notebook, note, show
 from vextrus_nb.errors import RunbookFailed, RunRefused
 from vextrus_nb.evidence import identity, ledger, scrub
-from vextrus_nb.run import locks, steps
+from vextrus_nb.run import interactive, locks, steps
 from vextrus_nb.run.naming import (
     OUTPUT_PATH_VAR,
     RECORD_PATH_VAR,
@@ -45,6 +45,8 @@ class StepRecord:
     status: str = "running"  # passed | failed | failed-allowed
     seconds: float = 0.0
     error: str = ""
+    attempts: int = 1  # a step re-run inside the run (JupyterLab) is another attempt of the same step
+    earlier: list[dict[str, Any]] = field(default_factory=list)  # status, seconds, error of each
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Runbook:
     artifacts: list[str] = field(default_factory=list)
     scrubber: scrub.Scrubber = field(default_factory=lambda: scrub.Scrubber(spill=_spill_path()), repr=False)
     lock: locks.EnvironmentLock | None = field(default=None, repr=False)
+    interactive: bool = False  # a working copy from `vextrus-nb open`, sealed when saved after finish
 
     @property
     def dry_run(self) -> bool:
@@ -78,8 +81,14 @@ class Runbook:
     @contextlib.contextmanager
     def step(self, title: str, allow_failure: bool = False) -> Iterator[StepRecord]:
         """Record one step; an exception fails the run unless the step may fail."""
-        record = StepRecord(title)
-        self.steps.append(record)
+        record = next((s for s in self.steps if s.title == title), None)
+        if record is None:
+            record = StepRecord(title)
+            self.steps.append(record)
+        else:  # re-run in the same run: an attempt of that step, not a new one
+            record.earlier.append({"status": record.status, "seconds": record.seconds, "error": record.error})
+            record.attempts += 1
+            record.status, record.seconds, record.error = "running", 0.0, ""
         started = time.perf_counter()
         try:
             yield record
@@ -91,11 +100,22 @@ class Runbook:
                 show(f"step '{title}' failed and is allowed to: {record.error}")
                 return
             record.status = "failed"
-            self._write_record("error")
+            if self.interactive:
+                show(note(self._how_to_go_on(title)))
+            else:
+                self._write_record("error")
             raise
         record.seconds = round(time.perf_counter() - started, 3)
         if record.status == "running":
             record.status = "passed"
+
+    def _how_to_go_on(self, title: str) -> str:
+        held = " The environment stays locked by this run." if self.lock is not None else ""
+        return (
+            f"Step '{title}' failed.{held} Fix the cause and re-run the step (an attempt of this run), "
+            "or run the finish cell to end the run as failed and save to seal it; restarting the "
+            "kernel abandons the run (recorded as abandoned)."
+        )
 
     def artifact_path(self, suffix: str) -> Path:
         """Where a file this run exports (a JUnit report, say) goes: beside the output
@@ -157,9 +177,11 @@ class Runbook:
     def _write_record(self, status: str) -> dict[str, Any]:
         record = self.record(status)
         target = os.environ.get(RECORD_PATH_VAR)
-        if target:
+        if target:  # the runner seals the notebook and writes the ledger
             Path(target).write_text(json.dumps(record, indent=2, default=str))
-        else:
+        elif self.interactive:  # the next save seals it (vextrus_nb/run/lab.py), or `vextrus-nb seal`
+            interactive.kernel_finished(self.run_id, record)
+        else:  # plain papermill: on record, but unsealed, so never counted as evidence
             ledger.append_entry({**record, "executed_by": "notebook", "output": None, "output_sha256": None})
         return record
 
@@ -167,6 +189,13 @@ class Runbook:
         """Summarise, write the run record, and raise RunbookFailed if the run failed."""
         import pandas as pd
 
+        if self.interactive and (interactive.read_entry(self.run_id) or {}).get("state") == "sealed":
+            show(
+                note(
+                    f"Run {self.run_id} is sealed: its evidence is final and this changes nothing on record."
+                )
+            )
+            return None
         passed = not self.failures and all(s.status != "failed" for s in self.steps)
         self._write_record("passed" if passed else "failed")
         if self.lock is not None:
@@ -177,7 +206,9 @@ class Runbook:
         if self.summary:
             show(pd.DataFrame({"value": [str(v) for v in self.summary.values()]}, index=list(self.summary)))
         verdict = "; ".join(self.failures) if self.failures else f"{len(self.steps)} steps completed"
-        show(badge(passed, verdict))
+        _show_verdict(badge(passed, verdict), self.run_id)
+        if self.interactive:
+            show(note("Save the notebook (Ctrl+S) to seal this run: scrubbed, hashed, one ledger entry."))
         if not passed:
             raise RunbookFailed(verdict)
         return None
@@ -199,24 +230,59 @@ def start(
     """Load the environment, check the guards, show the header; see the module docstring."""
     inventory = load_inventory()
     environment = load_environment(env, inventory)
+    values = {"env": env, "dry_run": dry_run, "confirm": confirm, **parameters}
     if destructive and not dry_run and environment.production and confirm != environment.name:
         raise RunRefused(
             f"'{runbook}' makes changes and '{environment.name}' is production: "
             f"pass confirm='{environment.name}' to proceed"
         )
-    values = {"env": env, "dry_run": dry_run, "confirm": confirm, **parameters}
     # The runner checked these before the kernel started; run any other way, this is the check.
     steps.validate(runbook, environment, values)
+    run_id = os.environ.get(RUN_ID_VAR) or _interactive_run(runbook, env, values)
     rb = Runbook(
         name=runbook,
         env=environment,
         inventory=inventory,
         parameters=values,
         destructive=destructive,
+        run_id=run_id or new_run_id(),
+        interactive=bool(run_id) and not os.environ.get(RUN_ID_VAR),
     )
+    if rb.interactive:
+        rb.scrubber.spill = interactive.spill_path(rb.run_id)
     if destructive and not dry_run:
         rb.lock = locks.acquire(environment.name, rb.run_id, runbook, rb.started_at)
     # A secret passed as a parameter must not come back through a summary or an error message.
     rb.scrubber.add(str(v) for k, v in rb.parameters.items() if scrub.is_secret_name(k) and v)
     show(rb.header())
     return rb
+
+
+def _interactive_run(runbook: str, env: str, values: dict[str, Any]) -> str | None:
+    """Under JupyterLab: the run of this working copy, taken by this kernel. The template itself
+    never runs: a working copy is made from what its parameters cell says, and named."""
+    notebook = interactive.notebook_of_this_kernel()
+    if notebook is None:
+        return None
+    if interactive.is_template(notebook):
+        given = {k: v for k, v in values.items() if not scrub.is_secret_name(k)}
+        opened = interactive.open_run(runbook, env, given)
+        raise RunRefused(
+            f"{notebook.name} is the committed template: read-only, and a run of it would leave no "
+            f"evidence. Your working copy is {opened.notebook} (run {opened.run_id}): open it "
+            "(File > Open from Path) and run it there"
+        )
+    run_id = interactive.run_of_notebook(notebook)
+    if run_id is not None:
+        interactive.kernel_started(run_id)
+    return run_id
+
+
+def _show_verdict(verdict: Any, run_id: str) -> None:
+    """The verdict, marked with its run id: the sign a saved working copy is complete."""
+    if in_notebook():
+        from IPython.display import display
+
+        display(verdict, metadata={"vextrus": {"verdict": run_id}})
+    else:
+        show(verdict)
