@@ -52,6 +52,9 @@ def run(
     except RunRefused as exc:
         _err(f"refused: {exc}")
         raise typer.Exit(runner.EXIT_REFUSED) from None
+    from vextrus_nb.run import interactive
+
+    interactive.reap_abandoned()  # the next run is one of the places that notices abandoned runs
     outcome = runner.run(runbook, env, given, parameters_file, cell_timeout_s=cell_timeout)
     if outcome.status == "refused":
         _err(f"refused: {outcome.message}")

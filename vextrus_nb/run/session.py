@@ -6,9 +6,11 @@ record and raises when the run failed, so papermill exits non-zero.
 
 Under `vextrus-nb run` the record goes to the file the runner names
 (VEXTRUS_RECORD_PATH) and the runner seals the notebook and writes the ledger.
-Run any other way (plain papermill, cell by cell in JupyterLab) the record is
-appended to the ledger directly, without a notebook hash, since the notebook
-is still being written.
+In a working copy from `vextrus-nb open` (JupyterLab) the run is the copy's own
+(run/interactive.py): steps re-run are attempts, and the record waits beside the
+runs registry until the next save seals the notebook. Run any other way (plain
+papermill) the record is appended to the ledger unsealed, without a notebook
+hash, and never counts as evidence.
 """
 
 from __future__ import annotations
