@@ -65,7 +65,11 @@ def test_triage_runs_while_a_destructive_runbook_holds_the_environment(
 ) -> None:
     lock = locks.acquire("sandbox", "someone-else", "dr/restore", "2026-11-22T02:00:00+00:00")
     try:
-        done = run_cli("run", "incident/triage", "--env", "sandbox", "-p", STEADY_BUDGET)
+        # Live (dry_run=false), so a triage that took the environment's lock, as a destructive
+        # runbook does, would be refused here naming the holder.
+        done = run_cli(
+            "run", "incident/triage", "--env", "sandbox", "-p", STEADY_BUDGET, "-p", "dry_run=false"
+        )
     finally:
         lock.release()
     assert done.returncode == 0, done.stderr

@@ -70,3 +70,12 @@ def judge(rb: Runbook, result: TriageResult) -> None:
     if result.incident:
         top = result.incident[0]
         rb.fail(f"incident: {top.title} (top finding; {len(result.incident)} of severity high or critical)")
+
+
+def show_postgres_evidence(result: TriageResult) -> None:
+    """PostgreSQL's evidence: one table per kind (connections, long queries, idle transactions,
+    lock waits, replication), each shown on its own."""
+    from vextrus_nb.display import show
+
+    for table in result.postgres_tables():
+        show(table)

@@ -156,6 +156,9 @@ def rotate_all(run: RotationRun) -> Shown:
 
 
 def outcomes(run: RotationRun) -> Shown:
+    """Each rotation's id, outcome and fingerprints; a sentence when nothing was rotated."""
+    if not run.results:
+        return note("Nothing was rotated, so there are no outcomes.")
     return _table(
         [
             {
