@@ -27,20 +27,25 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(sandbox_app, name="sandbox")
 
 
+# What `run` and `open` both take: the same runbook, environment and parameters, validated alike.
+RunbookName = Annotated[str, typer.Argument(help="e.g. verify/smoke (see `vextrus-nb list`)")]
+EnvName = Annotated[str, typer.Option("--env", "-e", help="environment name")]
+Assignments = Annotated[list[str] | None, typer.Option("--parameter", "-p", help="key=value, repeatable")]
+ParametersFile = Annotated[
+    Path | None, typer.Option("--parameters-file", "-f", help="YAML file of parameters (lists, dicts)")
+]
+
+
 def _err(message: str) -> None:
     typer.echo(f"vextrus-nb: {message}", err=True)
 
 
 @app.command()
 def run(
-    runbook: Annotated[str, typer.Argument(help="e.g. verify/smoke (see `vextrus-nb list`)")],
-    env: Annotated[str, typer.Option("--env", "-e", help="environment name")],
-    parameter: Annotated[
-        list[str] | None, typer.Option("--parameter", "-p", help="key=value, repeatable")
-    ] = None,
-    parameters_file: Annotated[
-        Path | None, typer.Option("--parameters-file", "-f", help="YAML file of parameters (lists, dicts)")
-    ] = None,
+    runbook: RunbookName,
+    env: EnvName,
+    parameter: Assignments = None,
+    parameters_file: ParametersFile = None,
     cell_timeout: Annotated[int, typer.Option(help="seconds one cell may run")] = 900,
 ) -> None:
     """Execute a runbook; prints the output notebook path last. Exit 0 passed, 1 failed, 2 refused."""
@@ -67,14 +72,10 @@ def run(
 
 @app.command("open")
 def open_(
-    runbook: Annotated[str, typer.Argument(help="e.g. verify/smoke (see `vextrus-nb list`)")],
-    env: Annotated[str, typer.Option("--env", "-e", help="environment name")],
-    parameter: Annotated[
-        list[str] | None, typer.Option("--parameter", "-p", help="key=value, repeatable")
-    ] = None,
-    parameters_file: Annotated[
-        Path | None, typer.Option("--parameters-file", "-f", help="YAML file of parameters (lists, dicts)")
-    ] = None,
+    runbook: RunbookName,
+    env: EnvName,
+    parameter: Assignments = None,
+    parameters_file: ParametersFile = None,
 ) -> None:
     """Write the run's working copy into outputs/ for JupyterLab; prints its URL or path. Exit 2: refused."""
     from vextrus_nb.run import interactive, parameters
