@@ -23,14 +23,14 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from vextrus_nb.config import Component, load_inventory
-from vextrus_nb.sandbox.service_app import HOST, ComponentServer, JwtKeys
+from vextrus_nb.sandbox.service_app import ComponentServer, JwtKeys, LoopbackReachability
 
 PORTS_VAR = "VEXTRUS_PORTS"
 FAULT_VAR = "VEXTRUS_FAULT"
 INVENTORY_VAR = "VEXTRUS_INVENTORY"
 
 
-class StandaloneHost:
+class StandaloneHost(LoopbackReachability):
     """The dependencies as a container sees them: reachable or not, by TCP."""
 
     log_directory: Path | None = None
@@ -45,14 +45,6 @@ class StandaloneHost:
             for dep in component.depends_on
             if dep in self.ports
         }
-
-    async def tcp_check(self, name: str) -> str | None:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.ports[name]), 0.5)
-            writer.close()
-            return None
-        except (OSError, TimeoutError) as exc:
-            return f"{name} unreachable: {exc or type(exc).__name__}"
 
     async def count_pending_outbox(self, component: Component) -> int:
         raise RuntimeError("no database session in a standalone component")

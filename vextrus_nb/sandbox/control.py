@@ -31,13 +31,20 @@ from vextrus_nb.credentials import (
 )
 from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox.service_app import HOST, LOGS_DIR, ComponentServer, JwtKeys, first_line
+from vextrus_nb.sandbox.service_app import (
+    HOST,
+    LOGS_DIR,
+    ComponentServer,
+    JwtKeys,
+    LoopbackReachability,
+    first_line,
+)
 
 log = logging.getLogger("vextrus.sandbox")
 INDICATOR_TIMEOUT_S = 1.5
 
 
-class Platform:
+class Platform(LoopbackReachability):
     """All component servers plus the real dependency checks they share."""
 
     def __init__(self, state: SandboxState, inventory: Inventory):
@@ -150,14 +157,6 @@ class Platform:
             with contextlib.suppress(Exception):
                 await client.aclose()
             return first_line(exc)
-
-    async def tcp_check(self, name: str) -> str | None:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.ports[name]), 0.5)
-            writer.close()
-            return None
-        except (OSError, TimeoutError) as exc:
-            return f"{name} unreachable: {first_line(exc)}"
 
     def jwt_keys(self) -> JwtKeys:
         """The key's versions as the rotation's files store keeps them (current, pending, previous)."""

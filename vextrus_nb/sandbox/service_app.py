@@ -247,6 +247,20 @@ def _component_logger(name: str, directory: Path | None) -> logging.Logger:
     return logger
 
 
+class LoopbackReachability:
+    """`tcp_check` for a host that knows its components' ports on loopback."""
+
+    ports: dict[str, int]
+
+    async def tcp_check(self, name: str) -> str | None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.ports[name]), 0.5)
+            writer.close()
+            return None
+        except (OSError, TimeoutError) as exc:
+            return f"{name} unreachable: {first_line(exc)}"
+
+
 def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
