@@ -3,14 +3,17 @@ concurrency: a hanging target costs its own timeout, nobody else's."""
 
 from __future__ import annotations
 
-import socket
-import time
+import http.server
+import json
+import socketserver
+import threading
 from collections.abc import Iterator
+from contextlib import suppress
 
 import pytest
 
+from vextrus_nb.local_platform import SandboxState, free_ports
 from vextrus_nb.probes import ProbeTarget, sweep
-from vextrus_nb.sandbox.state import SandboxState, free_ports
 
 LOCAL = "127.0.0.1"
 
@@ -18,20 +21,6 @@ LOCAL = "127.0.0.1"
 @pytest.fixture
 def closed_port() -> int:
     return free_ports(1)[0]
-
-
-@pytest.fixture
-def hanging_ports() -> Iterator[list[int]]:
-    """Listening sockets that never accept or answer: the worst kind of dead target."""
-    sockets = []
-    for _ in range(3):
-        sock = socket.socket()
-        sock.bind((LOCAL, 0))
-        sock.listen(16)
-        sockets.append(sock)
-    yield [s.getsockname()[1] for s in sockets]
-    for sock in sockets:
-        sock.close()
 
 
 def _one(target: ProbeTarget, timeout: float = 2.0):
@@ -106,27 +95,109 @@ def test_tcp_probe_up_and_down(sandbox: SandboxState, closed_port: int) -> None:
     assert _one(ProbeTarget("kafka", "tcp", LOCAL, closed_port)).status == "down"
 
 
-def test_hanging_targets_do_not_delay_the_others(sandbox: SandboxState, hanging_ports: list[int]) -> None:
-    timeout = 1.0
+class _HangingServers:
+    """HTTP targets that take a request and never answer it, until the prober gives up and hangs up.
+
+    They count how many of their connections are hanging at once, and `witness` is a healthy HTTP
+    target that answers only once all of them hang together: if the sweep probed a hanging target's
+    neighbours only after it had given up on it, the witness would never be answered."""
+
+    def __init__(self, count: int, witness_wait_s: float) -> None:
+        self.hanging = 0
+        self.peak = 0
+        self.seen_by_witness: list[int] = []
+        self._changed = threading.Condition()
+        outer = self
+
+        class Hang(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer._count(+1)
+                try:
+                    while self.request.recv(4096):  # read, never answer, until the client hangs up
+                        pass
+                except OSError:
+                    pass
+                finally:
+                    outer._count(-1)
+
+        class Witness(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with outer._changed:
+                    outer._changed.wait_for(lambda: outer.hanging == count, timeout=witness_wait_s)
+                    outer.seen_by_witness.append(outer.hanging)
+                body = json.dumps({"status": "ok", "info": {}, "error": {}, "details": {}}).encode()
+                with suppress(OSError):  # the prober may have given up on us
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.servers: list[socketserver.ThreadingTCPServer] = [
+            socketserver.ThreadingTCPServer((LOCAL, 0), Hang) for _ in range(count)
+        ]
+        for server in self.servers:
+            server.daemon_threads = True
+        self.witness = http.server.ThreadingHTTPServer((LOCAL, 0), Witness)
+        self.threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            for s in [*self.servers, self.witness]
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _count(self, change: int) -> None:
+        with self._changed:
+            self.hanging += change
+            self.peak = max(self.peak, self.hanging)
+            self._changed.notify_all()
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.server_address[1] for s in self.servers]
+
+    def close(self) -> None:
+        for server in [*self.servers, self.witness]:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def hanging_servers() -> Iterator[_HangingServers]:
+    servers = _HangingServers(3, witness_wait_s=10.0)
+    yield servers
+    servers.close()
+
+
+def test_hanging_targets_do_not_delay_the_others(
+    sandbox: SandboxState, hanging_servers: _HangingServers
+) -> None:
+    timeout = 2.0
     healthy = [
         ProbeTarget(name, "http", LOCAL, sandbox.ports[name], path="/health/live")
         for name in ("auth", "finance", "hr", "crm", "scm", "audit", "workflow", "organization")
     ]
+    witness = ProbeTarget("witness", "http", LOCAL, hanging_servers.witness.server_address[1], path="/")
     dead = [
-        ProbeTarget(f"dead-{i}", "http", LOCAL, port, path="/health") for i, port in enumerate(hanging_ports)
+        ProbeTarget(f"dead-{i}", "http", LOCAL, port, path="/health")
+        for i, port in enumerate(hanging_servers.ports)
     ]
-    started = time.perf_counter()
-    results = sweep([*dead, *healthy], timeout=timeout, concurrency=32)
-    elapsed = time.perf_counter() - started
+    results = sweep([*dead, witness, *healthy], timeout=timeout, concurrency=32)
     by_name = {r.component: r for r in results}
-    assert all(
-        by_name[t.component].status == "down" and "no answer within 1s" in by_name[t.component].detail
-        for t in dead
-    )
+    for target in dead:  # each hang is reported as such, by name: timed out, not refused
+        result = by_name[target.component]
+        assert (result.status, result.timed_out) == ("down", True), result
+        assert "no answer within 2s" in result.detail
     assert all(by_name[t.component].status == "up" for t in healthy)
-    # One after another, three hanging targets alone would take 3 timeouts.
-    assert elapsed < 2 * timeout, elapsed
-    assert max(by_name[t.component].latency_ms for t in healthy) < timeout * 1000
+    assert not any(by_name[t.component].timed_out for t in healthy)
+    # The three hung at the same time (one timeout for all, not one after another), and a healthy
+    # target was answered while all three were hanging: nobody waited for them.
+    assert hanging_servers.peak == len(dead)
+    assert hanging_servers.seen_by_witness == [len(dead)]
+    assert by_name["witness"].status == "up", by_name["witness"]
 
 
 def test_results_keep_the_order_of_the_targets(sandbox: SandboxState, closed_port: int) -> None:
