@@ -69,8 +69,11 @@ def seal(
     record = scrubber.tree(record)
     nb.metadata["vextrus"] = {**runbook_metadata, "record": record}
     nb.metadata["vextrus"].pop("run", None)  # the working copy's pointer; the record replaces it
-    nbformat.write(nb, output)
-    output.chmod(0o644)
+    # Written beside and renamed over the working copy, so no reader ever sees half a notebook.
+    scratch = output.with_name(f".{output.name}.sealing")
+    nbformat.write(nb, scratch)
+    scratch.chmod(0o644)
+    scratch.replace(output)
     return ledger.append_entry(
         {
             **record,

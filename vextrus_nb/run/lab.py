@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado.web import HTTPError
@@ -24,6 +25,11 @@ from vextrus_nb.run import interactive
 
 
 class RunbookContentsManager(AsyncLargeFileManager):
+    # Saves of one file run one at a time, each judged after the one before has finished:
+    # otherwise an autosave and a Ctrl+S in flight together both pass the guard, the first
+    # seals the run in its post-save hook and the second overwrites the sealed notebook.
+    _save_locks: ClassVar[dict[str, asyncio.Lock]] = {}
+
     def _os_path(self, path: str) -> Path:
         return Path(self._get_os_path(path.strip("/")))
 
@@ -46,8 +52,10 @@ class RunbookContentsManager(AsyncLargeFileManager):
                 raise HTTPError(403, why)
 
     async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
-        self._guard(path)
-        return await super().save(model, path)
+        lock = self._save_locks.setdefault(str(self._os_path(path)), asyncio.Lock())
+        async with lock:
+            self._guard(path)
+            return await super().save(model, path)
 
     async def delete_file(self, path: str) -> None:
         self._guard(path)
