@@ -242,7 +242,7 @@ def test_a_crashed_runs_lock_is_cleared_by_its_death(sandbox: SandboxState, outp
         [
             sys.executable,
             "-c",
-            "from vextrus_nb import locks; import time; "
+            "from vextrus_nb.run import locks; import time; "
             "held = locks.acquire('sandbox', 'crashed-run', 'dr/restore', 'then'); "
             "print('held', flush=True); time.sleep(60)",
         ],

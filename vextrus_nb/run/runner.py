@@ -106,7 +106,6 @@ def prepare(
     merged["env"] = env
     declared = parameters.declared_parameters(notebook)
     values = parameters.effective_values(declared, parameters.validate(declared, merged))
-    steps.validate(runbook, environment, values)
     metadata = _notebook_metadata(notebook)
     live = not values.get("dry_run", True)
     if metadata.get("destructive") and live and environment.production and values.get("confirm") != env:
@@ -115,6 +114,8 @@ def prepare(
         )
     if metadata.get("destructive") and live and (held := locks.holder(env)) is not None:
         raise locks.refusal(env, held)
+    # The runbook's own checks come after the guards, so a refusal names the guard first.
+    steps.validate(runbook, environment, values)
     return _Plan(notebook, runbook.removesuffix(".ipynb"), environment, values, metadata)
 
 

@@ -14,6 +14,8 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from vextrus_nb.errors import RunRefused, VextrusError
+
 if TYPE_CHECKING:
     from vextrus_nb.config import Environment
 
@@ -45,5 +47,11 @@ def steps_module(runbook: str) -> ModuleType | None:
 def validate(runbook: str, env: Environment, parameters: dict[str, Any]) -> None:
     """The runbook's own checks of its parameters (RunRefused names the problem)."""
     check = getattr(steps_module(runbook), "validate", None)
-    if check is not None:
+    if check is None:
+        return
+    try:
         check(env, parameters)
+    except RunRefused:
+        raise
+    except VextrusError as exc:  # what the check could not look at is a refusal too, said plainly
+        raise RunRefused(f"{type(exc).__name__}: {exc}") from None
