@@ -28,6 +28,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
 
 
 @pytest.fixture
+def sandbox_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A sandbox directory holding only the deployment files, nothing running: for tests of
+    files (the static checks, the schedule's refusals), which need no platform."""
+    root = tmp_path / "sandbox"
+    monkeypatch.setenv("VEXTRUS_SANDBOX_DIR", str(root))
+    monkeypatch.setenv("VEXTRUS_HOME", str(REPO))
+    manager.use_deployment("planted", root)
+    return root
+
+
+@pytest.fixture
 def healthy(sandbox: SandboxState) -> Iterator[SandboxState]:
     """The sandbox, with every fault this test injects cleared afterwards."""
     yield sandbox

@@ -14,7 +14,6 @@ import yaml
 from vextrus_nb import checks
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment, load_environment, load_inventory
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,8 +63,8 @@ def hardened_compose() -> dict[str, Any]:
     return yaml.safe_load(HARDENED.read_text())
 
 
-def test_the_planted_files_yield_exactly_the_planted_findings(sandbox: SandboxState) -> None:
-    manager.use_deployment("planted", sandbox.root)
+def test_the_planted_files_yield_exactly_the_planted_findings(sandbox_files: Path) -> None:
+    manager.use_deployment("planted", sandbox_files)
     result = security(load_environment("sandbox"))
     assert findings(result) == PLANTED_FINDINGS
     assert {r.check.id for r in result.results if r.passed} == {"SEC-TLS"}
@@ -73,23 +72,23 @@ def test_the_planted_files_yield_exactly_the_planted_findings(sandbox: SandboxSt
     assert not [s for s in PLANTED_LITERALS if s in text], "a planted secret's value reached the evidence"
 
 
-def test_the_hardened_files_pass_every_static_check(sandbox: SandboxState) -> None:
-    manager.use_deployment("hardened", sandbox.root)
+def test_the_hardened_files_pass_every_static_check(sandbox_files: Path) -> None:
+    manager.use_deployment("hardened", sandbox_files)
     try:
         result = security(load_environment("sandbox"))
         assert [r.check.id for r in result.results if not r.passed] == [], result.findings()
         assert len(result.results) == 8
     finally:
-        manager.use_deployment("planted", sandbox.root)
+        manager.use_deployment("planted", sandbox_files)
 
 
-def test_unknown_deployment_variant_is_refused(sandbox: SandboxState) -> None:
+def test_unknown_deployment_variant_is_refused(sandbox_files: Path) -> None:
     from vextrus_nb.errors import SandboxError
 
     with pytest.raises(
         SandboxError, match="unknown deployment variant 'harden'; variants: planted, hardened"
     ):
-        manager.use_deployment("harden", sandbox.root)
+        manager.use_deployment("harden", sandbox_files)
 
 
 # -- each check, failing on its own fault (compose) ------------------------------------------
@@ -131,14 +130,14 @@ def edited(edit: Any) -> dict[str, Any]:
     ],
 )  # fmt: skip
 def test_each_static_check_fails_on_its_fault_in_a_compose_file(
-    sandbox: SandboxState, tmp_path: Path, check_id: str, edit: Any, subject: str, says: str
+    sandbox_files: Path, tmp_path: Path, check_id: str, edit: Any, subject: str, says: str
 ) -> None:
     result = security(with_files(tmp_path, compose=edited(edit)))
     assert findings(result) == {(check_id, s) for s in subject.split(",")}, result.findings()
     assert says in result.result(check_id).findings[0].detail
 
 
-def test_references_are_not_literal_secrets(sandbox: SandboxState, tmp_path: Path) -> None:
+def test_references_are_not_literal_secrets(sandbox_files: Path, tmp_path: Path) -> None:
     def references(services: dict[str, Any]) -> None:
         services["crm"]["environment"] = [
             "CRM_API_KEY",  # passed through from the host's environment
@@ -152,7 +151,7 @@ def test_references_are_not_literal_secrets(sandbox: SandboxState, tmp_path: Pat
 
 
 def test_missing_or_broken_deployment_files_cannot_run_and_count_as_failed(
-    sandbox: SandboxState, tmp_path: Path
+    sandbox_files: Path, tmp_path: Path
 ) -> None:
     env = load_environment("sandbox")
     nothing = security(env.model_copy(update={"deployment": {}}))
@@ -202,7 +201,7 @@ SECURE_TRAEFIK = (
 )
 
 
-def test_clean_kubernetes_manifests_pass(sandbox: SandboxState, tmp_path: Path) -> None:
+def test_clean_kubernetes_manifests_pass(sandbox_files: Path, tmp_path: Path) -> None:
     es = deployment("elasticsearch", image="docker.elastic.co/elasticsearch/elasticsearch:8.15.1")
     es["spec"]["template"]["spec"]["containers"][0]["env"].append(
         {"name": "xpack.security.enabled", "value": "true"}
@@ -213,7 +212,7 @@ def test_clean_kubernetes_manifests_pass(sandbox: SandboxState, tmp_path: Path) 
 
 
 def test_kubernetes_manifests_fail_each_check_naming_the_workload(
-    sandbox: SandboxState, tmp_path: Path
+    sandbox_files: Path, tmp_path: Path
 ) -> None:
     literal = deployment("finance", env=[{"name": "JWT_SECRET", "value": "abcdefghijkl"}])
     unpinned = deployment("hr", image="vextrus/hr:latest")

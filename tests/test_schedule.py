@@ -74,12 +74,12 @@ def test_install_replaces_the_runbooks_line_and_remove_takes_it_out(
         (["--cron", "*/0 * * * *"], "a step of 0 never fires"),
     ],
 )
-def test_bad_schedules_are_refused(sandbox: SandboxState, args: list[str], says: str) -> None:
+def test_bad_schedules_are_refused(sandbox_files: Path, args: list[str], says: str) -> None:
     done = run_cli("schedule", "dr/drill", "--env", "sandbox", *args)
     assert done.returncode == 2 and says in done.stderr
 
 
-def test_an_unknown_runbook_or_environment_is_refused(sandbox: SandboxState) -> None:
+def test_an_unknown_runbook_or_environment_is_refused(sandbox_files: Path) -> None:
     assert "unknown runbook 'dr/dril'" in run_cli("schedule", "dr/dril", "--env", "sandbox").stderr
     done = run_cli("schedule", "dr/drill", "--env", "moon")
     assert done.returncode == 2 and "moon" in done.stderr

@@ -11,6 +11,7 @@ driver); the methods here are the part they share.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -32,6 +33,29 @@ def http_client(connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, follow_redirects=False)
 
 
+class Endpoints(Mapping[str, tuple[str, int]]):
+    """(host, port) of every component, looked up on first use: a read that only looks at
+    files (the static checks) never needs the platform's endpoints, nor a sandbox running."""
+
+    def __init__(self, env: Environment, inventory: Inventory):
+        self._env, self._inventory = env, inventory
+        self._where: dict[str, tuple[str, int]] | None = None
+
+    def _resolved(self) -> dict[str, tuple[str, int]]:
+        if self._where is None:
+            self._where = endpoints(self._env, self._inventory)
+        return self._where
+
+    def __getitem__(self, name: str) -> tuple[str, int]:
+        return self._resolved()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._resolved())
+
+
 def live_fields(
     env: Environment,
     inventory: Inventory,
@@ -46,7 +70,7 @@ def live_fields(
         "client": client,
         "gate": asyncio.Semaphore(concurrency),
         "scrubber": scrubber,
-        "where": endpoints(env, inventory),
+        "where": Endpoints(env, inventory),
     }
 
 
@@ -58,7 +82,7 @@ class LiveContext:
     client: httpx.AsyncClient
     gate: asyncio.Semaphore
     scrubber: scrub.Scrubber
-    where: dict[str, tuple[str, int]]
+    where: Mapping[str, tuple[str, int]]
     timeout_s: float
 
     # -- scope ---------------------------------------------------------------------
