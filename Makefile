@@ -13,14 +13,21 @@ setup: system-deps $(STAMP)
 # PostgreSQL server binaries and redis-server are real parts of the sandbox and the tests;
 # dockerd and docker-compose run the deployment tests' compose stack (the tests start dockerd);
 # Chromium opens the report and drives JupyterLab in the tests; cron's crontab is what
-# `schedule --install` writes. A package is named once here, with the command that proves it.
+# `schedule --install` writes; ZooKeeper, Prometheus, Alertmanager and RabbitMQ are real servers of the
+# sandbox (issue 18), pgBackRest, PgBouncer and Sentinel its PostgreSQL and Redis companions.
+# A package is named once here, with the command (or, for a jar, the file) that proves it.
 SYSTEM_PACKAGES := postgresql:initdb redis-server:redis-server docker.io:dockerd \
-                   docker-compose:docker-compose chromium:chromium cron:crontab
+                   docker-compose:docker-compose chromium:chromium cron:crontab \
+                   zookeeper:/usr/share/java/zookeeper.jar prometheus:prometheus \
+                   prometheus-alertmanager:prometheus-alertmanager \
+                   rabbitmq-server:/usr/lib/rabbitmq/bin/rabbitmq-server pgbackrest:pgbackrest \
+                   pgbouncer:/usr/sbin/pgbouncer redis-sentinel:redis-sentinel
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  pkg=$${pair%%:*}; cmd=$${pair#*:}; \
 	  if [ "$$cmd" = initdb ]; then ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && continue; fi; \
+	  case $$cmd in /*) [ -e "$$cmd" ] && continue;; esac; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -32,7 +39,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,lab,drivers,s3]'
+	$(BIN)/pip install -q -e '.[dev,lab,drivers,s3,sandbox]'
 	@touch $(STAMP)
 
 demo: setup
