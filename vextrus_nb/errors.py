@@ -66,3 +66,12 @@ class DeployError(VextrusError):
 
 class StackError(VextrusError):
     """The local stack cannot be built or written (no Docker engine, no PostgreSQL binaries)."""
+
+
+class ServerUnavailable(SandboxError):
+    """A real server's binary is not installed here; the message names the package that provides it."""
+
+
+class ServerNotReady(SandboxError):
+    """A real server did not answer its own protocol by its deadline; the message names it and
+    quotes the end of its log."""
