@@ -128,17 +128,23 @@ def test_a_re_run_step_is_an_attempt_and_a_failing_run_is_a_verdict(
 ) -> None:
     copy = open_copy("verify/smoke", "--env", "sandbox")
     manager.fault("postgres", "down", root=healthy.root)
-    client = execute(copy, cells=slice(0, -1))  # everything but the finish cell
+    client = execute(copy)  # Run All: the judge finds postgres down, finish says FAILED
     manager.heal(root=healthy.root)
-    sweep = next(i for i, c in enumerate(client.nb.cells) if "run_sweep" in c.source)
-    execute(copy, cells=slice(sweep, sweep + 1), client=client)  # the engineer re-runs the sweep
-    execute(copy, cells=slice(-1, None), client=client)
+    cells = client.nb.cells
+    start = next(i for i, c in enumerate(cells) if "vextrus_nb.start(" in c.source)
+    sweep = next(i for i, c in enumerate(cells) if "run_sweep" in c.source)
+    execute(copy, cells=slice(sweep, sweep + 1), client=client)  # a step after finish is refused
+    assert "is finished: re-run its start cell" in json.dumps(cells[sweep].outputs)
+    for again in (start, sweep, len(cells) - 1):  # the run goes on: start, sweep, judge and finish
+        execute(copy, cells=slice(again, again + 1), client=client)
     save(client, copy)
     try:
         [entry] = ledger_entries(outputs)
-        step = next(s for s in entry["steps"] if s["title"] == "sweep every component")
-        assert step["attempts"] == 2 and step["status"] == "passed"
-        assert entry["status"] == "passed"
+        steps = {s["title"]: s for s in entry["steps"]}
+        assert steps["sweep every component"]["attempts"] == 2
+        assert steps["judge"]["attempts"] == 2 and steps["judge"]["earlier"][0]["status"] == "failed"
+        # The first judge's finding went with its attempt: the verdict agrees with the summary.
+        assert entry["status"] == "passed" and entry["failures"] == [] and entry["summary"]["down"] == 0
     finally:
         stop(client)
     failing = open_copy("verify/smoke", "--env", "sandbox")
@@ -150,7 +156,8 @@ def test_a_re_run_step_is_an_attempt_and_a_failing_run_is_a_verdict(
         assert entry["status"] == "failed" and "postgres" in entry["cause"]
         errors = [o for c in nbformat.read(failing, as_version=4).cells for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]  # fmt: skip
-        assert [e["traceback"] for e in errors] == [[f"FAILED: {entry['cause']}"]]  # a verdict, no traceback
+        verdict = entry["cause"].removeprefix("RunbookFailed: ")
+        assert [e["traceback"] for e in errors] == [[f"FAILED: {verdict}"]]  # a verdict, no traceback
     finally:
         stop(client)
 

@@ -390,3 +390,13 @@ def test_index_filters_dry_runs_and_interactive_runs_in_chromium(mixed_report: r
             "r-dry",
         ]
         browser.close()
+
+
+def test_live_runs_carry_a_live_tag_and_read_only_runbooks_no_mode_tag(mixed_report: report.Report) -> None:
+    rows = _rows(mixed_report)
+    assert sorted(r for r, row in rows.items() if row.select(".tag-live")) == ["r-abandoned", "r-error"]
+    # A runbook that changes nothing is read-only whatever its dry_run parameter says.
+    assert report.run_mode({"destructive": False, "parameters": {"dry_run": True}}) == "read-only"
+    assert report.run_mode({"destructive": False, "parameters": {"dry_run": False}}) == "read-only"
+    assert report.run_mode({"destructive": True, "parameters": {"dry_run": False}}) == "live"
+    assert report.run_mode({"destructive": True, "parameters": {"dry_run": True}}) == "dry run"

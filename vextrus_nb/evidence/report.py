@@ -172,12 +172,15 @@ def sorted_by_start(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for _, entry in ordered]
 
 
-MODES = ("dry run", "live", "unknown")
+MODES = ("dry run", "live", "read-only", "unknown")
 
 
 def run_mode(entry: dict[str, Any]) -> str:
-    """ "dry run" or "live" from the effective `dry_run` parameter; "unknown" when the entry does not
-    record one (older entries, runbooks without the parameter): not a dry run, not known to be live."""
+    """ "dry run" or "live" from the effective `dry_run` parameter of a destructive runbook;
+    "read-only" for a runbook that changes nothing whatever dry_run says (the record's
+    `destructive` is false); "unknown" when the entry records neither (older entries)."""
+    if entry.get("destructive") is False:
+        return "read-only"
     parameters = entry.get("parameters")
     value = parameters.get("dry_run") if isinstance(parameters, dict) else None
     if isinstance(value, str):

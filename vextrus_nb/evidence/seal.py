@@ -69,6 +69,8 @@ def seal(
     record = scrubber.tree(record)
     nb.metadata["vextrus"] = {**runbook_metadata, "record": record}
     nb.metadata["vextrus"].pop("run", None)  # the working copy's pointer; the record replaces it
+    if "papermill" in nb.metadata:  # papermill named its scratch file; the evidence is this one
+        nb.metadata["papermill"]["output_path"] = output.name
     # Written beside and renamed over the working copy, so no reader ever sees half a notebook.
     scratch = output.with_name(f".{output.name}.sealing")
     nbformat.write(nb, scratch)

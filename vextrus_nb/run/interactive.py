@@ -212,13 +212,16 @@ def seal_run(run_id: str, outputs_dir: Path | None = None) -> dict[str, Any]:
         )
     env = load_environment(entry["env"], load_inventory())
     kernel_record = json.loads(record_path(run_id, outputs_dir).read_text())
+    failed = kernel_record.get("status") != "passed"
     record = {
         **kernel_record,
-        **{k: entry[k] for k in ("run_id", "runbook", "env", "parameters") if k in entry},
+        **{k: entry[k] for k in ("run_id", "runbook", "env") if k in entry},
+        # What the kernel ran with wins over what was opened: an engineer may edit the working
+        # copy's parameters (start() guards them as it guards any run).
+        "parameters": {**entry.get("parameters", {}), **kernel_record.get("parameters", {})},
+        "destructive": entry.get("destructive", kernel_record.get("destructive")),
         "opened_at": entry.get("opened_at"),
-        "cause": "; ".join(kernel_record.get("failures") or [])
-        if kernel_record.get("status") != "passed"
-        else "",
+        "cause": f"RunbookFailed: {'; '.join(kernel_record.get('failures') or [])}" if failed else "",
     }
     scrubber = seal.scrubber_for(env, entry.get("parameters", {}), spill_path(run_id, outputs_dir))
     meta = {k: v for k, v in nb.metadata.get("vextrus", {}).items() if k != "run"}

@@ -227,6 +227,7 @@ def _final_record(
             from_kernel = json.loads(record_file.read_text())
     record = {
         **identity.run_identity(run_id, plan.runbook, plan.env.name, plan.parameters),
+        "destructive": bool(plan.metadata.get("destructive")),
         "summary": {},
         "failures": [],
         "steps": [],

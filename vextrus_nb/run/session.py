@@ -67,6 +67,10 @@ class Runbook:
     scrubber: scrub.Scrubber = field(default_factory=lambda: scrub.Scrubber(spill=_spill_path()), repr=False)
     lock: locks.EnvironmentLock | None = field(default=None, repr=False)
     interactive: bool = False  # a working copy from `vextrus-nb open`, sealed when saved after finish
+    finished: bool = False  # finish() ran: steps are refused until the start cell reopens the run
+    # Which step registered each finding, so a re-attempt of that step withdraws its old ones.
+    _finding_steps: list[str | None] = field(default_factory=list, repr=False)
+    _current_step: str | None = field(default=None, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -83,6 +87,11 @@ class Runbook:
     @contextlib.contextmanager
     def step(self, title: str, allow_failure: bool = False) -> Iterator[StepRecord]:
         """Record one step; an exception fails the run unless the step may fail."""
+        if self.finished:
+            raise RunRefused(
+                f"run {self.run_id} is finished: re-run its start cell to go on with it (the record is "
+                "written again at the next finish), or save to seal it"
+            )
         record = next((s for s in self.steps if s.title == title), None)
         if record is None:
             record = StepRecord(title)
@@ -91,7 +100,9 @@ class Runbook:
             record.earlier.append({"status": record.status, "seconds": record.seconds, "error": record.error})
             record.attempts += 1
             record.status, record.seconds, record.error = "running", 0.0, ""
+            self._withdraw_findings_of(title)
         started = time.perf_counter()
+        self._current_step = title
         try:
             yield record
         except Exception as exc:
@@ -107,9 +118,17 @@ class Runbook:
             else:
                 self._write_record("error")
             raise
+        finally:
+            self._current_step = None
         record.seconds = round(time.perf_counter() - started, 3)
         if record.status == "running":
-            record.status = "passed"
+            # A step that registered a finding is where the run failed: the record says so.
+            record.status = "failed" if title in self._finding_steps else "passed"
+
+    def _withdraw_findings_of(self, title: str) -> None:
+        kept = [(f, s) for f, s in zip(self.failures, self._finding_steps, strict=True) if s != title]
+        self.failures = [f for f, _ in kept]
+        self._finding_steps = [s for _, s in kept]
 
     def _how_to_go_on(self, title: str) -> str:
         held = " The environment stays locked by this run." if self.lock is not None else ""
@@ -142,8 +161,10 @@ class Runbook:
         self.artifacts.append(str(path))
 
     def fail(self, reason: str) -> None:
-        """Register a finding that makes the run fail at finish()."""
+        """Register a finding that makes the run fail at finish(); it belongs to the step that
+        registered it, so re-attempting that step withdraws it."""
         self.failures.append(self.scrubber.text(reason))
+        self._finding_steps.append(self._current_step)
 
     # -- record ---------------------------------------------------------------
     def header(self) -> Any:
@@ -157,7 +178,15 @@ class Runbook:
             "operator": identity.operator(),
             "host": identity.host(),
             "started (UTC)": self.started_at,
-            "mode": "dry run" if self.dry_run else "LIVE: changes will be made",
+            "mode": (
+                (
+                    "dry run: destructive steps only say what they would do"
+                    if self.dry_run
+                    else "LIVE: changes will be made"
+                )
+                if self.destructive
+                else "read-only"
+            ),
             "version": f"vextrus-nb {identity.package_version()} @ {identity.git_commit()[:12]}",
         }
         return pd.DataFrame({"": list(rows.values())}, index=list(rows.keys()))
@@ -169,6 +198,7 @@ class Runbook:
             "started_at": self.started_at,
             "ended_at": now_utc(),
             "status": status,
+            "destructive": self.destructive,
             "summary": self.scrubber.tree(self.summary),
             "failures": list(self.failures),
             "steps": [asdict(s) for s in self.steps],
@@ -200,6 +230,7 @@ class Runbook:
             return None
         passed = not self.failures and all(s.status != "failed" for s in self.steps)
         self._write_record("passed" if passed else "failed")
+        self.finished = True
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -241,23 +272,33 @@ def start(
     # The runner checked these before the kernel started; run any other way, this is the check.
     steps.validate(runbook, environment, values)
     run_id = os.environ.get(RUN_ID_VAR) or _interactive_run(runbook, env, values)
-    rb = Runbook(
-        name=runbook,
-        env=environment,
-        inventory=inventory,
-        parameters=values,
-        destructive=destructive,
-        run_id=run_id or new_run_id(),
-        interactive=bool(run_id) and not os.environ.get(RUN_ID_VAR),
-    )
-    if rb.interactive:
-        rb.scrubber.spill = interactive.spill_path(rb.run_id)
-    if destructive and not dry_run:
+    interactive_run = bool(run_id) and not os.environ.get(RUN_ID_VAR)
+    rb = _active.get(run_id or "") if interactive_run else None
+    if rb is not None:  # the engineer re-runs the start cell: the same run goes on, steps kept
+        rb.parameters, rb.finished = values, False
+    else:
+        rb = Runbook(
+            name=runbook,
+            env=environment,
+            inventory=inventory,
+            parameters=values,
+            destructive=destructive,
+            run_id=run_id or new_run_id(),
+            interactive=interactive_run,
+        )
+        if interactive_run:
+            rb.scrubber.spill = interactive.spill_path(rb.run_id)
+            _active[rb.run_id] = rb
+    if destructive and not dry_run and rb.lock is None:
         rb.lock = locks.acquire(environment.name, rb.run_id, runbook, rb.started_at)
     # A secret passed as a parameter must not come back through a summary or an error message.
     rb.scrubber.add(str(v) for k, v in rb.parameters.items() if scrub.is_secret_name(k) and v)
     show(rb.header())
     return rb
+
+
+# The interactive runs this kernel has started, by run id (one, in practice: its working copy's).
+_active: dict[str, Runbook] = {}
 
 
 def _interactive_run(runbook: str, env: str, values: dict[str, Any]) -> str | None:
