@@ -11,7 +11,7 @@ driver); the methods here are the part they share.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -33,7 +33,7 @@ def http_client(connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, follow_redirects=False)
 
 
-class Endpoints(Mapping[str, tuple[str, int]]):
+class Endpoints(MutableMapping[str, tuple[str, int]]):
     """(host, port) of every component, looked up on first use: a read that only looks at
     files (the static checks) never needs the platform's endpoints, nor a sandbox running."""
 
@@ -48,6 +48,12 @@ class Endpoints(Mapping[str, tuple[str, int]]):
 
     def __getitem__(self, name: str) -> tuple[str, int]:
         return self._resolved()[name]
+
+    def __setitem__(self, name: str, where: tuple[str, int]) -> None:
+        self._resolved()[name] = where  # a test (or a tunnel) pointing one component elsewhere
+
+    def __delitem__(self, name: str) -> None:
+        del self._resolved()[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._resolved())
@@ -82,7 +88,7 @@ class LiveContext:
     client: httpx.AsyncClient
     gate: asyncio.Semaphore
     scrubber: scrub.Scrubber
-    where: Mapping[str, tuple[str, int]]
+    where: MutableMapping[str, tuple[str, int]]
     timeout_s: float
 
     # -- scope ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ the checklist costs about one probe per endpoint however many checks read it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ class CheckContext(LiveContext):
     latency_budget_ms: float
     outputs_dir: Path
     scrubber: scrub.Scrubber
-    where: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    where: MutableMapping[str, tuple[str, int]] = field(default_factory=dict)
     _cache: dict[tuple[str, str], asyncio.Task[ProbeResult]] = field(default_factory=dict, repr=False)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -5,7 +5,7 @@ time window, the thresholds, and the environment's driver."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,7 +47,7 @@ class TriageContext(LiveContext):
     now: datetime
     driver: Driver | None = None
     driver_problem: str = ""
-    where: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    where: MutableMapping[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def since(self) -> datetime:
