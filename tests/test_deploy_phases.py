@@ -30,7 +30,7 @@ def test_order_inside_a_phase_follows_the_dependencies() -> None:
         "workflow",
     ]
     everything = [c.name for p in range(1, 9) for c in phase_components(env, inventory, p)]
-    assert len(everything) == len(set(everything)) == 32  # every non-dev component in exactly one phase
+    assert len(everything) == len(set(everything)) == 33  # every non-dev component in exactly one phase
 
 
 def test_the_committed_notebooks_and_manifests_are_what_the_generators_write(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_the_kubernetes_manifests_pass_the_static_checks() -> None:
     ]
     result = run_checklist(production, inventory, select(ids=static))
     assert {r.check.id: r.status for r in result.results} == dict.fromkeys(static, "passed")
-    assert "33 workloads" in result.result("SEC-LIMITS").evidence  # 32 components and the DR CronJob
+    assert "34 workloads" in result.result("SEC-LIMITS").evidence  # 33 components and the DR CronJob
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def test_smoke_passes_on_a_healthy_sandbox(healthy: SandboxState, outputs: Path)
     assert output.name.startswith("verify-smoke-") and output.suffix == ".ipynb"
     record = nbformat.read(output, as_version=4).metadata["vextrus"]["record"]
     assert record["status"] == "passed" and record["summary"]["critical_down"] == []
-    assert record["summary"]["components"] == 32
+    assert record["summary"]["components"] == 33
     [entry] = ledger_entries(outputs)
     assert entry["status"] == "passed" and entry["run_id"] == record["run_id"]
     assert entry["output"] == str(output.relative_to(outputs))

@@ -22,13 +22,19 @@ from vextrus_nb import paths
 from vextrus_nb.errors import ConfigError, SecretUnavailable
 
 ComponentKind = Literal["service", "infrastructure", "dev_tool"]
-ProbeKind = Literal["http", "tcp", "postgres", "redis"]
+# http/tcp/postgres/redis, and the real servers' own protocols (issue 18): a Kafka metadata
+# request, an S3 ListBuckets, Temporal's DescribeNamespace, an AMQP login, ZooKeeper's `srvr`.
+ProbeKind = Literal["http", "tcp", "postgres", "redis", "kafka", "s3", "temporal", "amqp", "zookeeper"]
 Criticality = Literal["critical", "high", "medium", "low", "none"]
 # How grave a finding is: a check's (checks/model.py) and a triage rule's (triage/rules.py).
 Severity = Literal["critical", "high", "medium", "low"]
 
 # Keys of an environment's `deployment:` that name files the static checks read.
 DEPLOYMENT_FILE_KEYS = ("compose_file", "kube_manifests")
+
+# Traefik's public entrypoints, addressed like components (`where["traefik-web"]`): the
+# inventory's traefik port is its internal one (ping, API); these are what users reach.
+EDGE_ENTRYPOINTS = {"traefik-web": 80, "traefik-websecure": 443}
 
 TERMINUS_PATHS = {"health": "/health", "ready": "/health/ready", "live": "/health/live"}
 
@@ -156,6 +162,13 @@ class DatastoreLogin(_Strict):
     password_secret: str
 
 
+class ObjectStoreLogin(_Strict):
+    """The S3 keys the platform's object store (MinIO) takes, by secret name."""
+
+    access_key_secret: str
+    secret_key_secret: str
+
+
 class ProbeSettings(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 2.0
     concurrency: Annotated[int, Field(ge=1, le=512)] = 32
@@ -231,6 +244,8 @@ class Environment(_Strict):
     secrets: dict[str, SecretRef] = {}
     postgres: DatastoreLogin | None = None
     redis: DatastoreLogin | None = None
+    rabbitmq: DatastoreLogin | None = None
+    object_store: ObjectStoreLogin | None = None
     probe: ProbeSettings = ProbeSettings()
     deployment: dict[str, str] = {}
     rpo_hours: Annotated[float, Field(gt=0)] = 24.0
@@ -251,9 +266,13 @@ class Environment(_Strict):
 
     @model_validator(mode="after")
     def _logins_reference_known_secrets(self) -> Environment:
-        for login in (self.postgres, self.redis):
+        for login in (self.postgres, self.redis, self.rabbitmq):
             if login and login.password_secret not in self.secrets:
                 raise ValueError(f"login '{login.user}' names undeclared secret '{login.password_secret}'")
+        store = self.object_store
+        for name in (store.access_key_secret, store.secret_key_secret) if store else ():
+            if name not in self.secrets:
+                raise ValueError(f"object_store names undeclared secret '{name}'")
         s3 = self.backup.s3 if self.backup else None
         for name in (s3.access_key_secret, s3.secret_key_secret) if s3 else ():
             if name not in self.secrets:
@@ -378,7 +397,7 @@ def load_environment(name: str, inventory: Inventory | None = None) -> Environme
         raise ConfigError(f"invalid {path}: its name '{env.name}' does not match the file name '{name}'")
     inventory = inventory or load_inventory()
     named = {*env.hosts, *env.ports, *env.simulated, *env.exclude}
-    unknown = sorted(named - set(inventory.components))
+    unknown = sorted(named - set(inventory.components) - set(EDGE_ENTRYPOINTS))
     if unknown:
         raise ConfigError(f"invalid {path}: unknown component(s) {', '.join(unknown)}")
     return env

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vextrus_nb import paths
-from vextrus_nb.config import Component, Environment, Inventory
+from vextrus_nb.config import EDGE_ENTRYPOINTS, Component, Environment, Inventory
 from vextrus_nb.probes import ProbeTarget
 
 
@@ -14,10 +14,15 @@ def endpoints(env: Environment, inventory: Inventory) -> dict[str, tuple[str, in
 
         state = SandboxState.load(paths.sandbox_dir())
         return {name: (env.default_host, port) for name, port in state.ports.items()}
-    return {
+    where = {
         name: (env.hosts.get(name, env.default_host), env.ports.get(name, component.port))
         for name, component in inventory.components.items()
     }
+    if "traefik" in where:  # the edge's public entrypoints live where Traefik does
+        edge_host = where["traefik"][0]
+        for name, port in EDGE_ENTRYPOINTS.items():
+            where[name] = (env.hosts.get(name, edge_host), env.ports.get(name, port))
+    return where
 
 
 def components_in_scope(

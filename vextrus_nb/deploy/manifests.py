@@ -126,7 +126,7 @@ def _probes(component: Component) -> dict[str, Any]:
         check: dict[str, Any] = {"exec": {"command": ["pg_isready", "-U", "vextrus_admin"]}}
     elif component.name == "redis":
         check = {"exec": {"command": ["redis-cli", "ping"]}}  # REDISCLI_AUTH comes from the Secret
-    elif component.probe == "http" and component.health_path:
+    elif component.health_path:  # MinIO's /minio/health/live too, though sweeps speak S3 to it
         check = {"httpGet": {"path": component.health_path, "port": port}}
     else:
         check = {"tcpSocket": {"port": port}}

@@ -250,6 +250,18 @@ def _healthcheck(test: list[str]) -> dict[str, Any]:
     }
 
 
+def _simulated_components() -> list[str]:
+    from vextrus_nb.config import load_inventory
+    from vextrus_nb.sandbox.faults import REAL_DATASTORES
+
+    inventory = load_inventory()
+    return [
+        n
+        for n in inventory.start_order
+        if inventory.components[n].kind != "service" and n not in REAL_DATASTORES
+    ]
+
+
 def write_environment(parameters_dir: Path, name: str, stack: LocalStack, description: str = "") -> Path:
     """An environment YAML for the stack: compose driver, its ports, its secret files."""
     document = {
@@ -261,6 +273,9 @@ def write_environment(parameters_dir: Path, name: str, stack: LocalStack, descri
         "default_host": "127.0.0.1",
         "ports": stack.ports,
         "exclude": [],
+        # Every container but PostgreSQL's and Redis's runs a simulation (component.py): probed
+        # over its HTTP health or TCP, not the real server's protocol.
+        "simulated": _simulated_components(),
         "secrets": {n: {"file": str(stack.secret_file(n))} for n in SECRET_NAMES},
         "postgres": {"user": PG_USER, "password_secret": "postgres_password"},
         "redis": {"user": "default", "password_secret": "redis_password"},
