@@ -28,7 +28,10 @@ DEADLINE_SLACK_S = 0.5
 def catalogue() -> list[Check]:
     """Every registered check, in catalogue order (importing the modules registers them)."""
     from vextrus_nb.checks import (  # noqa: F401
+        brokers,
+        edge,
         infrastructure,
+        manifests,
         observability,
         performance,
         recovery,
