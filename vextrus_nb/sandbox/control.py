@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -44,6 +45,7 @@ from vextrus_nb.sandbox.service_app import (
 
 log = logging.getLogger("vextrus.sandbox")
 INDICATOR_TIMEOUT_S = 1.5
+ALERTS_LOG = "alerts.jsonl"  # what Alertmanager sent the sandbox's webhook, one notification a line
 
 
 class Platform(LoopbackReachability):
@@ -245,9 +247,30 @@ class Platform(LoopbackReachability):
             await self.apply_faults()
             return web.json_response(self.status())
 
+        async def evidence_metrics(request: web.Request) -> web.Response:
+            """The ledger's sealed evidence for Prometheus (the project's own alert rules)."""
+            from vextrus_nb import paths
+            from vextrus_nb.config import load_environment
+            from vextrus_nb.evidence import metrics
+
+            env = load_environment("sandbox", self.inventory)
+            body = await asyncio.to_thread(
+                metrics.exposition, paths.outputs_dir(), env.rpo_hours * 3600, [env.name]
+            )
+            return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+        async def alerts_webhook(request: web.Request) -> web.Response:
+            """Alertmanager's notifications, kept as the sandbox's pager would (alerts.jsonl)."""
+            notification = await request.json()
+            with open(self.state.root / ALERTS_LOG, "a") as handle:
+                handle.write(json.dumps(notification, sort_keys=True) + "\n")
+            return web.json_response({"received": len(notification.get("alerts", []))})
+
         app = web.Application()
         app.router.add_get("/status", get_status)
         app.router.add_post("/reload", reload)
+        app.router.add_get(real_platform.EVIDENCE_PATH, evidence_metrics)
+        app.router.add_post(real_platform.ALERTS_WEBHOOK_PATH, alerts_webhook)
         return app
 
 

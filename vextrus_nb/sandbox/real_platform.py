@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vextrus_nb import paths
 from vextrus_nb.config import Inventory
 from vextrus_nb.local_platform import SandboxState
-from vextrus_nb.sandbox import real_servers
+from vextrus_nb.sandbox import observability, real_servers
 from vextrus_nb.sandbox.real_servers import RealServer
 from vextrus_nb.sandbox.supervisor import group_alive
 
@@ -129,7 +128,7 @@ class RealPlatform:
             return server
 
     def _starter(self, component: str) -> Callable[[], RealServer]:
-        start = real_servers.STARTERS[component]
+        start = SANDBOX_STARTERS.get(component) or real_servers.STARTERS[component]
         kwargs: dict[str, Any] = {"ports": server_ports(component, self.ports, self.extra_ports)}
         if component in self.credentials:
             kwargs["credentials"] = self.credentials[component]
@@ -232,16 +231,44 @@ def credentials(state: SandboxState) -> dict[str, dict[str, str]]:
     return given
 
 
+EVIDENCE_PATH = "/metrics/evidence"
+"""Where the services process serves the ledger's evidence as metrics (evidence/metrics.py)."""
+ALERTS_WEBHOOK_PATH = "/alerts/webhook"
+"""Where the services process takes Alertmanager's notifications (the sandbox's pager)."""
+
+
+def _start_prometheus(
+    root: Path, timeout: float, ports: dict[str, int], platform_ports: dict[str, int], **given: Any
+) -> RealServer:
+    """`ports` are the server's own (by role); platform_ports every component's, to scrape."""
+    return observability.start_prometheus_for(
+        root, platform_ports, port=ports["main"], timeout=timeout, **given
+    )
+
+
+def _start_alertmanager(root: Path, timeout: float, ports: dict[str, int], **given: Any) -> RealServer:
+    return observability.start_alertmanager_for(root, port=ports["main"], timeout=timeout, **given)
+
+
+SANDBOX_STARTERS: dict[str, Starter] = {"prometheus": _start_prometheus, "alertmanager": _start_alertmanager}
+"""Where the sandbox's server differs from real_servers.STARTERS: Prometheus scrapes the whole
+platform with the project's alert rules, Alertmanager pages the services process."""
+
+
 def options(state: SandboxState, inventory: Inventory) -> dict[str, Callable[[], dict[str, Any]]]:
     """Per-server start options that depend on the rest of the platform."""
+    control = f"127.0.0.1:{state.control_port}"
 
     def prometheus() -> dict[str, Any]:
-        services = {s.name: [f"127.0.0.1:{state.ports[s.name]}"] for s in inventory.services()}
-        rules = paths.project_root() / "deploy" / "prometheus" / "alerts.yml"
         return {
-            "scrape_targets": services,
-            "rule_files": [rules] if rules.is_file() else [],
+            "platform_ports": state.ports,
+            "inventory": inventory,
             "alertmanager_port": state.ports.get("alertmanager"),
+            "evidence_address": control,
+            "evidence_path": EVIDENCE_PATH,
         }
 
-    return {"prometheus": prometheus}
+    def alertmanager() -> dict[str, Any]:
+        return {"webhook_url": f"http://{control}{ALERTS_WEBHOOK_PATH}"}
+
+    return {"prometheus": prometheus, "alertmanager": alertmanager}

@@ -1,0 +1,152 @@
+"""The sandbox runs every component that has a real server as that server (issue 18): status
+says which are real, `fault X down` stops the real process (its port refuses), and `heal X`
+brings it back on the same port with what it keeps on disk."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from vextrus_nb.config import load_environment, load_inventory
+from vextrus_nb.errors import SandboxError
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.sandbox import manager, real_platform, real_servers
+from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, RealComponent
+from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+
+GIB = 2**30
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def test_status_says_which_components_are_real_and_the_whole_sandbox_fits_in_2_gib(
+    healthy: SandboxState,
+) -> None:
+    info = manager.status(healthy.root)
+    rows = info["components"]
+    real = {name for name, row in rows.items() if row["real"]}
+    assert real == {"postgres", "redis", "temporal-ui", *REAL_COMPONENTS}
+    env = load_environment("sandbox")
+    simulated = {name for name, row in rows.items() if row["server"] == "simulated"}
+    assert simulated == set(env.simulated)
+    assert all(row["running"] for row in rows.values()), [n for n, r in rows.items() if not r["running"]]
+    assert all(rows[name]["rss_bytes"] > 0 for name in REAL_COMPONENTS)
+    assert 0 < info["total_rss_bytes"] < 2 * GIB, info["total_rss_bytes"]
+
+
+def _server(state: SandboxState, component: str) -> RealServer:
+    """A handle on the sandbox's running server for the protocol helpers of real_servers.py."""
+    spec: RealComponent = REAL_COMPONENTS[component]
+    ports = {role: state.ports[name] for role, name in spec.component_ports.items()}
+    credentials = real_platform.credentials(state).get(component, {})
+    extra = {"endpoint": f"http://{LOOPBACK}:{ports['main']}"} if component == "minio" else {}
+    return RealServer(component, [], {**ports}, state.root, credentials=credentials, extra=extra)
+
+
+def _s3_keeps_an_object(state: SandboxState) -> Callable[[], None]:
+    client = real_servers.s3_client(_server(state, "minio"))
+    bucket, key = f"survives-{uuid.uuid4().hex[:8]}", "evidence.txt"
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key=key, Body=b"kept on disk")
+
+    def after() -> None:
+        fresh = real_servers.s3_client(_server(state, "minio"))
+        assert fresh.get_object(Bucket=bucket, Key=key)["Body"].read() == b"kept on disk"
+
+    return after
+
+
+def _rabbitmq_keeps_a_durable_message(state: SandboxState) -> Callable[[], None]:
+    import pika
+
+    queue = f"survives-{uuid.uuid4().hex[:8]}"
+    connection = real_servers.amqp_connection(_server(state, "rabbitmq"))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    channel.basic_publish("", queue, b"kept", pika.BasicProperties(delivery_mode=2))
+    connection.close()
+
+    def after() -> None:
+        again = real_servers.amqp_connection(_server(state, "rabbitmq"))
+        _, _, body = again.channel().basic_get(queue, auto_ack=True)
+        again.close()
+        assert body == b"kept"
+
+    return after
+
+
+def _temporal_keeps_a_namespace(state: SandboxState) -> Callable[[], None]:
+    import asyncio
+    from datetime import timedelta
+
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+    from temporalio.client import Client
+
+    namespace = f"survives-{uuid.uuid4().hex[:8]}"
+    address = f"{LOOPBACK}:{state.ports['temporal']}"
+
+    async def register() -> None:
+        client = await Client.connect(address)
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
+            ),
+            timeout=timedelta(seconds=10),
+        )
+
+    asyncio.run(register())
+
+    def after() -> None:
+        answer = real_servers.describe_namespace(address, namespace, timeout=10)
+        assert answer.namespace_info.name == namespace
+
+    return after
+
+
+def _nothing_to_keep(state: SandboxState) -> Callable[[], None]:
+    return lambda: None
+
+
+KEEPS: dict[str, Callable[[SandboxState], Callable[[], None]]] = {
+    "minio": _s3_keeps_an_object,
+    "rabbitmq": _rabbitmq_keeps_a_durable_message,
+    "temporal": _temporal_keeps_a_namespace,
+}
+
+
+@pytest.mark.parametrize("component", list(REAL_COMPONENTS))
+def test_fault_down_stops_the_real_server_and_heal_brings_it_back_with_its_data(
+    healthy: SandboxState, component: str
+) -> None:
+    after_heal = KEEPS.get(component, _nothing_to_keep)(healthy)
+    port = healthy.ports[component]
+    before = manager.status(healthy.root)["components"][component]
+
+    manager.fault(component, "down", root=healthy.root)
+    row = manager.status(healthy.root)["components"][component]
+    assert not row["running"] and row["fault"]["mode"] == "down"
+    assert _refuses(port), f"{component} still accepts connections on {port}"
+
+    manager.heal(component, root=healthy.root)
+    row = manager.status(healthy.root)["components"][component]
+    assert row["running"] and row["port"] == port and not _refuses(port)
+    assert row.get("rss_bytes", 0) > 0 and before["port"] == port
+    after_heal()
+
+
+def test_a_port_of_another_server_cannot_be_faulted_alone(healthy: SandboxState) -> None:
+    with pytest.raises(SandboxError, match="temporal-ui is served by temporal's real server"):
+        manager.fault("temporal-ui", "down", root=healthy.root)
+    with pytest.raises(SandboxError, match=r"kafka cannot be made 'slow'.*supports: down"):
+        manager.fault("kafka", "slow", root=healthy.root)
+    assert load_inventory().get("kafka").probe == "kafka"
