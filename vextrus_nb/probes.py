@@ -1,7 +1,10 @@
-"""Async probes: http, postgres, redis, tcp -> ProbeResult.
+"""Async probes: http, postgres, redis, tcp, and the real servers' own protocols (kafka, s3,
+temporal, amqp, zookeeper) -> ProbeResult.
 
 Probes run concurrently with a bounded pool and a per-probe timeout, so one
 dead or hanging target costs its own timeout and never delays the others.
+The blocking clients (confluent-kafka, boto3, pika) run in a thread and carry the
+timeout themselves too: a thread cannot be cancelled, so a hung server must let it go.
 Results are plain data, in the order the targets were given.
 """
 
@@ -10,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +39,7 @@ _DEGRADED_STATUSES = {"yellow", "warn", "degraded"}
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """One thing to probe. `password` is never shown (repr=False)."""
+    """One thing to probe. The secrets (`password`, the S3 keys) are never shown (repr=False)."""
 
     component: str
     kind: ProbeKind
@@ -45,6 +51,9 @@ class ProbeTarget:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     criticality: str = "medium"
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    namespace: str = "default"  # the Temporal namespace DescribeNamespace asks about
 
     @property
     def address(self) -> str:
@@ -52,7 +61,17 @@ class ProbeTarget:
             return f"http://{self.host}:{self.port}{self.path or '/'}"
         if self.kind == "postgres":
             return f"postgresql://{self.user or ''}@{self.host}:{self.port}/{self.database or 'postgres'}"
+        if self.kind == "s3":
+            return f"http://{self.host}:{self.port}"
+        if self.kind == "amqp":
+            return f"amqp://{self.user or ''}@{self.host}:{self.port}"
+        if self.kind == "temporal":
+            return f"temporal://{self.host}:{self.port}/{self.namespace}"
         return f"{self.kind}://{self.host}:{self.port}"
+
+    def secrets(self) -> list[str]:
+        """The secret values this target carries, for scrubbing what a client library says."""
+        return [s for s in (self.password, self.access_key, self.secret_key) if s]
 
 
 @dataclass(frozen=True)
@@ -132,6 +151,277 @@ async def _probe_redis(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus
     return "up", f"Redis {info.get('redis_version', '?')} answered PING", {}
 
 
+# ---------------------------------------------------------------- the real servers' protocols
+
+# How often the Kafka probe looks at what librdkafka reported: a refused port or a listener
+# speaking something else is named within this, not after the whole timeout.
+_KAFKA_POLL_S = 0.2
+# "127.0.0.1:9092/bootstrap: Connect to ... failed: Connection refused (after 0ms in state CONNECT)"
+_KAFKA_BROKER_PREFIX = re.compile(r"^\S+/(?:bootstrap|\d+): ")
+_KAFKA_STATE_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _kafka_failure(errors: list[Any]) -> str | None:
+    """The first error librdkafka reported that says why (not merely "1/1 brokers are down")."""
+    from confluent_kafka import KafkaError
+
+    for error in errors:
+        if error.code() != KafkaError._ALL_BROKERS_DOWN:
+            text = _KAFKA_STATE_SUFFIX.sub("", _KAFKA_BROKER_PREFIX.sub("", error.str()))
+            return f"{error.name()}: {text}"
+    return None
+
+
+def _kafka_metadata(host: str, port: int, timeout: float) -> tuple[int, int]:
+    """(brokers, topics) from a metadata request; blocking, bounded by `timeout`."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[Any] = []
+    timeout_ms = max(1, int(timeout * 1000))
+    admin = AdminClient(
+        {
+            "bootstrap.servers": f"{host}:{port}",
+            "client.id": "vextrus-nb-probe",
+            "log_level": 0,  # librdkafka would print every failed connect on stderr
+            "error_cb": errors.append,  # the reasons, collected instead
+            "socket.timeout.ms": timeout_ms,
+            "socket.connection.setup.timeout.ms": timeout_ms,
+            "api.version.request.timeout.ms": timeout_ms,
+        }
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                metadata = admin.list_topics(timeout=min(_KAFKA_POLL_S, remaining))
+                return len(metadata.brokers), len(metadata.topics)
+            except KafkaException:
+                admin.poll(0)  # serves error_cb: what went wrong, if librdkafka knows yet
+            failure = _kafka_failure(errors)
+            if failure:
+                raise _ProbeDown(f"no Kafka metadata: {failure}")
+        raise TimeoutError
+    finally:
+        # Gone at once: a Kafka broker (Tansu) waits for open connections before it stops.
+        del admin
+
+
+async def _probe_kafka(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
+    brokers, topics = await asyncio.to_thread(_kafka_metadata, target.host, target.port, timeout)
+    if brokers == 0:
+        raise _ProbeDown("Kafka metadata lists no broker")
+    return "up", f"Kafka metadata: {_plural(brokers, 'broker')}, {_plural(topics, 'topic')}", {}
+
+
+_boto_session: Any = None
+# boto3 sessions are not thread-safe; clients made from one are. One session, so the service
+# model is loaded once per process, not once per probe.
+_boto_session_lock = threading.Lock()
+
+
+def _s3_client(target: ProbeTarget, timeout: float) -> Any:
+    global _boto_session
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        s3={"addressing_style": "path"},  # MinIO and its stand-ins serve buckets as paths
+        retries={"total_max_attempts": 1},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+    )
+    with _boto_session_lock:
+        if _boto_session is None:
+            _boto_session = boto3.session.Session()
+        return _boto_session.client(
+            "s3",
+            endpoint_url=target.address,
+            aws_access_key_id=target.access_key,
+            aws_secret_access_key=target.secret_key,
+            region_name="us-east-1",
+            config=config,
+        )
+
+
+def _s3_list_buckets(target: ProbeTarget, timeout: float) -> int:
+    """How many buckets ListBuckets returns; blocking, bounded by the client's timeouts."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    client = _s3_client(target, timeout)
+    try:
+        return len(client.list_buckets().get("Buckets", []))
+    except ClientError as exc:
+        # The error code names the fault (InvalidAccessKeyId, SignatureDoesNotMatch); the message
+        # is the server's prose and is left out, so nothing it echoes reaches a report.
+        code = exc.response.get("Error", {}).get("Code") or "unknown error"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        suffix = f" (HTTP {status})" if status else ""
+        raise _ProbeDown(f"S3 refused ListBuckets: {code}{suffix}", status) from None
+    except (ConnectTimeoutError, ReadTimeoutError):
+        raise TimeoutError from None
+    finally:
+        client.close()
+
+
+async def _probe_s3(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
+    if not (target.access_key and target.secret_key):
+        # Without keys boto3 would go looking for some elsewhere (~/.aws, the environment).
+        raise _ProbeDown("no S3 access and secret key to sign ListBuckets with")
+    buckets = await asyncio.to_thread(_s3_list_buckets, target, timeout)
+    return "up", f"S3 answered ListBuckets: {buckets} bucket(s)", {}
+
+
+# 'Failed client connect: ... Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }'
+_TEMPORAL_CAUSE = re.compile(r'message: "([^"]+)"')
+_TEMPORAL_UP_STATES = {"REGISTERED"}
+_TEMPORAL_DEGRADED_STATES = {"DEPRECATED"}
+
+
+async def _probe_temporal(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
+    from datetime import timedelta
+
+    from temporalio.api.enums.v1 import NamespaceState
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+    from temporalio.service import RPCError, RPCStatusCode
+
+    limit = timedelta(seconds=timeout)
+    try:
+        client = await Client.connect(
+            f"{target.host}:{target.port}", namespace=target.namespace, connect_timeout=limit
+        )
+    except RuntimeError as exc:  # the Rust core's connect error: its innermost message says why
+        causes = _TEMPORAL_CAUSE.findall(str(exc))
+        raise _ProbeDown(
+            f"Temporal connect failed: {causes[-1] if causes else describe_error(exc)}"
+        ) from None
+    try:
+        response = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=target.namespace), timeout=limit
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise TimeoutError from None
+        raise _ProbeDown(
+            f"Temporal DescribeNamespace {target.namespace}: {exc.status.name}: {exc.message}"
+        ) from None
+    state = NamespaceState.Name(response.namespace_info.state).removeprefix("NAMESPACE_STATE_")
+    detail = f"Temporal namespace {target.namespace}: {state}"
+    if state in _TEMPORAL_UP_STATES:
+        return "up", detail, {}
+    if state in _TEMPORAL_DEGRADED_STATES:
+        return "degraded", detail, {}
+    raise _ProbeDown(detail)
+
+
+def _amqp_failure(exc: Exception) -> Exception:
+    """What pika's connection error wraps (refused, timed out), as the exception to raise."""
+    from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
+
+    cause: Any = exc
+    # pika wraps: AMQPConnectionError(args=(AMQPConnector...Error(.exception=ConnectionRefusedError),))
+    while True:
+        inner = getattr(cause, "exception", None)
+        if inner is None and cause.args and isinstance(cause.args[0], BaseException):
+            inner = cause.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        cause = inner
+    if isinstance(cause, AMQPConnectorStackTimeout | TimeoutError):
+        return TimeoutError()
+    if cause is exc:
+        return exc
+    return _ProbeDown(f"{type(exc).__name__}: {describe_error(cause)}")
+
+
+def _amqp_login(target: ProbeTarget, timeout: float) -> dict[str, Any]:
+    """The broker's server_properties after a login as the target's user; blocking, bounded."""
+    import pika
+
+    # pika logs every failed connect at ERROR, with a traceback, on stderr when nothing is
+    # configured; the probe's result already names the failure.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    from pika.adapters.utils.connection_workflow import AMQPConnectorException
+    from pika.exceptions import AMQPError
+
+    parameters = pika.ConnectionParameters(
+        target.host,
+        target.port,
+        credentials=pika.PlainCredentials(target.user or "", target.password or ""),
+        connection_attempts=1,
+        retry_delay=0,
+        socket_timeout=timeout,
+        stack_timeout=timeout,  # the whole handshake, login included
+        blocked_connection_timeout=timeout,
+        client_properties={"connection_name": "vextrus-nb-probe"},
+    )
+    try:
+        connection = pika.BlockingConnection(parameters)
+    except (AMQPError, AMQPConnectorException) as exc:
+        raise _amqp_failure(exc) from None
+    try:
+        # pika keeps the broker's Connection.Start properties on its implementation only.
+        return dict(connection._impl.server_properties or {})
+    finally:
+        connection.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+async def _probe_amqp(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
+    properties = await asyncio.to_thread(_amqp_login, target, timeout)
+    product = _text(properties.get("product", "AMQP broker"))
+    version = _text(properties.get("version", "?"))
+    return "up", f"AMQP login as {target.user} accepted ({product} {version})", {}
+
+
+# A four-letter word's answer is a few hundred bytes; a listener that streams more is not ZooKeeper.
+_ZK_ANSWER_LIMIT = 64 * 1024
+_ZK_SERVING_MODES = {"standalone", "leader", "follower", "observer"}
+
+
+async def _zookeeper_word(target: ProbeTarget, word: str) -> str:
+    """Send a four-letter word, read the answer until ZooKeeper closes the connection."""
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    try:
+        writer.write(word.encode())
+        await writer.drain()
+        answer = b""
+        while len(answer) < _ZK_ANSWER_LIMIT and (chunk := await reader.read(4096)):
+            answer += chunk
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return answer.decode(errors="replace").strip()
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    line = text.splitlines()[0] if text else ""
+    return repr(line[:limit]) if line else "nothing"
+
+
+async def _probe_zookeeper(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
+    # ruok answers imok before the server serves; srvr's Mode says whether it does.
+    answer = await _zookeeper_word(target, "ruok")
+    if answer != "imok":
+        raise _ProbeDown(f"ZooKeeper ruok answered {_first_line(answer)}, not 'imok'")
+    stats = await _zookeeper_word(target, "srvr")
+    mode = re.search(r"^Mode: (\S+)", stats, re.MULTILINE)
+    if mode is None:
+        raise _ProbeDown(f"ZooKeeper srvr reports no Mode: {_first_line(stats)}")
+    version = re.search(r"^Zookeeper version: ([^-,\s]+)", stats, re.MULTILINE)
+    detail = f"ZooKeeper {version.group(1) if version else '?'} answered imok, mode {mode.group(1)}"
+    return ("up" if mode.group(1) in _ZK_SERVING_MODES else "degraded"), detail, {}
+
+
 def _terminus_failures(body: dict[str, Any]) -> list[str]:
     """Names (and messages) of failing indicators in a NestJS Terminus body."""
     failures = []
@@ -176,6 +466,25 @@ async def _probe_http(
     )
 
 
+_RUNNERS = {
+    "tcp": _probe_tcp,
+    "postgres": _probe_postgres,
+    "redis": _probe_redis,
+    "kafka": _probe_kafka,
+    "s3": _probe_s3,
+    "temporal": _probe_temporal,
+    "amqp": _probe_amqp,
+    "zookeeper": _probe_zookeeper,
+}
+
+
+def _scrub(text: str, target: ProbeTarget) -> str:
+    """A client library's message with the target's secrets masked, should one ever echo them."""
+    for secret in target.secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
 async def probe(
     target: ProbeTarget,
     timeout: float = 2.0,
@@ -196,7 +505,7 @@ async def probe(
             else:
                 status, detail, extra = await asyncio.wait_for(_probe_http(target, timeout, client), timeout)
         else:
-            runner = {"tcp": _probe_tcp, "postgres": _probe_postgres, "redis": _probe_redis}[target.kind]
+            runner = _RUNNERS[target.kind]
             status, detail, extra = await asyncio.wait_for(runner(target, timeout), timeout)
     except _ProbeDown as exc:
         status, detail = "down", str(exc)
@@ -205,6 +514,7 @@ async def probe(
         status, detail, timed_out = "down", f"no answer within {timeout:g}s", True
     except Exception as exc:  # every failure of a probe is a finding, not a crash
         status, detail = "down", describe_error(exc)
+    detail = _scrub(detail, target)
     latency_ms = (time.perf_counter() - started) * 1000
     if status == "up" and latency_budget_ms is not None and latency_ms > latency_budget_ms:
         status, detail = "degraded", f"{detail}; slow: {latency_ms:.0f} ms > budget {latency_budget_ms:g} ms"
