@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vextrus_nb import paths
 from vextrus_nb.config import EDGE_ENTRYPOINTS, Component, Environment, Inventory
 from vextrus_nb.probes import ProbeTarget
@@ -41,7 +43,11 @@ def probe_targets(
     components: list[Component] | None = None,
     all_health_paths: bool = False,
 ) -> list[ProbeTarget]:
-    """One target per component (its main health check), or one per health path."""
+    """One target per component (its main health check), or one per health path.
+
+    A component is probed in its own protocol (component.probe) when it runs its real server
+    and the environment gives the login that protocol needs. A simulated one (env.simulated),
+    or one whose login is missing, gets what a simulation answers: its health path, else TCP."""
     where = endpoints(env, inventory)
     targets = []
     for component in components if components is not None else components_in_scope(env, inventory):
@@ -52,28 +58,38 @@ def probe_targets(
             "port": port,
             "criticality": component.criticality,
         }
-        if component.probe == "postgres" and env.postgres:
-            targets.append(
-                ProbeTarget(
-                    kind="postgres",
-                    database="postgres",
-                    user=env.postgres.user,
-                    password=env.resolve_secret(env.postgres.password_secret),
-                    **common,
-                )
-            )
-        elif component.probe == "redis" and env.redis:
-            targets.append(
-                ProbeTarget(
-                    kind="redis",
-                    user=env.redis.user,
-                    password=env.resolve_secret(env.redis.password_secret),
-                    **common,
-                )
-            )
-        elif component.probe == "http":
+        protocol = None if component.name in env.simulated else _protocol_target(env, component, common)
+        if protocol is not None:
+            targets.append(protocol)
+        elif component.health_path and component.probe != "tcp":
             checks = component.health_paths if all_health_paths else {"health": component.health_path}
             targets += [ProbeTarget(kind="http", path=p, check=c, **common) for c, p in checks.items()]
         else:
             targets.append(ProbeTarget(kind="tcp", **common))
     return targets
+
+
+def _protocol_target(env: Environment, component: Component, common: dict[str, Any]) -> ProbeTarget | None:
+    """The target in the component's own protocol, or None where it takes http/tcp or the login
+    it needs is not in the environment."""
+    kind = component.probe
+    if kind in ("kafka", "zookeeper", "temporal"):  # they take no login
+        return ProbeTarget(kind=kind, **common)
+    if kind == "postgres" and env.postgres:
+        password = env.resolve_secret(env.postgres.password_secret)
+        user = env.postgres.user
+        return ProbeTarget(kind=kind, database="postgres", user=user, password=password, **common)
+    if kind == "redis" and env.redis:
+        password = env.resolve_secret(env.redis.password_secret)
+        return ProbeTarget(kind=kind, user=env.redis.user, password=password, **common)
+    if kind == "amqp" and env.rabbitmq:
+        password = env.resolve_secret(env.rabbitmq.password_secret)
+        return ProbeTarget(kind=kind, user=env.rabbitmq.user, password=password, **common)
+    if kind == "s3" and env.object_store:
+        return ProbeTarget(
+            kind=kind,
+            access_key=env.resolve_secret(env.object_store.access_key_secret),
+            secret_key=env.resolve_secret(env.object_store.secret_key_secret),
+            **common,
+        )
+    return None
