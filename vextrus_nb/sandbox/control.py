@@ -32,7 +32,7 @@ from vextrus_nb.credentials import (
 )
 from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.sandbox import faults as fault_modes
-from vextrus_nb.sandbox import real_platform
+from vextrus_nb.sandbox import platform_state, real_platform
 from vextrus_nb.sandbox.real_platform import RealPlatform
 from vextrus_nb.sandbox.service_app import (
     HOST,
@@ -208,16 +208,44 @@ class Platform(LoopbackReachability):
     async def apply_real_faults(self, wanted: dict[str, Any]) -> None:
         """Stop the real servers faulted down, start the ones no longer faulted (at once:
         a heal of several waits for the slowest, not the sum)."""
-        work = []
+        work, started = [], []
         for name in real_platform.REAL_COMPONENTS:
             down = (wanted.get(name) or {}).get("mode") == "down"
             if down and self.real.running(name):
                 work.append(asyncio.to_thread(self.real.stop, name))
             elif not down and not self.real.running(name):
                 work.append(asyncio.to_thread(self.real.start, name))
+                started.append(name)
         for outcome in await asyncio.gather(*work, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a real server did not start: %s", first_line(outcome))
+        restarted = tuple(n for n in started if n in platform_state.PROVISIONED and self.real.running(n))
+        if restarted:
+            await self.provision(restarted)
+
+    async def provision(self, components: tuple[str, ...] = platform_state.PROVISIONED) -> None:
+        """The deployed platform's topics, buckets and namespace on these servers (see
+        platform_state.py); a server that cannot take them is logged, not fatal: the checks
+        will say what is missing."""
+        variant = real_platform.deployment_variant(self.state.root)
+        running = tuple(c for c in components if self.real.running(c))
+        try:
+            done = await asyncio.to_thread(
+                platform_state.provision, self.state, self.inventory, variant, running
+            )
+        except Exception as exc:
+            log.error("provisioning %s (%s) failed: %s", ", ".join(running), variant, first_line(exc))
+            return
+        if done:
+            log.info("provisioned (%s): %s", variant, "; ".join(done))
+
+    async def apply_deployment(self) -> None:
+        """The deployment variant changed: Traefik restarts with its configuration, and the
+        platform's settings on the other servers follow."""
+        if self.real.running("traefik"):
+            await asyncio.to_thread(self.real.stop, "traefik", 2.0)
+            await asyncio.to_thread(self.real.start, "traefik")
+        await self.provision()
 
     def status(self) -> dict[str, Any]:
         rows: dict[str, Any] = {
@@ -266,9 +294,14 @@ class Platform(LoopbackReachability):
                 handle.write(json.dumps(notification, sort_keys=True) + "\n")
             return web.json_response({"received": len(notification.get("alerts", []))})
 
+        async def deployment(request: web.Request) -> web.Response:
+            await self.apply_deployment()
+            return web.json_response(self.status())
+
         app = web.Application()
         app.router.add_get("/status", get_status)
         app.router.add_post("/reload", reload)
+        app.router.add_post("/deployment", deployment)
         app.router.add_get(real_platform.EVIDENCE_PATH, evidence_metrics)
         app.router.add_post(real_platform.ALERTS_WEBHOOK_PATH, alerts_webhook)
         return app
@@ -284,6 +317,7 @@ async def serve(root: Path) -> None:
     wanted_real = [n for n in real_platform.REAL_COMPONENTS if (faults.get(n) or {}).get("mode") != "down"]
     ready_after = await asyncio.to_thread(platform.real.start_all, wanted_real)
     log.info("real servers ready: %s", ", ".join(f"{n} {s:.1f}s" for n, s in ready_after.items()))
+    await platform.provision()
     await platform.apply_faults()
     await platform.open_pools()
     control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)

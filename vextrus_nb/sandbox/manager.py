@@ -94,8 +94,11 @@ def up(
         else:
             if (root / "state.json").exists():
                 _teardown(root)  # a crashed sandbox's leftovers
+            # The variant's files first: the services process reads it to configure Traefik
+            # and the platform's topics, buckets and namespace.
+            _copy_deployment(root, deployment or DEFAULT_DEPLOYMENT)
             state = _start(root, scale, inventory or load_inventory())
-            deployment = deployment or DEFAULT_DEPLOYMENT
+            return state
     if deployment is not None:
         use_deployment(deployment, root)
     return state
@@ -115,12 +118,21 @@ def use_deployment(variant: str, root: Path | None = None) -> Path:
     sandbox, where the sandbox environment names them: `planted` carries the
     findings the reference documents describe, `hardened` passes every static check."""
     root = _root(root)
-    source = _deployment_source(variant)
-    target = root / "deploy"
+    _deployment_source(variant)
     with _locked(root):
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
-        (target / "VARIANT").write_text(variant + "\n")
+        target = _copy_deployment(root, variant)
+        if is_running(root):  # the live platform follows: Traefik, topics, namespace
+            _control(SandboxState.load(root), "POST", "/deployment")
+    return target
+
+
+def _copy_deployment(root: Path, variant: str) -> Path:
+    source = _deployment_source(variant)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / "deploy"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    (target / "VARIANT").write_text(variant + "\n")
     return target
 
 

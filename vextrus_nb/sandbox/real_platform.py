@@ -27,7 +27,7 @@ from typing import Any
 
 from vextrus_nb.config import Inventory
 from vextrus_nb.local_platform import SandboxState
-from vextrus_nb.sandbox import observability, real_servers
+from vextrus_nb.sandbox import observability, real_servers, traefik
 from vextrus_nb.sandbox.real_servers import RealServer
 from vextrus_nb.sandbox.supervisor import group_alive
 
@@ -250,9 +250,28 @@ def _start_alertmanager(root: Path, timeout: float, ports: dict[str, int], **giv
     return observability.start_alertmanager_for(root, port=ports["main"], timeout=timeout, **given)
 
 
-SANDBOX_STARTERS: dict[str, Starter] = {"prometheus": _start_prometheus, "alertmanager": _start_alertmanager}
+def _start_traefik(
+    root: Path, timeout: float, ports: dict[str, int], platform_ports: dict[str, int], variant: str
+) -> RealServer:
+    return traefik.start_traefik_for(
+        root,
+        variant,
+        platform_ports,
+        web_port=ports["web"],
+        websecure_port=ports["websecure"],
+        api_port=ports["api"],
+        timeout=timeout,
+    )
+
+
+SANDBOX_STARTERS: dict[str, Starter] = {
+    "prometheus": _start_prometheus,
+    "alertmanager": _start_alertmanager,
+    "traefik": _start_traefik,
+}
 """Where the sandbox's server differs from real_servers.STARTERS: Prometheus scrapes the whole
-platform with the project's alert rules, Alertmanager pages the services process."""
+platform with the project's alert rules, Alertmanager pages the services process, Traefik
+routes the services as the deployment variant says (planted or hardened)."""
 
 
 def options(state: SandboxState, inventory: Inventory) -> dict[str, Callable[[], dict[str, Any]]]:
@@ -266,9 +285,23 @@ def options(state: SandboxState, inventory: Inventory) -> dict[str, Callable[[],
             "alertmanager_port": state.ports.get("alertmanager"),
             "evidence_address": control,
             "evidence_path": EVIDENCE_PATH,
+            "traefik_metrics_port": state.ports.get("traefik"),  # on its internal entrypoint
         }
 
     def alertmanager() -> dict[str, Any]:
         return {"webhook_url": f"http://{control}{ALERTS_WEBHOOK_PATH}"}
 
-    return {"prometheus": prometheus, "alertmanager": alertmanager}
+    def traefik_options() -> dict[str, Any]:
+        return {"platform_ports": state.ports, "variant": deployment_variant(state.root)}
+
+    return {"prometheus": prometheus, "alertmanager": alertmanager, "traefik": traefik_options}
+
+
+DEFAULT_VARIANT = "planted"
+
+
+def deployment_variant(root: Path) -> str:
+    """The sandbox's deployment variant (deploy/VARIANT, written by the manager before the
+    services process starts and whenever it changes)."""
+    marker = root / "deploy" / "VARIANT"
+    return marker.read_text().strip() if marker.is_file() else DEFAULT_VARIANT
