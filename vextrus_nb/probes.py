@@ -342,12 +342,12 @@ def _amqp_failure(exc: Exception) -> Exception:
 def _amqp_login(target: ProbeTarget, timeout: float) -> dict[str, Any]:
     """The broker's server_properties after a login as the target's user; blocking, bounded."""
     import pika
+    from pika.adapters.utils.connection_workflow import AMQPConnectorException
+    from pika.exceptions import AMQPError
 
     # pika logs every failed connect at ERROR, with a traceback, on stderr when nothing is
     # configured; the probe's result already names the failure.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    from pika.adapters.utils.connection_workflow import AMQPConnectorException
-    from pika.exceptions import AMQPError
 
     parameters = pika.ConnectionParameters(
         target.host,
