@@ -5,7 +5,9 @@ rules; Alertmanager's configuration.
 
 The client libraries (confluent-kafka, boto3, pika) block: each call runs in a thread with its
 own timeout (the probe timeout), through the context's pool, so a hanging server costs one
-timeout and the check still reports within its deadline.
+timeout and the check still reports within its deadline. They are imported with the module, not
+inside the checks: a first import (boto3, temporalio: about a second each) inside a check would
+block the event loop and spend every running check's deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import boto3
+import pika
+import pika.exceptions
 import yaml
+from botocore.config import Config
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from temporalio.api.enums.v1 import NamespaceState
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from vextrus_nb.checks.context import CheckContext, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
@@ -68,8 +80,6 @@ async def kafka_metadata(ctx: CheckContext) -> Any:
     check; shielded, so one check overrunning its deadline does not cancel the others' read."""
 
     def read() -> Any:
-        from confluent_kafka.admin import AdminClient
-
         return AdminClient(kafka_config(ctx)).list_topics(timeout=ctx.timeout_s)
 
     shared = ctx.once("kafka.metadata", lambda: asyncio.ensure_future(in_thread(ctx, read)))
@@ -233,9 +243,6 @@ class LagUnsupported(Exception):
 def read_consumer_lag(config: dict[str, Any], timeout_s: float) -> list[GroupLag]:
     """Every consumer group's lag: high watermark minus committed offset, per partition it
     committed (an uncommitted partition has no lag to speak of). One deadline for all calls."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient
-
     deadline = time.monotonic() + timeout_s
 
     def remaining() -> float:
@@ -333,11 +340,6 @@ def temporal_namespace(ctx: CheckContext) -> str:
 async def temporal_namespace_retention(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("temporal"):
         return Outcome.not_applicable("the environment runs no Temporal")
-    from temporalio.api.enums.v1 import NamespaceState
-    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.client import Client
-    from temporalio.service import RPCError, RPCStatusCode
-
     namespace = temporal_namespace(ctx)
     host, port = ctx.where["temporal"]
 
@@ -383,9 +385,6 @@ async def temporal_namespace_retention(ctx: CheckContext) -> Outcome:
 def s3_client(ctx: CheckContext) -> Any:
     """A boto3 client for the object store with the environment's keys: path-style, no retries,
     the probe timeout on connect and read."""
-    import boto3
-    from botocore.config import Config
-
     host, port = ctx.where["minio"]
     store = ctx.env.object_store
     assert store is not None
@@ -402,6 +401,13 @@ def s3_client(ctx: CheckContext) -> Any:
             read_timeout=ctx.timeout_s,
         ),
     )
+
+
+async def shared_s3_client(ctx: CheckContext) -> Any:
+    """One client for both object-store checks, built in a thread: boto3 loads its S3 model
+    (hundreds of milliseconds of CPU) when a client is made."""
+    shared = ctx.once("s3.client", lambda: asyncio.ensure_future(in_thread(ctx, lambda: s3_client(ctx))))
+    return await asyncio.shield(shared)
 
 
 def s3_error(exc: BaseException, ctx: CheckContext) -> tuple[str, int | None]:
@@ -423,9 +429,8 @@ def object_store_scope(ctx: CheckContext) -> str | None:
     return None
 
 
-def head_buckets(ctx: CheckContext) -> dict[str, str | None]:
+def head_buckets(ctx: CheckContext, client: Any) -> dict[str, str | None]:
     """Each platform bucket: None when it answers HeadBucket, else why not."""
-    client = s3_client(ctx)
     answers: dict[str, str | None] = {}
     for bucket in PLATFORM_BUCKETS:
         try:
@@ -458,7 +463,8 @@ async def object_buckets(ctx: CheckContext) -> Outcome:
     if why := object_store_scope(ctx):
         return Outcome.not_applicable(why)
     try:
-        answers = await in_thread(ctx, lambda: head_buckets(ctx))
+        client = await shared_s3_client(ctx)
+        answers = await in_thread(ctx, lambda: head_buckets(ctx, client))
     except Exception as exc:
         detail = f"the object store did not answer: {s3_error(exc, ctx)[0]}"
         return Outcome.of(detail, [Finding("minio", detail)])
@@ -471,11 +477,10 @@ async def object_buckets(ctx: CheckContext) -> Outcome:
     )
 
 
-def bucket_versioning(ctx: CheckContext) -> dict[str, str]:
+def bucket_versioning(ctx: CheckContext, client: Any) -> dict[str, str]:
     """Each existing platform bucket's versioning: Enabled, Suspended, 'never enabled', or
     'not implemented' (the server answers GetBucketVersioning with no status, as S3 does for a
     never-versioned bucket, but has no versions API at all: rclone's `serve s3` does this)."""
-    client = s3_client(ctx)
     states: dict[str, str] = {}
     for bucket in PLATFORM_BUCKETS:
         try:
@@ -514,7 +519,8 @@ async def object_versioning(ctx: CheckContext) -> Outcome:
     if why := object_store_scope(ctx):
         return Outcome.not_applicable(why)
     try:
-        states = await in_thread(ctx, lambda: bucket_versioning(ctx))
+        client = await shared_s3_client(ctx)
+        states = await in_thread(ctx, lambda: bucket_versioning(ctx, client))
     except Exception as exc:
         detail = f"the object store did not answer: {s3_error(exc, ctx)[0]}"
         return Outcome.of(detail, [Finding("minio", detail)])
@@ -574,7 +580,7 @@ async def zookeeper_health(ctx: CheckContext) -> Outcome:
         return Outcome.of(detail, [Finding("zookeeper", detail)])
     metrics = mntr_values(mntr)
     state = metrics.get("zk_server_state")
-    version = metrics.get("zk_version", "?")
+    version = metrics.get("zk_version", "?").split(",")[0].split("-")[0]  # "3.8.0-<commit>, built on <date>"
     evidence = f"ruok -> {ruok or '(nothing)'}; zk_server_state {state or '?'}, version {version}"
     findings = []
     if ruok != "imok":
@@ -590,8 +596,6 @@ async def zookeeper_health(ctx: CheckContext) -> Outcome:
 
 def amqp_login(host: str, port: int, user: str, password: str, timeout_s: float) -> str:
     """Open and close an AMQP connection; the server's product and version."""
-    import pika
-
     parameters = pika.ConnectionParameters(
         host,
         port,
@@ -627,8 +631,6 @@ async def rabbitmq_login(ctx: CheckContext) -> Outcome:
     login = ctx.env.rabbitmq
     if login is None:
         return Outcome.not_applicable("the environment names no RabbitMQ login (rabbitmq)")
-    import pika.exceptions
-
     host, port = ctx.where["rabbitmq"]
     password = ctx.secret(login.password_secret)
     try:
