@@ -13,9 +13,11 @@ import pytest
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.probes import ProbeResult, sweep
 from vextrus_nb.sandbox import manager, real_platform, real_servers
-from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, RealComponent
+from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, SERVED_BY, RealComponent
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+from vextrus_nb.targets import probe_targets
 
 GIB = 2**30
 
@@ -50,6 +52,39 @@ def _server(state: SandboxState, component: str) -> RealServer:
     credentials = real_platform.credentials(state).get(component, {})
     extra = {"endpoint": f"http://{LOOPBACK}:{ports['main']}"} if component == "minio" else {}
     return RealServer(component, [], {**ports}, state.root, credentials=credentials, extra=extra)
+
+
+def _sweep() -> list[ProbeResult]:
+    inventory = load_inventory()
+    env = load_environment("sandbox", inventory)
+    return sweep(probe_targets(env, inventory), timeout=3.0)
+
+
+def _dependents(component: str) -> list[str]:
+    """The services whose readiness checks the component, in sweep (start) order."""
+    inventory = load_inventory()
+    return [
+        name
+        for name in inventory.start_order
+        if inventory.components[name].kind == "service"
+        and component in {d.name for d in inventory.infrastructure_dependencies(name)}
+    ]
+
+
+def test_a_healthy_sandbox_sweeps_up_in_every_real_servers_protocol(healthy: SandboxState) -> None:
+    results = {r.component: r for r in _sweep()}
+    assert all(r.status != "down" for r in results.values()), [
+        r for r in results.values() if r.status == "down"
+    ]
+    kinds = {name: results[name].kind for name in ("kafka", "zookeeper", "rabbitmq", "minio", "temporal")}
+    assert kinds == {
+        "kafka": "kafka",
+        "zookeeper": "zookeeper",
+        "rabbitmq": "amqp",
+        "minio": "s3",
+        "temporal": "temporal",
+    }
+    assert "AMQP login as vextrus accepted" in results["rabbitmq"].detail
 
 
 def _s3_keeps_an_object(state: SandboxState) -> Callable[[], None]:
@@ -136,6 +171,16 @@ def test_fault_down_stops_the_real_server_and_heal_brings_it_back_with_its_data(
     row = manager.status(healthy.root)["components"][component]
     assert not row["running"] and row["fault"]["mode"] == "down"
     assert _refuses(port), f"{component} still accepts connections on {port}"
+    # The sweep (what smoke runs) names it, in its own protocol; exactly its dependents' readiness
+    # turns red, naming it, and no other service's does.
+    swept = {r.component: r for r in _sweep()}
+    assert swept[component].status == "down", swept[component]
+    same_server = [n for n, served_by in SERVED_BY.items() if served_by == component and n != component]
+    assert [n for n, r in swept.items() if r.status == "down" and n != component] == [
+        n for n in swept if n in same_server or n in _dependents(component)
+    ], {n: r.detail for n, r in swept.items() if r.status == "down"}
+    for name in _dependents(component):
+        assert component in swept[name].detail, swept[name]
 
     manager.heal(component, root=healthy.root)
     row = manager.status(healthy.root)["components"][component]

@@ -542,6 +542,26 @@ def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+# The client library each protocol's probe imports. Importing temporalio or boto3 takes 0.5-2 s
+# (more on a loaded machine) and holds the event loop: done inside a timed probe, it would
+# time out every probe in flight, so a sweep imports what it needs before the clock starts.
+_CLIENT_MODULES: dict[str, tuple[str, ...]] = {
+    "kafka": ("confluent_kafka.admin",),
+    "s3": ("boto3", "botocore.config", "botocore.exceptions"),
+    "temporal": ("temporalio.client", "temporalio.api.workflowservice.v1", "temporalio.service"),
+    "amqp": ("pika", "pika.adapters.utils.connection_workflow"),
+}
+
+
+def preload_clients(kinds: set[str]) -> None:
+    """Import the client libraries these probe kinds use (a no-op once imported)."""
+    import importlib
+
+    for kind in kinds:
+        for module in _CLIENT_MODULES.get(kind, ()):
+            importlib.import_module(module)
+
+
 async def run_probes(
     targets: Sequence[ProbeTarget],
     timeout: float = 2.0,
@@ -549,6 +569,7 @@ async def run_probes(
     latency_budget_ms: float | None = None,
 ) -> list[ProbeResult]:
     """Probe all targets concurrently (at most `concurrency` at once), in input order."""
+    preload_clients({t.kind for t in targets})
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:

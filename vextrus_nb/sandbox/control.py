@@ -15,12 +15,15 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from vextrus_nb import probes
+from vextrus_nb.checks.brokers import TEMPORAL_NAMESPACE
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
@@ -31,6 +34,7 @@ from vextrus_nb.credentials import (
     split_login,
 )
 from vextrus_nb.local_platform import SandboxState, read_faults
+from vextrus_nb.probes import ProbeTarget
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox import platform_state, real_platform
 from vextrus_nb.sandbox.real_platform import RealPlatform
@@ -48,6 +52,24 @@ INDICATOR_TIMEOUT_S = 1.5
 ALERTS_LOG = "alerts.jsonl"  # what Alertmanager sent the sandbox's webhook, one notification a line
 
 
+class SharedCheck:
+    """One check many callers share: while an answer is in flight or younger than fresh_s,
+    callers get it rather than asking again."""
+
+    def __init__(self, ask: Callable[[], Awaitable[str | None]], fresh_s: float = 0.5):
+        self.ask = ask
+        self.fresh_s = fresh_s
+        self._task: asyncio.Future[str | None] | None = None
+        self._asked_at = 0.0
+
+    async def __call__(self) -> str | None:
+        now = time.monotonic()
+        if self._task is None or (self._task.done() and now - self._asked_at > self.fresh_s):
+            self._asked_at = now
+            self._task = asyncio.ensure_future(self.ask())
+        return await asyncio.shield(self._task)
+
+
 class Platform(LoopbackReachability):
     """All component servers plus the real dependency checks they share."""
 
@@ -59,6 +81,7 @@ class Platform(LoopbackReachability):
         self.servers: dict[str, ComponentServer] = {}
         self._pg_connections: dict[str, Any] = {}
         self._redis_clients: dict[str, Any] = {}
+        self._shared: dict[str, SharedCheck] = {}
         for name in inventory.start_order:
             component = inventory.components[name]
             if name in fault_modes.REAL_DATASTORES or real_platform.is_real(name) or name not in self.ports:
@@ -80,9 +103,43 @@ class Platform(LoopbackReachability):
                 checks["database"] = self.postgres_check(component)
             elif dep.name == "redis":
                 checks["redis"] = self.redis_check(component)
+            elif real_platform.is_real(dep.name):
+                checks[dep.name] = self.protocol_check(dep)
             else:
                 checks[dep.name] = self.tcp_check(dep.name)
         return checks
+
+    def protocol_check(self, dependency: Component) -> Awaitable[str | None]:
+        """The dependency asked in its own protocol (a Kafka metadata request, S3 ListBuckets,
+        Temporal's DescribeNamespace...), as the services' Terminus indicators do: a stopped
+        broker turns exactly its dependents red. Sixteen services share one Kafka: their
+        checks share one answer while it is fresh, so a sweep costs one request per broker."""
+        check = self._shared.get(dependency.name)
+        if check is None:
+            target = self._protocol_target(dependency)
+
+            async def ask() -> str | None:
+                result = await probes.probe(target, timeout=INDICATOR_TIMEOUT_S)
+                return None if result.status != "down" else result.detail
+
+            check = self._shared[dependency.name] = SharedCheck(ask)
+        return check()
+
+    def _protocol_target(self, dependency: Component) -> ProbeTarget:
+        name, port = dependency.name, self.ports[dependency.name]
+        if dependency.probe == "s3":
+            keys = real_platform.credentials(self.state)["minio"]
+            return ProbeTarget(
+                name, "s3", HOST, port, access_key=keys["access_key"], secret_key=keys["secret_key"]
+            )
+        if dependency.probe == "temporal":
+            return ProbeTarget(name, "temporal", HOST, port, namespace=TEMPORAL_NAMESPACE)
+        if dependency.probe == "amqp":
+            login = real_platform.credentials(self.state)["rabbitmq"]
+            return ProbeTarget(name, "amqp", HOST, port, user=login["user"], password=login["password"])
+        if dependency.probe == "http" and dependency.health_path:
+            return ProbeTarget(name, "http", HOST, port, path=dependency.health_path)
+        return ProbeTarget(name, dependency.probe, HOST, port)
 
     async def postgres_check(self, component: Component) -> str | None:
         """SELECT 1 over the service's own connection, like TypeORM's pingCheck over its pool.
@@ -318,6 +375,9 @@ async def serve(root: Path) -> None:
     ready_after = await asyncio.to_thread(platform.real.start_all, wanted_real)
     log.info("real servers ready: %s", ", ".join(f"{n} {s:.1f}s" for n, s in ready_after.items()))
     await platform.provision()
+    # The readiness checks' client libraries, imported now rather than inside the first
+    # health check, where the import would hold the loop every service answers on.
+    probes.preload_clients({c.probe for c in inventory.components.values()})
     await platform.apply_faults()
     await platform.open_pools()
     control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)
