@@ -1,6 +1,9 @@
 """Read the deployment files an environment names (a compose file, a directory
 of Kubernetes manifests) into one shape the static checks can judge:
-a Workload per compose service or per Kubernetes container.
+a Workload per compose service or per Kubernetes container. From manifests also
+a KubePod per workload object (its pod template's labels, replicas and security
+contexts, init containers included) and the other objects the manifests checks
+judge (NetworkPolicy, HorizontalPodAutoscaler, PodDisruptionBudget, Service).
 
 A literal secret's value is kept only to know that it is literal; nothing
 here or in the checks ever shows it.
@@ -19,6 +22,8 @@ from vextrus_nb.errors import ConfigError
 
 BATCH_KINDS = ("Job", "CronJob")
 KUBE_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
+# The objects around the workloads that the manifests checks read (checks/manifests.py).
+KUBE_OBJECT_KINDS = ("NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service")
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,56 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class ContainerSecurity:
+    """One container's effective security settings: its own securityContext over the pod's."""
+
+    name: str
+    init: bool
+    run_as_non_root: bool | None
+    run_as_user: int | None
+    read_only_root_filesystem: bool
+    scratch_mounts: tuple[str, ...] = ()  # where an emptyDir is mounted: what may write with a read-only root
+
+
+@dataclass(frozen=True)
+class KubePod:
+    """A workload object of the manifests, as the checks on pods see it."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    source: str  # "k8s/phase-6-core-services.yaml (Deployment finance)"
+    replicas: int | None  # None: not a replicated kind (Job, CronJob, Pod, DaemonSet)
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+    containers: tuple[ContainerSecurity, ...] = ()
+    workloads: tuple[Workload, ...] = ()  # its (non-init) containers, as in DeploymentFiles.workloads
+
+    @property
+    def long_running(self) -> bool:
+        return self.kind not in BATCH_KINDS
+
+
+@dataclass(frozen=True)
+class KubeObject:
+    """A NetworkPolicy, HorizontalPodAutoscaler, PodDisruptionBudget or Service."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    source: str
+    spec: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class DeploymentFiles:
     files: tuple[str, ...]
     workloads: tuple[Workload, ...]
+    pods: tuple[KubePod, ...] = ()
+    kube_objects: tuple[KubeObject, ...] = ()
+    kube_manifests: str | None = None  # the directory read, when the environment names one
+
+    def objects(self, kind: str) -> list[KubeObject]:
+        return [o for o in self.kube_objects if o.kind == kind]
 
 
 def _is_reference(name: str, value: str) -> bool:
@@ -161,6 +213,76 @@ def _kube_workloads(document: dict[str, Any], relative: str) -> list[Workload]:
     return workloads
 
 
+def _security_context(raw: Any) -> dict[str, Any]:
+    return raw if isinstance(raw, dict) else {}
+
+
+def _integer(raw: Any, default: int | None = None) -> int | None:
+    """An integer field; a value that is not one (a template placeholder) counts as absent."""
+    try:
+        return default if raw is None else int(raw)
+    except (TypeError, ValueError):
+        return default
+
+
+def _kube_pod(document: dict[str, Any], relative: str, workloads: list[Workload]) -> KubePod:
+    metadata = document.get("metadata") or {}
+    name = str(metadata.get("name", "?"))
+    pod = _pod_spec(document)
+    pod_context = _security_context(pod.get("securityContext"))
+    scratch = {v.get("name") for v in pod.get("volumes") or [] if isinstance(v, dict) and "emptyDir" in v}
+    containers = []
+    for init, key in ((True, "initContainers"), (False, "containers")):
+        for container in pod.get(key) or []:
+            own = _security_context(container.get("securityContext"))
+            non_root = own.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+            user = own.get("runAsUser", pod_context.get("runAsUser"))
+            containers.append(
+                ContainerSecurity(
+                    name=str(container.get("name", "?")),
+                    init=init,
+                    run_as_non_root=None if non_root is None else bool(non_root),
+                    run_as_user=_integer(user),
+                    read_only_root_filesystem=own.get("readOnlyRootFilesystem") is True,
+                    scratch_mounts=tuple(
+                        str(m.get("mountPath"))
+                        for m in container.get("volumeMounts") or []
+                        if m.get("name") in scratch
+                    ),
+                )
+            )
+    kind = str(document.get("kind"))
+    replicated = kind in ("Deployment", "StatefulSet", "ReplicaSet")
+    template_labels = ((document.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    labels = metadata.get("labels") if kind == "Pod" else template_labels.get("labels")
+    if kind == "CronJob":
+        job = ((document.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
+        labels = ((job.get("template") or {}).get("metadata") or {}).get("labels")
+    return KubePod(
+        kind=kind,
+        name=name,
+        namespace=metadata.get("namespace"),
+        source=f"{relative} ({kind} {name})",
+        # Kubernetes' default is one replica when the field is absent.
+        replicas=_integer((document.get("spec") or {}).get("replicas"), 1) if replicated else None,
+        labels={str(k): str(v) for k, v in (labels or {}).items()},
+        containers=tuple(containers),
+        workloads=tuple(workloads),
+    )
+
+
+def _kube_object(document: dict[str, Any], relative: str) -> KubeObject:
+    metadata = document.get("metadata") or {}
+    name = str(metadata.get("name", "?"))
+    return KubeObject(
+        kind=str(document.get("kind")),
+        name=name,
+        namespace=metadata.get("namespace"),
+        source=f"{relative} ({document.get('kind')} {name})",
+        spec=document.get("spec") or {},
+    )
+
+
 def _load_yaml_documents(path: Path) -> list[Any]:
     try:
         return list(yaml.safe_load_all(path.read_text()))
@@ -178,7 +300,10 @@ def load(env: Environment) -> DeploymentFiles:
             f"environment '{env.name}' names no deployment files (deployment.compose_file or "
             "deployment.kube_manifests)"
         )
-    files, workloads = [], []
+    files: list[str] = []
+    workloads: list[Workload] = []
+    pods: list[KubePod] = []
+    objects: list[KubeObject] = []
     if "compose_file" in named:
         path = named["compose_file"]
         if not path.is_file():
@@ -194,6 +319,18 @@ def load(env: Environment) -> DeploymentFiles:
             files.append(str(manifest))
             relative = str(manifest.relative_to(root.parent))
             for document in _load_yaml_documents(manifest):
-                if isinstance(document, dict) and document.get("kind") in KUBE_WORKLOAD_KINDS:
-                    workloads += _kube_workloads(document, relative)
-    return DeploymentFiles(tuple(files), tuple(workloads))
+                if not isinstance(document, dict):
+                    continue
+                if document.get("kind") in KUBE_WORKLOAD_KINDS:
+                    containers = _kube_workloads(document, relative)
+                    workloads += containers
+                    pods.append(_kube_pod(document, relative, containers))
+                elif document.get("kind") in KUBE_OBJECT_KINDS:
+                    objects.append(_kube_object(document, relative))
+    return DeploymentFiles(
+        tuple(files),
+        tuple(workloads),
+        tuple(pods),
+        tuple(objects),
+        str(named["kube_manifests"]) if "kube_manifests" in named else None,
+    )
