@@ -39,6 +39,9 @@ def test_the_committed_notebooks_and_manifests_are_what_the_generators_write(tmp
         assert nbformat.read(written, as_version=4) == committed, f"regenerate {written.name}"
     for written in manifests.write_all(tmp_path / "k8s"):
         assert written.read_text() == (REPO / "deploy" / "k8s" / written.name).read_text(), written.name
+    for written in manifests.write_sandbox_variants(tmp_path / "sandbox"):
+        committed = REPO / "deploy" / "sandbox" / written.relative_to(tmp_path / "sandbox")
+        assert written.read_text() == committed.read_text(), f"regenerate {committed}"
     assert [s.notebook for s in load_phases().values()] == sorted(
         p.stem for p in (REPO / "notebooks" / "deploy").glob("*.ipynb")
     )
@@ -58,10 +61,17 @@ def test_the_kubernetes_manifests_pass_the_static_checks() -> None:
         "SEC-TLS",
         "SEC-ES-SECURITY",
         "SEC-DEV-TOOLS",
+        "SEC-NETPOL-DEFAULT-DENY",
+        "SEC-RUN-AS-NON-ROOT",
+        "SEC-READONLY-ROOTFS",
+        "PERF-HPA",
+        "INF-PDB",
+        "INF-PGBOUNCER",
     ]
     result = run_checklist(production, inventory, select(ids=static))
     assert {r.check.id: r.status for r in result.results} == dict.fromkeys(static, "passed")
-    assert "34 workloads" in result.result("SEC-LIMITS").evidence  # 33 components and the DR CronJob
+    # 33 components, PgBouncer and the DR CronJob
+    assert "35 workloads" in result.result("SEC-LIMITS").evidence
 
 
 @pytest.mark.parametrize(
