@@ -20,6 +20,7 @@ import yaml
 from vextrus_nb.config import Environment, describe_yaml_error
 from vextrus_nb.errors import ConfigError
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 BATCH_KINDS = ("Job", "CronJob")
 KUBE_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 # The objects around the workloads that the manifests checks read (checks/manifests.py).
@@ -285,7 +286,8 @@ def _kube_object(document: dict[str, Any], relative: str) -> KubeObject:
 
 def _load_yaml_documents(path: Path) -> list[Any]:
     try:
-        return list(yaml.safe_load_all(path.read_text()))
+        # libyaml's loader when PyYAML has it: a platform's manifests run to thousands of lines.
+        return list(yaml.load_all(path.read_text(), Loader=SAFE_LOADER))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -383,10 +383,11 @@ def database_host(workload: deployment_files.Workload) -> str | None:
     "service's DATABASE_HOST (or DATABASE_URL's host)",
     criterion="a PgBouncer workload exists and every service's database host is a Service (or the name) "
     "of it, not PostgreSQL's",
-    remediation="Deploy PgBouncer (pool_mode transaction, max_client_conn 1000, default_pool_size 25: "
-    "'PostgreSQL + PgBouncer' in the production-readiness analysis) with a Service, and point the "
-    "services' DATABASE_HOST at it: the infrastructure gaps plan's mitigation for 'Database connection "
-    "exhaustion', which every service's replicas times their pools reach long before max_connections.",
+    remediation="Deploy PgBouncer with a Service and point the services' DATABASE_HOST at it: the "
+    "reference production-readiness analysis' 'PostgreSQL + PgBouncer' (pool_mode transaction, "
+    "max_client_conn 1000, default_pool_size 25) and the reference infrastructure gaps plan's mitigation "
+    "for 'Database connection exhaustion', which every service's replicas times their pools reach long "
+    "before max_connections.",
 )
 async def pgbouncer(ctx: CheckContext) -> Outcome:
     files = _manifests(ctx)
