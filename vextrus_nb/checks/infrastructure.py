@@ -148,9 +148,9 @@ async def elasticsearch_health(ctx: CheckContext) -> Outcome:
     "INF-KAFKA",
     "infrastructure",
     "critical",
-    title="Kafka brokers reachable",
-    probes="TCP connect to each Kafka broker and to ZooKeeper",
-    criterion="every broker and ZooKeeper accept a connection",
+    title="Kafka brokers and ZooKeeper answer",
+    probes="a Kafka metadata request to the broker; ZooKeeper's ruok and srvr (TCP where simulated)",
+    criterion="the broker lists itself and ZooKeeper answers imok and a serving mode",
     remediation="Check the broker's log for ZooKeeper session errors; restart zookeeper, then kafka.",
 )
 async def kafka_reachable(ctx: CheckContext) -> Outcome:
@@ -161,9 +161,9 @@ async def kafka_reachable(ctx: CheckContext) -> Outcome:
     "INF-MINIO",
     "infrastructure",
     "high",
-    title="MinIO live",
-    probes="GET /minio/health/live",
-    criterion="HTTP 200",
+    title="MinIO answers S3",
+    probes="S3 ListBuckets with the environment's object_store keys (GET /minio/health/live where simulated)",
+    criterion="the request is signed and answered",
     remediation="Check the minio container and its volume; file-storage cannot store documents without it.",
 )
 async def minio_live(ctx: CheckContext) -> Outcome:
@@ -174,9 +174,9 @@ async def minio_live(ctx: CheckContext) -> Outcome:
     "INF-TEMPORAL",
     "infrastructure",
     "high",
-    title="Temporal reachable",
-    probes="TCP connect to the Temporal frontend (gRPC 7233)",
-    criterion="the frontend accepts a connection",
+    title="Temporal answers",
+    probes="DescribeNamespace of the default namespace over the frontend's gRPC (7233)",
+    criterion="the namespace is registered",
     remediation="Check temporal's log (it needs PostgreSQL); `tctl cluster health`.",
 )
 async def temporal_reachable(ctx: CheckContext) -> Outcome:

@@ -175,7 +175,7 @@ def tasks(run: PhaseRun) -> None:
         return
     env, inventory = run.rb.env, run.rb.inventory
     if "kafka_topics" in run.spec.tasks:
-        report = kafka_topics.ensure_topics(env, inventory, env.probe.timeout_s)
+        report = kafka_topics.deploy_topics(env, inventory, env.probe.timeout_s)
         for topic in report.wanted:
             action = "created" if topic in report.created else "existed already"
             run.task_rows.append({"task": "kafka_topics", "object": topic, "action": action})
