@@ -20,7 +20,12 @@ from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.sandbox import manager
 
-from .test_checks_static import DEPLOYMENT_FILE_CHECKS, PLANTED_FINDINGS, PLANTED_LITERALS
+from .test_checks_static import (
+    DEPLOYMENT_FILE_CHECKS,
+    PLANTED_FINDINGS,
+    PLANTED_KUBE_FINDINGS,
+    PLANTED_LITERALS,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -34,25 +39,6 @@ MANIFEST_CHECKS = (
     "INF-PDB",
     "INF-PGBOUNCER",
 )
-CORE = ("auth", "master-data", "organization", "workflow", "rules-engine", "finance", "api-gateway")
-
-
-def _planted_kube_findings() -> set[tuple[str, str]]:
-    inventory = load_inventory()
-    deployed = [c.name for c in inventory.components.values() if c.kind != "dev_tool"]
-    services = [c.name for c in inventory.services()]
-    return {
-        ("SEC-NETPOL-DEFAULT-DENY", "vextrus"),
-        *(("SEC-RUN-AS-NON-ROOT", n) for n in deployed),
-        *(("SEC-READONLY-ROOTFS", n) for n in deployed),
-        *(("PERF-HPA", n) for n in CORE),
-        *(("INF-PDB", n) for n in services),  # every service runs 2 replicas
-        ("INF-PGBOUNCER", "pgbouncer"),
-    }
-
-
-# What deploy/sandbox/planted/k8s adds to PLANTED_FINDINGS once the sandbox environment names it.
-PLANTED_KUBE_FINDINGS = _planted_kube_findings()
 
 
 def run(env: Environment, ids: tuple[str, ...] = MANIFEST_CHECKS) -> ChecklistResult:
