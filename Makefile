@@ -21,7 +21,7 @@ SYSTEM_PACKAGES := postgresql:initdb redis-server:redis-server docker.io:dockerd
                    zookeeper:/usr/share/java/zookeeper.jar prometheus:prometheus \
                    prometheus-alertmanager:prometheus-alertmanager \
                    rabbitmq-server:/usr/lib/rabbitmq/bin/rabbitmq-server pgbackrest:pgbackrest \
-                   pgbouncer:/usr/sbin/pgbouncer redis-sentinel:redis-sentinel
+                   pgbouncer:/usr/sbin/pgbouncer redis-sentinel:redis-sentinel iproute2:ss
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \

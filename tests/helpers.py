@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,12 @@ def admin_connection(state: SandboxState, database: str = "postgres") -> psycopg
         password=state.secret("postgres_password"),
         autocommit=True,
     )
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
+    """Poll condition until it is truthy (returned) or the deadline fails the test naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value

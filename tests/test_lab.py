@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pytest
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
 
-from .helpers import CLI, REPO, ledger_entries, run_cli
+from .helpers import CLI, REPO, ledger_entries, run_cli, wait_until
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -32,14 +32,6 @@ CHROMIUM = "/usr/bin/chromium"
 AUTOSAVE_S = 2
 TEMPLATE = REPO / "notebooks" / "verify" / "smoke.ipynb"
 VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def sha256(path: Path) -> str:

@@ -4,13 +4,18 @@ brings it back on the same port with what it keeps on disk."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
+import subprocess
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from vextrus_nb.config import load_environment, load_inventory
+from vextrus_nb import checks, triage
+from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.probes import ProbeResult, sweep
@@ -18,6 +23,9 @@ from vextrus_nb.sandbox import manager, real_platform, real_servers
 from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, SERVED_BY, RealComponent
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
 from vextrus_nb.targets import probe_targets
+from vextrus_nb.triage import TriageSettings
+
+from .helpers import run_cli, wait_until
 
 GIB = 2**30
 
@@ -52,6 +60,20 @@ def _server(state: SandboxState, component: str) -> RealServer:
     credentials = real_platform.credentials(state).get(component, {})
     extra = {"endpoint": f"http://{LOOPBACK}:{ports['main']}"} if component == "minio" else {}
     return RealServer(component, [], {**ports}, state.root, credentials=credentials, extra=extra)
+
+
+# Generous, as tests/test_triage.py's: a loaded CI machine's healthy answers are not findings.
+STEADY = {"latency_budget_ms": 4000.0, "timeout_s": 10.0}
+LIVE_CATEGORIES = ("infrastructure", "services", "observability", "security")
+
+
+def _env() -> Environment:
+    return load_environment("sandbox", load_inventory())
+
+
+def _failed_checks_naming(component: str) -> list[str]:
+    result = checks.run_checklist(_env(), load_inventory(), checks.select(categories=LIVE_CATEGORIES))
+    return [r.check.id for r in result.results if r.status == "failed" and component in r.subjects]
 
 
 def _sweep() -> list[ProbeResult]:
@@ -181,6 +203,13 @@ def test_fault_down_stops_the_real_server_and_heal_brings_it_back_with_its_data(
     ], {n: r.detail for n, r in swept.items() if r.status == "down"}
     for name in _dependents(component):
         assert component in swept[name].detail, swept[name]
+    # The checklist's checks for it fail naming it; triage ranks it the root cause over its dependents.
+    failed = _failed_checks_naming(component)
+    assert failed, f"no check failed naming {component}"
+    result = triage.triage(_env(), load_inventory(), TriageSettings(**STEADY))  # type: ignore[arg-type]
+    causes = [f.component for f in result.incident if f.root_cause]
+    assert causes == [component], [(f.component, f.symptom, f.root_cause) for f in result.incident]
+    assert set(_dependents(component)) <= set(result.top.affected), result.top  # type: ignore[union-attr]
 
     manager.heal(component, root=healthy.root)
     row = manager.status(healthy.root)["components"][component]
@@ -195,3 +224,58 @@ def test_a_port_of_another_server_cannot_be_faulted_alone(healthy: SandboxState)
     with pytest.raises(SandboxError, match=r"kafka cannot be made 'slow'.*supports: down"):
         manager.fault("kafka", "slow", root=healthy.root)
     assert load_inventory().get("kafka").probe == "kafka"
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.add(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_every_socket_the_sandbox_listens_on_is_loopback(healthy: SandboxState) -> None:
+    """What `ss` sees of every process the sandbox runs (PostgreSQL, Redis, the services process
+    and every real server under it, each server's helpers: epmd, JVMs, the Erlang node)."""
+    postmaster = int((Path(healthy.pg_datadir) / "postmaster.pid").read_text().split()[0])
+    ours = set().union(*(_descendants(p) for p in (healthy.services_pid, healthy.redis_pid, postmaster) if p))
+    listing = subprocess.run(["ss", "-Hltnup"], capture_output=True, text=True, check=True).stdout
+    listening: dict[str, set[int]] = {}
+    for line in listing.splitlines():
+        fields = line.split()
+        pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if pids & ours:
+            listening[fields[4]] = pids & ours
+    assert len(listening) > 40, listening  # every component, entrypoint and helper
+    outside = {address: pids for address, pids in listening.items() if not address.startswith("127.0.0.1:")}
+    assert outside == {}, outside
+
+
+def test_phase_2_creates_the_domain_topics_on_the_real_broker(healthy: SandboxState, outputs: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from vextrus_nb.deploy import kafka_topics
+
+    admin = AdminClient({"bootstrap.servers": f"{LOOPBACK}:{healthy.ports['kafka']}", "log_level": 0})
+    wanted = kafka_topics.wanted_topics(load_inventory())
+    for future in admin.delete_topics(wanted, operation_timeout=10).values():
+        future.result(10)
+    wait_until(lambda: not set(wanted) & set(admin.list_topics(timeout=5).topics), what="topics deleted")
+    try:
+        done = run_cli("run", "deploy/02-message-queues", "--env", "sandbox", "-p", "dry_run=false")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        settings = kafka_topics.topic_settings()
+        topics = admin.list_topics(timeout=5).topics  # a Kafka client of its own, not the runbook's
+        assert set(wanted) <= set(topics)
+        for name in wanted:
+            assert len(topics[name].partitions) == settings.partitions, name
+            assert all(
+                len(p.replicas) == settings.replication_factor for p in topics[name].partitions.values()
+            )
+    finally:  # the sandbox's variant settles the topics again (planted: replication factor 1)
+        manager.use_deployment(manager.deployment_variant(healthy.root) or "planted", healthy.root)

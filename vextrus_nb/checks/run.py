@@ -82,6 +82,11 @@ async def _run_one(check: Check, ctx: CheckContext, deadline_s: float) -> CheckR
     return CheckResult(check, "failed" if findings else "passed", evidence, findings, seconds)
 
 
+LATENCY_JUDGED = ("vextrus_nb.checks.services", "vextrus_nb.checks.performance")
+"""Modules whose checks read the services' answers and their latency: only a selection with
+one of them sweeps first (a run of the file checks alone reaches no server at all)."""
+
+
 async def _sweep_first(ctx: CheckContext) -> None:
     """Every component's health probes, before the checks start: what the checks read of them
     (latency above all) is then the platform's answer to a sweep, not the platform's answer
@@ -94,11 +99,13 @@ async def _sweep_first(ctx: CheckContext) -> None:
         [c for c in ctx.components() if c.kind != "service"],
         [c for c in ctx.components() if c.kind == "service"],
     ):
-        wanted = [
-            ctx.probe(component.name, check)
-            for component in wave
-            for check in (component.health_paths or {"health": ""})
-        ]
+        wanted = []
+        for component in wave:
+            for check in component.health_paths or {"health": ""}:
+                try:
+                    wanted.append(ctx.probe(component.name, check))
+                except Exception:  # no address for it: the check that asks will say so
+                    continue
         await asyncio.gather(*wanted, return_exceptions=True)
 
 
@@ -125,7 +132,7 @@ async def run_checks_async(
             scrubber,
         )
         deadline = timeout_s + DEADLINE_SLACK_S
-        if not one_at_a_time:
+        if not one_at_a_time and any(c.measure.__module__ in LATENCY_JUDGED for c in checks):
             await _sweep_first(ctx)
         if one_at_a_time:
             # The baseline the benchmark compares with: one check, one probe, after another.
