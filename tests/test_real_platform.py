@@ -5,6 +5,7 @@ brings it back on the same port with what it keeps on disk."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import socket
 import subprocess
@@ -239,6 +240,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, or 127.x mapped into IPv6 (a JVM's listener: [::ffff:127.0.0.1])."""
+    host = ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]"))
+    mapped = getattr(host, "ipv4_mapped", None)
+    return host.is_loopback or bool(mapped and mapped.is_loopback)
+
+
 def test_every_socket_the_sandbox_listens_on_is_loopback(healthy: SandboxState) -> None:
     """What `ss` sees of every process the sandbox runs (PostgreSQL, Redis, the services process
     and every real server under it, each server's helpers: epmd, JVMs, the Erlang node)."""
@@ -252,7 +260,7 @@ def test_every_socket_the_sandbox_listens_on_is_loopback(healthy: SandboxState) 
         if pids & ours:
             listening[fields[4]] = pids & ours
     assert len(listening) > 40, listening  # every component, entrypoint and helper
-    outside = {address: pids for address, pids in listening.items() if not address.startswith("127.0.0.1:")}
+    outside = {address: pids for address, pids in listening.items() if not _loopback(address)}
     assert outside == {}, outside
 
 
