@@ -7,6 +7,7 @@ from bench import (
     bench_checklist,
     bench_cli_startup,
     bench_deploy,
+    bench_real_servers,
     bench_report,
     bench_sweep,
     bench_triage,
@@ -20,5 +21,6 @@ for bench in (
     bench_deploy,
     bench_cli_startup,
     bench_report,
+    bench_real_servers,
 ):
     bench.main()

@@ -245,7 +245,8 @@ def test_a_slow_but_answering_service_is_a_latency_finding(healthy: SandboxState
 
 
 def test_hanging_components_cost_one_timeout_and_are_each_named(healthy: SandboxState) -> None:
-    for name in ("finance", "hr", "minio", "prometheus"):
+    # Services and simulations can hang (a real server can only be stopped: sandbox/faults.py).
+    for name in ("finance", "hr", "elasticsearch", "signoz"):
         manager.fault(name, "slow", root=healthy.root, delay_s=30)
     # Each is named as hung (answered in time it would be "slow"); how long triage takes is bench/'s
     # to measure (bench/bench_triage.py: concurrent against one after another), not a test's.
@@ -253,10 +254,9 @@ def test_hanging_components_cost_one_timeout_and_are_each_named(healthy: Sandbox
     assert {f.component for f in result.findings if f.symptom == "hung"} == {
         "finance",
         "hr",
-        "minio",
-        "prometheus",
+        "elasticsearch",
+        "signoz",
     }
-    assert next(r for r in result.reports if r.name == "kafka lag").status == "error"  # Prometheus hangs too
 
 
 # -- PostgreSQL's other symptoms, both ways -------------------------------------------------------

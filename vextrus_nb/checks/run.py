@@ -7,6 +7,7 @@ counted as failed, saying why), so one broken check never hides the others.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,20 +26,25 @@ from vextrus_nb.live_context import MIN_POOL, http_client
 DEADLINE_SLACK_S = 0.5
 
 
+CHECK_MODULES = (
+    "infrastructure",
+    "brokers",
+    "manifests",
+    "services",
+    "edge",
+    "security",
+    "observability",
+    "recovery",
+    "performance",
+)
+"""The modules that register checks, in the order a category lists them: the datastores' and
+the edge's basics before the finer checks of each."""
+
+
 def catalogue() -> list[Check]:
     """Every registered check, in catalogue order (importing the modules registers them)."""
-    from vextrus_nb.checks import (  # noqa: F401
-        brokers,
-        edge,
-        infrastructure,
-        manifests,
-        observability,
-        performance,
-        recovery,
-        security,
-        services,
-    )
-
+    for module in CHECK_MODULES:
+        importlib.import_module(f"vextrus_nb.checks.{module}")
     order = list(CATEGORY_WEIGHTS)
     return sorted(CATALOGUE.values(), key=lambda c: order.index(c.category))  # stable: registration order
 

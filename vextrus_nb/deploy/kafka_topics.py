@@ -217,13 +217,14 @@ def _rest(env: Environment, inventory: Inventory, timeout_s: float) -> tuple[htt
 
 def _rest_topics(env: Environment, inventory: Inventory, timeout_s: float) -> list[str]:
     client, cluster = _rest(env, inventory, timeout_s)
-    with client:
-        try:
-            response = client.get(f"/v3/clusters/{cluster}/topics")
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise DeployError(f"Kafka REST API at {client.base_url}: cannot list topics ({exc})") from None
-        return sorted(t["topic_name"] for t in response.json().get("data") or [])
+    try:  # not `with client:`: httpx refuses to enter a client that has already sent a request
+        response = client.get(f"/v3/clusters/{cluster}/topics")
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DeployError(f"Kafka REST API at {client.base_url}: cannot list topics ({exc})") from None
+    finally:
+        client.close()
+    return sorted(t["topic_name"] for t in response.json().get("data") or [])
 
 
 def _rest_create(
@@ -231,7 +232,7 @@ def _rest_create(
 ) -> list[str]:
     created = []
     client, cluster = _rest(env, inventory, timeout_s)
-    with client:
+    try:
         for topic in topics:
             response = client.post(
                 f"/v3/clusters/{cluster}/topics", json={"topic_name": topic, "partitions_count": partitions}
@@ -242,4 +243,6 @@ def _rest_create(
                     f"{response.status_code} {response.text[:200]}"
                 )
             created.append(topic)
+    finally:
+        client.close()
     return created

@@ -345,17 +345,19 @@ def status(root: Path | None = None) -> dict[str, Any]:
             "server": "redis-server",
         },
     }
+    inventory = load_inventory(Path(state.extra["inventory"]))
+    services = {s.name for s in inventory.services()}
     for name, info in served.items():
         rows[name] = {
             "port": info["port"],
             "running": info["listening"],
             "fault": info["fault"],
             "real": info.get("real", False),
-            "server": info.get("server") or ("service" if name in _service_names() else "simulated"),
+            "server": info.get("server") or ("service" if name in services else "simulated"),
         }
         if info.get("real"):
             rows[name]["rss_bytes"] = info.get("rss_bytes", 0)
-    order = [n for n in load_inventory(Path(state.extra["inventory"])).start_order if n in rows]
+    order = [n for n in inventory.start_order if n in rows]
     rows = {name: rows[name] for name in [*order, *(n for n in rows if n not in order)]}
     return {
         "root": str(root),
@@ -378,10 +380,6 @@ def _total_rss(state: SandboxState) -> int:
     with contextlib.suppress(OSError, ValueError, IndexError):
         pids.append(int((Path(state.pg_datadir) / "postmaster.pid").read_text().split()[0]))
     return sum(rss_tree_bytes(pid) for pid in pids if pid)
-
-
-def _service_names() -> set[str]:
-    return {s.name for s in load_inventory().services()}
 
 
 def fault(

@@ -601,12 +601,13 @@ def start_rabbitmq(
     user = (credentials or {}).get("user") or "sbx"
     password = (credentials or {}).get("password") or _secret()
     conf = data_dir / "rabbitmq.conf"
+    fresh = not any((data_dir / "mnesia").iterdir())  # a restart finds its users in mnesia
+    conf.touch(mode=0o600)
     conf.write_text(
         f"listeners.tcp.default = {LOOPBACK}:{node_port}\n"
         "loopback_users = none\n"
-        f"default_user = {user}\n"
-        f"default_pass = {password}\n"
-        "log.console = true\n"
+        + (f"default_user = {user}\ndefault_pass = {password}\n" if fresh else "")
+        + "log.console = true\n"
         "log.console.level = warning\n"
         "log.file = false\n"
     )
@@ -662,6 +663,10 @@ def start_rabbitmq(
         epmd.stop(grace=5.0)
         raise
     server.processes.append(rabbit)
+    # The user is in mnesia now (a salted hash): the password need not sit in a file as well,
+    # and a restart on this database makes no default user (it only does on a fresh one).
+    kept = [line for line in conf.read_text().splitlines(True) if not line.startswith("default_")]
+    conf.write_text("".join(kept))
     return server
 
 

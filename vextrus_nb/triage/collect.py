@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from vextrus_nb import probes
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.config import Environment, Inventory
 from vextrus_nb.evidence import scrub
@@ -42,6 +43,9 @@ async def _timed(name: str, work: Awaitable[CollectorReport], deadline_s: float 
 
 async def collect_async(ctx: TriageContext, one_after_another: bool = False) -> list[CollectorReport]:
     deadline = ROUNDS_PER_COLLECTOR * ctx.settings.timeout_s + 1.0
+    # The protocol clients (temporalio, boto3, librdkafka, pika) imported before any probe's clock
+    # starts: an import holds the loop every collector runs on (probes.preload_clients).
+    probes.preload_clients({c.probe for c in ctx.components()} | {"kafka"})
     simple: list[tuple[str, Callable[[TriageContext], Awaitable[CollectorReport]]]] = [
         ("health", collect_health),
         ("driver", collect_driver),
