@@ -14,11 +14,16 @@ REPEATS = 2
 
 
 def main() -> None:
+    from vextrus_nb.config import load_inventory
     from vextrus_nb.local_platform import free_ports
     from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, RealPlatform, extra_port_roles
 
     names = list(REAL_COMPONENTS)
-    port_names = sorted({n for c in REAL_COMPONENTS.values() for n in c.component_ports.values()})
+    # The services' ports too: Traefik routes them and Prometheus scrapes them (nothing answers).
+    port_names = sorted(
+        {n for c in REAL_COMPONENTS.values() for n in c.component_ports.values()}
+        | {s.name for s in load_inventory().services()}
+    )
     credentials = {"minio": {"access_key": "benchkey", "secret_key": "bench-secret-0123456789"}}
     credentials["rabbitmq"] = {"user": "bench", "password": "bench-password-0123"}
     ready: dict[str, float] = {}
