@@ -77,13 +77,18 @@ def kafka_config(ctx: CheckContext) -> dict[str, Any]:
 
 async def kafka_metadata(ctx: CheckContext) -> Any:
     """The broker's metadata (brokers, topics, partitions), read once per run for every Kafka
-    check; shielded, so one check overrunning its deadline does not cancel the others' read."""
+    check; shielded, so one check overrunning its deadline does not cancel the others' read.
+    A broker that does not answer is the failed Outcome every Kafka check returns, naming kafka."""
 
     def read() -> Any:
         return AdminClient(kafka_config(ctx)).list_topics(timeout=ctx.timeout_s)
 
     shared = ctx.once("kafka.metadata", lambda: asyncio.ensure_future(in_thread(ctx, read)))
-    return await asyncio.shield(shared)
+    try:
+        return await asyncio.shield(shared)
+    except Exception as exc:
+        detail = f"no metadata: {kafka_error(exc, ctx)}"
+        return Outcome.of(detail, [Finding("kafka", detail)])
 
 
 def kafka_error(exc: BaseException, ctx: CheckContext) -> str:
@@ -175,11 +180,9 @@ def under_replication_findings(topics: dict[str, Any]) -> list[Finding]:
 async def kafka_brokers(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("kafka"):
         return Outcome.not_applicable("the environment runs no Kafka")
-    try:
-        metadata = await kafka_metadata(ctx)
-    except Exception as exc:
-        detail = f"no metadata: {kafka_error(exc, ctx)}"
-        return Outcome.of(detail, [Finding("kafka", detail)])
+    metadata = await kafka_metadata(ctx)
+    if isinstance(metadata, Outcome):
+        return metadata
     brokers = sorted(metadata.brokers.values(), key=lambda b: b.id)
     listed = ", ".join(f"{b.id}@{b.host}:{b.port}" for b in brokers)
     evidence = (
@@ -203,11 +206,9 @@ async def kafka_replication(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("kafka"):
         return Outcome.not_applicable("the environment runs no Kafka")
     wanted = wanted_topics(ctx.inventory)
-    try:
-        metadata = await kafka_metadata(ctx)
-    except Exception as exc:
-        detail = f"no metadata: {kafka_error(exc, ctx)}"
-        return Outcome.of(detail, [Finding("kafka", detail)])
+    metadata = await kafka_metadata(ctx)
+    if isinstance(metadata, Outcome):
+        return metadata
     findings = replication_findings(wanted, metadata.topics)
     missing = sum(1 for f in findings if f.detail.startswith("topic missing"))
     evidence = (
@@ -230,11 +231,9 @@ async def kafka_replication(ctx: CheckContext) -> Outcome:
 async def kafka_under_replicated(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("kafka"):
         return Outcome.not_applicable("the environment runs no Kafka")
-    try:
-        metadata = await kafka_metadata(ctx)
-    except Exception as exc:
-        detail = f"no metadata: {kafka_error(exc, ctx)}"
-        return Outcome.of(detail, [Finding("kafka", detail)])
+    metadata = await kafka_metadata(ctx)
+    if isinstance(metadata, Outcome):
+        return metadata
     partitions = sum(len(t.partitions) for t in metadata.topics.values())
     findings = under_replication_findings(metadata.topics)
     return Outcome.of(f"{partitions} partition(s) in {len(metadata.topics)} topic(s) read", findings)
@@ -274,6 +273,9 @@ def read_consumer_lag(config: dict[str, Any], timeout_s: float) -> list[GroupLag
         if exc.args and exc.args[0].code() in unsupported:
             raise LagUnsupported(f"ListGroups: {exc.args[0].str()}") from None
         raise
+    if listing.errors and not listing.valid:
+        # Every broker asked failed to answer: that is an unreachable broker, not zero groups.
+        raise listing.errors[0]  # a KafkaException (confluent-kafka's ListConsumerGroupsResult)
     committed: dict[str, list[Any]] = {}
     for group in sorted(g.group_id for g in listing.valid):
         # The API takes one group per request (confluent-kafka's note).
@@ -316,6 +318,11 @@ def read_consumer_lag(config: dict[str, Any], timeout_s: float) -> list[GroupLag
 async def kafka_lag(ctx: CheckContext) -> Outcome:
     if not ctx.in_scope("kafka"):
         return Outcome.not_applicable("the environment runs no Kafka")
+    # The broker answering metadata first: with no broker reachable, librdkafka's ListGroups can
+    # come back as an empty listing (no broker to ask), which is not "no groups".
+    metadata = await kafka_metadata(ctx)
+    if isinstance(metadata, Outcome):
+        return metadata
     config = kafka_config(ctx)
     try:
         lags: list[GroupLag] = await in_thread(ctx, lambda: read_consumer_lag(config, ctx.timeout_s))
