@@ -4,7 +4,6 @@ brings it back on the same port with what it keeps on disk."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import re
 import socket
@@ -20,9 +19,9 @@ from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.probes import ProbeResult, sweep
-from vextrus_nb.sandbox import manager, real_platform, real_servers
-from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, SERVED_BY, RealComponent
-from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+from vextrus_nb.sandbox import manager, real_platform, real_servers, supervisor
+from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, SERVED_BY
+from vextrus_nb.sandbox.real_servers import LOOPBACK
 from vextrus_nb.targets import probe_targets
 from vextrus_nb.triage import TriageSettings
 
@@ -52,15 +51,6 @@ def test_status_says_which_components_are_real_and_the_whole_sandbox_fits_in_2_g
     assert all(row["running"] for row in rows.values()), [n for n, r in rows.items() if not r["running"]]
     assert all(rows[name]["rss_bytes"] > 0 for name in REAL_COMPONENTS)
     assert 0 < info["total_rss_bytes"] < 2 * GIB, info["total_rss_bytes"]
-
-
-def _server(state: SandboxState, component: str) -> RealServer:
-    """A handle on the sandbox's running server for the protocol helpers of real_servers.py."""
-    spec: RealComponent = REAL_COMPONENTS[component]
-    ports = {role: state.ports[name] for role, name in spec.component_ports.items()}
-    credentials = real_platform.credentials(state).get(component, {})
-    extra = {"endpoint": f"http://{LOOPBACK}:{ports['main']}"} if component == "minio" else {}
-    return RealServer(component, [], {**ports}, state.root, credentials=credentials, extra=extra)
 
 
 # Generous, as tests/test_triage.py's: a loaded CI machine's healthy answers are not findings.
@@ -111,13 +101,13 @@ def test_a_healthy_sandbox_sweeps_up_in_every_real_servers_protocol(healthy: San
 
 
 def _s3_keeps_an_object(state: SandboxState) -> Callable[[], None]:
-    client = real_servers.s3_client(_server(state, "minio"))
+    client = real_servers.s3_client(real_platform.server_handle(state, "minio"))
     bucket, key = f"survives-{uuid.uuid4().hex[:8]}", "evidence.txt"
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key=key, Body=b"kept on disk")
 
     def after() -> None:
-        fresh = real_servers.s3_client(_server(state, "minio"))
+        fresh = real_servers.s3_client(real_platform.server_handle(state, "minio"))
         assert fresh.get_object(Bucket=bucket, Key=key)["Body"].read() == b"kept on disk"
 
     return after
@@ -127,14 +117,14 @@ def _rabbitmq_keeps_a_durable_message(state: SandboxState) -> Callable[[], None]
     import pika
 
     queue = f"survives-{uuid.uuid4().hex[:8]}"
-    connection = real_servers.amqp_connection(_server(state, "rabbitmq"))
+    connection = real_servers.amqp_connection(real_platform.server_handle(state, "rabbitmq"))
     channel = connection.channel()
     channel.queue_declare(queue, durable=True)
     channel.basic_publish("", queue, b"kept", pika.BasicProperties(delivery_mode=2))
     connection.close()
 
     def after() -> None:
-        again = real_servers.amqp_connection(_server(state, "rabbitmq"))
+        again = real_servers.amqp_connection(real_platform.server_handle(state, "rabbitmq"))
         _, _, body = again.channel().basic_get(queue, auto_ack=True)
         again.close()
         assert body == b"kept"
@@ -227,19 +217,6 @@ def test_a_port_of_another_server_cannot_be_faulted_alone(healthy: SandboxState)
     assert load_inventory().get("kafka").probe == "kafka"
 
 
-def _descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        if current in found:
-            continue
-        found.add(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                todo += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def _loopback(address: str) -> bool:
     """127.0.0.0/8, ::1, or 127.x mapped into IPv6 (a JVM's listener: [::ffff:127.0.0.1])."""
     host = ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]"))
@@ -251,7 +228,9 @@ def test_every_socket_the_sandbox_listens_on_is_loopback(healthy: SandboxState) 
     """What `ss` sees of every process the sandbox runs (PostgreSQL, Redis, the services process
     and every real server under it, each server's helpers: epmd, JVMs, the Erlang node)."""
     postmaster = int((Path(healthy.pg_datadir) / "postmaster.pid").read_text().split()[0])
-    ours = set().union(*(_descendants(p) for p in (healthy.services_pid, healthy.redis_pid, postmaster) if p))
+    ours = set().union(
+        *(supervisor.descendants(p) for p in (healthy.services_pid, healthy.redis_pid, postmaster) if p)
+    )
     listing = subprocess.run(["ss", "-Hltnup"], capture_output=True, text=True, check=True).stdout
     listening: dict[str, set[int]] = {}
     for line in listing.splitlines():

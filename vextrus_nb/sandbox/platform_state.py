@@ -26,7 +26,7 @@ from vextrus_nb.config import Inventory
 from vextrus_nb.deploy import kafka_topics
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import real_platform, real_servers
-from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+from vextrus_nb.sandbox.real_servers import LOOPBACK
 
 log = logging.getLogger("vextrus.sandbox")
 TIMEOUT_S = 15.0
@@ -97,16 +97,8 @@ def _wait_until_gone(admin: object, topics: list[str]) -> None:
     wait_for(lambda: not set(topics) & set(admin.list_topics(timeout=TIMEOUT_S).topics), TIMEOUT_S)  # type: ignore[attr-defined]
 
 
-def _s3(state: SandboxState) -> RealServer:
-    credentials = real_platform.credentials(state)["minio"]
-    endpoint = f"http://{LOOPBACK}:{state.ports['minio']}"
-    return RealServer(
-        "minio", [], {"main": state.ports["minio"]}, state.root, credentials, {"endpoint": endpoint}
-    )
-
-
 def _buckets(state: SandboxState) -> list[str]:
-    client = real_servers.s3_client(_s3(state))
+    client = real_servers.s3_client(real_platform.server_handle(state, "minio"))
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     made = [name for name in PLATFORM_BUCKETS if name not in existing]
     for name in made:

@@ -231,6 +231,18 @@ def credentials(state: SandboxState) -> dict[str, dict[str, str]]:
     return given
 
 
+def server_handle(state: SandboxState, component: str) -> RealServer:
+    """A handle on the sandbox's running server (its ports, credentials, endpoint) for the
+    protocol helpers of real_servers.py (s3_client, amqp_connection, ...): what provisioning and
+    the tests talk to it through, without owning its process."""
+    spec = REAL_COMPONENTS[component]
+    ports = {role: state.ports[name] for role, name in spec.component_ports.items()}
+    extra = {"endpoint": f"http://{real_servers.LOOPBACK}:{ports['main']}"} if component == "minio" else {}
+    return RealServer(
+        component, [], ports, state.root, credentials=credentials(state).get(component, {}), extra=extra
+    )
+
+
 EVIDENCE_PATH = "/metrics/evidence"
 """Where the services process serves the ledger's evidence as metrics (evidence/metrics.py)."""
 ALERTS_WEBHOOK_PATH = "/alerts/webhook"
