@@ -1,0 +1,1 @@
+"""The resilience runbooks' steps."""
