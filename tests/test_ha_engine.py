@@ -1,0 +1,255 @@
+"""The high-availability engines on real servers (issue 20, the foundation): a PostgreSQL
+primary with a streaming replica behind PgBouncer, and a Redis primary with a replica and three
+Sentinels. Each view is seen healthy and broken (replay paused, a primary killed -9, Sentinels
+lost), and a failover is carried out end to end: promote, repoint the pooler, writes succeed
+through it, the old primary rewound and rejoined as a replica."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from vextrus_nb.ha import pgbouncer, postgres, sentinel
+from vextrus_nb.local_platform import free_ports
+from vextrus_nb.postgres_binaries import find_bindir
+from vextrus_nb.sandbox import ha_servers
+from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE, PgNode
+from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+from vextrus_nb.sandbox.redis_server import find_redis_server
+
+from .helpers import wait_until
+
+SUPERUSER = "vextrus_admin"
+
+
+@dataclass
+class PgPair:
+    primary: PgNode
+    replica: PgNode
+    pooler: RealServer
+    password: str
+
+    @property
+    def pooled_dsn(self) -> str:
+        where = f"host={LOOPBACK} port={self.pooler.port}"
+        return f"{where} user={SUPERUSER} password={self.password} dbname=postgres"
+
+    @property
+    def console_dsn(self) -> str:
+        return self.pooled_dsn
+
+    @property
+    def config(self) -> Path:
+        return Path(self.pooler.extra["config"])
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgPair]:
+    # Not under pytest's own directory: it is private to root, and PostgreSQL runs as its account.
+    home = Path(tempfile.mkdtemp(prefix="vextrus-ha-"))
+    password = secrets.token_hex(12)
+    primary_port, replica_port, pooler_port = free_ports(3)
+    primary = ha_servers.init_primary(home, find_bindir(), primary_port, SUPERUSER, password)
+    replica = pooler = None
+    try:
+        with psycopg.connect(primary.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE heartbeat (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
+        replica = ha_servers.clone_replica(primary, home, "replica", replica_port)
+        pooler = ha_servers.start_pgbouncer(
+            home / "pgbouncer", pooler_port, primary_port, {SUPERUSER: password}, SUPERUSER
+        )
+        yield PgPair(primary, replica, pooler, password)
+    finally:
+        if pooler:
+            pooler.stop()
+        for node in (replica, primary):
+            if node:
+                node.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _write(dsn: str) -> int:
+    with psycopg.connect(dsn, connect_timeout=2, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO heartbeat DEFAULT VALUES RETURNING id").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _write_succeeds(dsn: str) -> bool:
+    try:
+        return _write(dsn) > 0
+    except psycopg.OperationalError:
+        return False
+
+
+def _ids(dsn: str) -> set[int]:
+    with psycopg.connect(dsn, connect_timeout=2) as conn:
+        return {r[0] for r in conn.execute("SELECT id FROM heartbeat")}
+
+
+def _caught_up(pair: PgPair) -> bool:
+    view = postgres.primary_view(pair.primary.dsn)
+    return bool(view.streaming()) and all(s.lag_bytes == 0 for s in view.standbys)
+
+
+def test_the_primary_sees_its_replica_streaming_through_an_active_slot(pair: PgPair) -> None:
+    _write(pair.primary.dsn)
+    wait_until(lambda: _caught_up(pair), "the replica to catch up", 10)
+    view = postgres.primary_view(pair.primary.dsn)
+    assert [(s.name, s.state) for s in view.standbys] == [("replica", "streaming")]
+    assert [(s.name, s.active) for s in view.slots] == [("replica_slot", True)]
+    replica = postgres.replica_view(pair.replica.dsn)
+    assert replica.in_recovery and not replica.replay_paused and replica.replay_lsn
+
+
+def test_a_paused_replay_shows_as_lag_and_resumes_to_zero(pair: PgPair) -> None:
+    postgres.set_replay_paused(pair.replica.dsn, True)
+    try:
+        wait_until(lambda: postgres.replica_view(pair.replica.dsn).replay_paused, "replay to pause", 5)
+        written = _write(pair.primary.dsn)
+        wait_until(
+            lambda: postgres.primary_view(pair.primary.dsn).standbys[0].lag_bytes > 0, "lag to show", 5
+        )
+        assert written not in _ids(pair.replica.dsn)
+    finally:
+        postgres.set_replay_paused(pair.replica.dsn, False)
+    wait_until(lambda: _caught_up(pair), "the replica to catch up after resuming", 10)
+    assert written in _ids(pair.replica.dsn)
+
+
+def test_views_and_promotion_refuse_the_wrong_role_naming_it(pair: PgPair) -> None:
+    with pytest.raises(postgres.ReplicationError, match="is a replica"):
+        postgres.primary_view(pair.replica.dsn)
+    with pytest.raises(postgres.ReplicationError, match="already a primary"):
+        postgres.promote(pair.primary.dsn)
+    with pytest.raises(postgres.ReplicationError, match="cannot connect"):
+        postgres.primary_view(
+            pair.primary.dsn.replace(f"port={pair.primary.port}", f"port={free_ports(1)[0]}")
+        )
+
+
+def test_the_pooler_answers_its_console_and_carries_writes(pair: PgPair) -> None:
+    written = _write(pair.pooled_dsn)
+    assert written in _ids(pair.primary.dsn)
+    rows = pgbouncer.pools(pair.console_dsn)
+    assert any(p.database == "postgres" and not p.saturated for p in rows), rows
+    assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.primary.port)
+    wrong = pair.console_dsn.replace(pair.password, "not-the-password")
+    with pytest.raises(pgbouncer.PoolerError, match="console refused") as caught:
+        pgbouncer.pools(wrong)
+    assert pair.password not in str(caught.value)
+
+
+def test_kill_9_of_the_primary_then_promote_repoint_and_rejoin(pair: PgPair) -> None:
+    """The unplanned failover, step by step, with the write-unavailability window measured from
+    the primary's death to the first write through the pooler (the same pooler: no client was
+    reconfigured), and the data loss counted in heartbeat rows."""
+    last_before = _write(pair.pooled_dsn)
+    wait_until(lambda: _caught_up(pair), "the replica to catch up", 10)
+
+    pair.primary.kill_hard()
+    died = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        _write(pair.primary.dsn)
+
+    postgres.promote(pair.replica.dsn)
+    pgbouncer.repoint(pair.config, LOOPBACK, pair.replica.port, pair.console_dsn)
+    wait_until(lambda: _write_succeeds(pair.pooled_dsn), "a write through the pooler", 15)
+    window_s = time.monotonic() - died
+    assert window_s < 15
+    assert last_before in _ids(pair.replica.dsn), "a write acknowledged before the kill was lost"
+    assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.replica.port)
+
+    ha_servers.rejoin_as_replica(pair.primary, pair.replica)
+    assert pair.primary.in_recovery()
+    new_view = postgres.primary_view(pair.replica.dsn)
+    wait_until(
+        lambda: [s.name for s in postgres.primary_view(pair.replica.dsn).streaming()] == ["primary"],
+        "the old primary to stream from the new one",
+        15,
+    )
+    after = _write(pair.pooled_dsn)
+    wait_until(lambda: after in _ids(pair.primary.dsn), "the rejoined node to replay a new write", 10)
+    assert new_view.lsn
+
+
+# ---------------------------------------------------------------- Redis and Sentinel
+
+
+@dataclass
+class RedisSet:
+    primary_port: int
+    replica: RealServer
+    sentinels: list[RealServer]
+    primary: RealServer
+    password: str
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{LOOPBACK}:{s.port}" for s in self.sentinels]
+
+
+@pytest.fixture(scope="module")
+def redis_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSet]:
+    from vextrus_nb.sandbox import supervisor
+
+    home = tmp_path_factory.mktemp("ha-redis")
+    password = secrets.token_hex(12)
+    primary_port, replica_port, *sentinel_ports = free_ports(5)
+    config = home / "primary.conf"
+    config.write_text(
+        f'port {primary_port}\nbind {LOOPBACK}\ndir {home}\nsave ""\n'
+        f"requirepass {password}\nmasterauth {password}\n"
+    )
+    primary_process = supervisor.start_ready(
+        "redis-primary",
+        [find_redis_server(), str(config)],
+        home,
+        probe=lambda: redis.Redis(port=primary_port, password=password).ping(),
+        timeout=10,
+    )
+    primary = RealServer("redis-primary", [primary_process], {"main": primary_port}, home)
+    servers: list[RealServer] = [primary]
+    try:
+        replica = ha_servers.start_redis_replica(home / "replica", replica_port, primary_port, password)
+        servers.append(replica)
+        sentinels = ha_servers.start_sentinels(home, sentinel_ports, primary_port, password)
+        servers += sentinels
+        ha_servers.wait_for_sentinels_to_see_replicas(sentinel_ports, 1)
+        yield RedisSet(primary_port, replica, sentinels, primary, password)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def test_three_sentinels_agree_on_the_primary_with_a_quorum(redis_set: RedisSet) -> None:
+    view = sentinel.view(redis_set.addresses, SENTINEL_SERVICE)
+    assert view.agreed_primary() == f"{LOOPBACK}:{redis_set.primary_port}"
+    assert view.has_quorum() and len(view.answering()) == 3
+
+
+def test_sentinel_failover_promotes_the_replica_and_losing_two_sentinels_refuses_the_next(
+    redis_set: RedisSet,
+) -> None:
+    redis.Redis(port=redis_set.primary_port, password=redis_set.password).set("kept", "before failover")
+    new = sentinel.failover(redis_set.addresses, SENTINEL_SERVICE, timeout_s=30)
+    assert new == f"{LOOPBACK}:{redis_set.replica.port}"
+    promoted = redis.Redis(port=redis_set.replica.port, password=redis_set.password)
+    wait_until(lambda: promoted.info("replication")["role"] == "master", "the replica to become primary", 10)
+    assert promoted.get("kept") == b"before failover"
+
+    for lost in redis_set.sentinels[1:]:
+        lost.stop()
+    view = sentinel.view(redis_set.addresses, SENTINEL_SERVICE)
+    assert len(view.answering()) == 1 and view.agreed_primary() is None and not view.has_quorum()
+    with pytest.raises(sentinel.SentinelError, match="do not agree"):
+        sentinel.failover(redis_set.addresses, SENTINEL_SERVICE, timeout_s=5)

@@ -1,0 +1,361 @@
+"""The sandbox's high-availability parts, as real servers: a PostgreSQL primary and a streaming
+replica (a replication slot each), PgBouncer in front of them, a Redis replica and three
+Sentinels. What the failover runbook acts on; the faults it recovers from (kill -9 of a
+primary, a stopped replica, a paused replay) are done to these processes.
+
+The PostgreSQL nodes run the sandbox's binaries with the settings a failover needs:
+`wal_log_hints` and `full_page_writes` (pg_rewind refuses a cluster without them), slots, hot
+standby. Servers run as the PostgreSQL account when we are root (PostgreSQL and PgBouncer both
+refuse root)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from vextrus_nb.errors import SandboxError
+from vextrus_nb.sandbox import supervisor
+from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+from vextrus_nb.sandbox.redis_server import find_redis_server
+
+HA_SETTINGS = (
+    "wal_level=replica",
+    "max_wal_senders=10",
+    "max_replication_slots=10",
+    "hot_standby=on",
+    "wal_log_hints=on",
+    "full_page_writes=on",
+    "fsync=off",  # a kill -9 loses nothing the kernel holds; only a machine crash would
+    "shared_buffers=32MB",
+    "max_connections=100",
+    "log_min_messages=warning",
+)
+
+
+def _account() -> pwd.struct_passwd | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise SandboxError("running as root, and neither a 'postgres' nor a 'nobody' account exists")
+
+
+def _wait(condition: object, timeout: float, what: str) -> None:
+    met, last = supervisor.wait_for(condition, timeout)  # type: ignore[arg-type]
+    if not met:
+        raise SandboxError(
+            f"timed out after {timeout:g} s waiting for {what}" + (f" ({last})" if last else "")
+        )
+
+
+def _own(path: Path) -> None:
+    if account := _account():
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
+@dataclass
+class PgNode:
+    """One PostgreSQL server of the pair: its data directory, port, and how to stop it."""
+
+    name: str
+    bindir: Path
+    datadir: Path
+    port: int
+    superuser: str
+    password: str = field(repr=False)
+
+    @property
+    def dsn(self) -> str:
+        return (
+            f"host={LOOPBACK} port={self.port} user={self.superuser} password={self.password} dbname=postgres"
+        )
+
+    @property
+    def conninfo_without_password(self) -> str:
+        return f"host={LOOPBACK} port={self.port} user={self.superuser}"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        account = _account()
+        result = subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PGPASSWORD": self.password},
+            cwd=self.datadir.parent,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+        if check and result.returncode != 0:
+            raise SandboxError(f"{args[0]} ({self.name}) failed: {result.stderr.strip()[-600:]}")
+        return result
+
+    def start(self) -> None:
+        options = " ".join(
+            [
+                f"-p {self.port}",
+                f"-c listen_addresses={LOOPBACK}",
+                f"-c unix_socket_directories={self.datadir.parent}",
+                f"-c cluster_name={self.name}",
+            ]
+        )
+        log = self.datadir.parent / f"{self.name}.log"
+        self.run("pg_ctl", "-D", str(self.datadir), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        if self.running():
+            self.run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop", check=False)
+
+    def running(self) -> bool:
+        return (
+            self.datadir.exists()
+            and self.run("pg_ctl", "-D", str(self.datadir), "status", check=False).returncode == 0
+        )
+
+    def postmaster_pid(self) -> int | None:
+        pidfile = self.datadir / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int(pidfile.read_text().split()[0])
+        return None
+
+    def kill_hard(self) -> None:
+        """kill -9 the postmaster and every backend: the machine died, nothing was flushed."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        for victim in supervisor.descendants(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        _wait(lambda: not supervisor.port_open(self.port), 10.0, f"{self.name} to die")
+
+    def in_recovery(self) -> bool:
+        with psycopg.connect(self.dsn, connect_timeout=3) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        return bool(row and row[0])
+
+
+def init_primary(home: Path, bindir: Path, port: int, superuser: str, password: str) -> PgNode:
+    """initdb a fresh primary under home/primary and start it."""
+    home.mkdir(parents=True, exist_ok=True)
+    _own(home)
+    node = PgNode("primary", bindir, home / "primary" / "data", port, superuser, password)
+    node.datadir.parent.mkdir(parents=True, exist_ok=True)
+    _own(node.datadir.parent)
+    pwfile = node.datadir.parent / "pwfile"
+    pwfile.write_text(password + "\n")
+    pwfile.chmod(0o600)
+    _own(pwfile)
+    try:
+        node.run(
+            "initdb", "-D", str(node.datadir), "-U", superuser, f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-instructions",
+        )  # fmt: skip
+    finally:
+        pwfile.unlink(missing_ok=True)
+    # In postgresql.conf, not on pg_ctl's command line: pg_rewind's crash recovery of a killed
+    # primary runs the server without our options, and pg_control then records wal_log_hints off.
+    # Replicas inherit the file through pg_basebackup.
+    with open(node.datadir / "postgresql.conf", "a") as conf:
+        conf.write("\n# vextrus sandbox: high availability\n" + "\n".join(HA_SETTINGS) + "\n")
+    node.start()
+    return node
+
+
+def clone_replica(primary: PgNode, home: Path, name: str, port: int) -> PgNode:
+    """pg_basebackup the primary into home/<name>, with its own replication slot and a
+    standby.signal (-R), and start it streaming."""
+    node = PgNode(name, primary.bindir, home / name / "data", port, primary.superuser, primary.password)
+    node.datadir.parent.mkdir(parents=True, exist_ok=True)
+    _own(node.datadir.parent)
+    node.run(
+        "pg_basebackup", "-h", LOOPBACK, "-p", str(primary.port), "-U", primary.superuser,
+        "-D", str(node.datadir), "-R", "-C", "-S", _slot(name), "-X", "stream", "--checkpoint=fast",
+    )  # fmt: skip
+    node.start()
+    return node
+
+
+def _slot(name: str) -> str:
+    return f"{name.replace('-', '_')}_slot"
+
+
+def rejoin_as_replica(old: PgNode, new_primary: PgNode) -> None:
+    """pg_rewind the former primary onto the new one's timeline, point it at the new primary
+    through its own slot, and start it as a replica (the step a failover's rejoin takes)."""
+    old.stop()
+    old.run(
+        "pg_rewind", "-D", str(old.datadir),
+        f"--source-server={new_primary.conninfo_without_password} dbname=postgres", "--progress",
+    )  # fmt: skip
+    slot = _slot(old.name)
+    with psycopg.connect(new_primary.dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if not exists:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s)", (slot,))
+    auto_conf = old.datadir / "postgresql.auto.conf"
+    kept = [
+        line
+        for line in (auto_conf.read_text().splitlines() if auto_conf.exists() else [])
+        if not line.startswith(("primary_conninfo", "primary_slot_name"))
+    ]
+    conninfo = (
+        f"{new_primary.conninfo_without_password} password={new_primary.password} application_name={old.name}"
+    )
+    kept += [f"primary_conninfo = '{conninfo}'", f"primary_slot_name = '{slot}'"]
+    auto_conf.write_text("\n".join(kept) + "\n")
+    _own(auto_conf)
+    (old.datadir / "standby.signal").touch()
+    _own(old.datadir / "standby.signal")
+    old.start()
+
+
+# ---------------------------------------------------------------- PgBouncer
+
+
+def start_pgbouncer(
+    home: Path, port: int, backend_port: int, users: dict[str, str], admin_user: str, timeout: float = 15.0
+) -> RealServer:
+    """PgBouncer 1.18 on loopback, transaction pooling, every database to one backend; `users`
+    (name -> password) may log in, `admin_user` may use the console. server_login_retry is 1 s
+    (PgBouncer's default 15 s would hold clients a quarter minute after a failover)."""
+    home.mkdir(parents=True, exist_ok=True)
+    _own(home)
+    userlist = home / "userlist.txt"
+    userlist.write_text("".join(f'"{name}" "{password}"\n' for name, password in sorted(users.items())))
+    userlist.chmod(0o600)
+    _own(userlist)
+    config = home / "pgbouncer.ini"
+    config.write_text(
+        "[databases]\n"
+        f"* = host={LOOPBACK} port={backend_port}\n\n"
+        "[pgbouncer]\n"
+        f"listen_addr = {LOOPBACK}\n"
+        f"listen_port = {port}\n"
+        "unix_socket_dir =\n"
+        "auth_type = scram-sha-256\n"
+        f"auth_file = {userlist}\n"
+        f"admin_users = {admin_user}\n"
+        "pool_mode = transaction\n"
+        "max_client_conn = 500\n"
+        "default_pool_size = 10\n"
+        "server_login_retry = 1\n"
+        "server_connect_timeout = 3\n"
+        # A query waits this long in the pooler for a server: long enough to ride out a failover
+        # (it runs on the new primary once repointed), short of PgBouncer's default 120 s.
+        "query_wait_timeout = 30\n"
+        "ignore_startup_parameters = extra_float_digits,options\n"
+    )
+    config.chmod(0o600)
+    _own(config)
+    account = _account()
+    command = ["pgbouncer", *(["-u", account.pw_name] if account else []), str(config)]
+    process = supervisor.start_ready(
+        "pgbouncer", command, home, probe=lambda: supervisor.port_open(port), timeout=timeout, workdir=home
+    )
+    return RealServer("pgbouncer", [process], {"main": port}, home, extra={"config": str(config)})
+
+
+# ---------------------------------------------------------------- Redis replica and Sentinels
+
+
+def start_redis_replica(
+    home: Path, port: int, primary_port: int, password: str, timeout: float = 15.0
+) -> RealServer:
+    """A Redis replica of 127.0.0.1:primary_port (masterauth: the primary's default user)."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "redis-replica.conf"
+    config.write_text(
+        f'port {port}\nbind {LOOPBACK}\nprotected-mode yes\ndir {home}\nsave ""\nappendonly no\n'
+        f"requirepass {password}\nmasterauth {password}\nreplicaof {LOOPBACK} {primary_port}\n"
+    )
+    config.chmod(0o600)
+    import redis
+
+    def synced() -> bool:
+        info = redis.Redis(port=port, password=password, socket_timeout=1).info("replication")
+        return info.get("master_link_status") == "up"
+
+    process = supervisor.start_ready(
+        "redis-replica", [find_redis_server(), str(config)], home, probe=synced, timeout=timeout, workdir=home
+    )
+    return RealServer("redis-replica", [process], {"main": port}, home)
+
+
+SENTINEL_SERVICE = "vextrus-redis"
+
+
+def start_sentinels(
+    home: Path,
+    ports: list[int],
+    primary_port: int,
+    password: str,
+    down_after_ms: int = 1000,
+    failover_timeout_ms: int = 10000,
+    timeout: float = 15.0,
+) -> list[RealServer]:
+    """Sentinels (three for a quorum of two) monitoring 127.0.0.1:primary_port as
+    SENTINEL_SERVICE. down-after is 1 s here (Sentinel's default 30 s is the anchor the bench
+    compares against); each Sentinel rewrites its own file, so each has one."""
+    import redis
+
+    quorum = len(ports) // 2 + 1
+    started: list[RealServer] = []
+    try:
+        for index, port in enumerate(ports):
+            directory = home / f"sentinel-{index + 1}"
+            directory.mkdir(parents=True, exist_ok=True)
+            config = directory / "sentinel.conf"
+            config.write_text(
+                f"port {port}\nbind {LOOPBACK}\nprotected-mode no\ndir {directory}\n"
+                f"sentinel monitor {SENTINEL_SERVICE} {LOOPBACK} {primary_port} {quorum}\n"
+                f"sentinel auth-pass {SENTINEL_SERVICE} {password}\n"
+                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {down_after_ms}\n"
+                f"sentinel failover-timeout {SENTINEL_SERVICE} {failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+            )
+            config.chmod(0o600)
+
+            def answers(port: int = port) -> bool:
+                return bool(redis.Redis(port=port, socket_timeout=1).ping())
+
+            process = supervisor.start_ready(
+                f"sentinel-{index + 1}",
+                [find_redis_server(), str(config), "--sentinel"],
+                directory,
+                probe=answers,
+                timeout=timeout,
+                workdir=directory,
+            )
+            started.append(RealServer(f"sentinel-{index + 1}", [process], {"main": port}, directory))
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return started
+
+
+def wait_for_sentinels_to_see_replicas(ports: list[int], replicas: int, timeout: float = 20.0) -> None:
+    """Sentinels learn replicas (and each other) from the primary's INFO and hello messages; a
+    failover asked for before then has no replica to promote."""
+    import redis
+
+    def all_see() -> bool:
+        for port in ports:
+            client = redis.Redis(port=port, socket_timeout=1)
+            # Raw replies: redis-py 5's parsers for SENTINEL SLAVES/SENTINELS reject its own arguments.
+            if len(client.execute_command("SENTINEL", "REPLICAS", SENTINEL_SERVICE)) < replicas:
+                return False
+            if len(client.execute_command("SENTINEL", "SENTINELS", SENTINEL_SERVICE)) < len(ports) - 1:
+                return False
+        return True
+
+    _wait(all_see, timeout, "the Sentinels to discover the replica and each other")
