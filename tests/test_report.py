@@ -400,3 +400,50 @@ def test_live_runs_carry_a_live_tag_and_read_only_runbooks_no_mode_tag(mixed_rep
     assert report.run_mode({"destructive": False, "parameters": {"dry_run": False}}) == "read-only"
     assert report.run_mode({"destructive": True, "parameters": {"dry_run": False}}) == "live"
     assert report.run_mode({"destructive": True, "parameters": {"dry_run": True}}) == "dry run"
+
+
+def test_the_load_p95_chart_per_environment_draws_only_sealed_load_runs(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+
+    def load_run(
+        run_id: str, env: str, started_at: str, p95: dict[str, float], status: str = "passed"
+    ) -> None:
+        endpoints = {name: {"p95_ms": value, "requests": 20} for name, value in p95.items()}
+        _entry(
+            outputs,
+            run_id,
+            started_at,
+            status,
+            runbook="resilience/load",
+            env=env,
+            parameters={"dry_run": not p95},
+            summary={"p95_ms": max(p95.values(), default=0.0), "endpoints": endpoints} if p95 else {},
+        )
+
+    load_run("l-first", "sandbox", "2026-11-01T10:00:00+00:00", {"graphql": 12.5, "auth-login": 4.0})
+    load_run("l-slow", "sandbox", "2026-11-02T10:00:00+00:00", {"graphql": 527.6}, status="failed")
+    load_run("l-staging", "staging", "2026-11-02T11:00:00+00:00", {"graphql": 40.0})
+    load_run("l-dry", "sandbox", "2026-11-03T10:00:00+00:00", {})
+    load_run("l-edited", "sandbox", "2026-11-04T10:00:00+00:00", {"graphql": 9.0})
+    edited = outputs / ledger.read_entries(outputs)[-1]["output"]
+    edited.write_text(edited.read_text().replace("l-edited passed", "l-edited PASSED"))
+
+    series = report.load_p95_series(ledger.read_entries(outputs), outputs)
+    assert list(series) == ["sandbox", "staging"]
+    assert [(r["run_id"], r["endpoint"], r["p95_ms"]) for r in series["sandbox"]] == [
+        ("l-first", "auth-login", 4.0),  # the ledger stores its keys sorted
+        ("l-first", "graphql", 12.5),
+        ("l-slow", "graphql", 527.6),
+    ]  # the dry run measured nothing; the edited notebook is no longer evidence
+    built = report.build(tmp_path / "report", outputs_dir=outputs, workers=1)
+    from bs4 import BeautifulSoup
+
+    page = BeautifulSoup(built.index.read_text(encoding="utf-8"), "html.parser")
+    charts = {c["data-chart"]: c for c in page.select(".chart")}
+    assert {"resilience/load:sandbox", "resilience/load:staging"} <= set(charts)
+    assert "Load p95 per endpoint (ms): sandbox" in str(charts["resilience/load:sandbox"])
+    only_sandbox = report.build(tmp_path / "report-sandbox", env="sandbox", outputs_dir=outputs, workers=1)
+    names = {
+        c["data-chart"] for c in BeautifulSoup(only_sandbox.index.read_text(), "html.parser").select(".chart")
+    }
+    assert "resilience/load:sandbox" in names and "resilience/load:staging" not in names

@@ -113,7 +113,7 @@ def _render_job(job: tuple[str, dict[str, Any], str]) -> str | None:
     return None
 
 
-def _charts(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> list[tuple[str, str]]:
     import pandas as pd
     import plotly.express as px
 
@@ -151,6 +151,53 @@ def _charts(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
             charts.append((runbook, fig.to_html(full_html=False, include_plotlyjs=False)))
         else:
             charts.append((runbook, f"<p class='empty'>{html.escape(title)}: no {runbook} runs yet.</p>"))
+    return charts + load_p95_charts(entries, outputs_dir)
+
+
+def load_p95_series(
+    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per environment, p95 per endpoint of every sealed load run, in the order given: a run whose
+    notebook no longer verifies, or that measured nothing (a dry run), is not evidence."""
+    from vextrus_nb.resilience.baseline import endpoint_p95, sealed_load_runs
+
+    series: dict[str, list[dict[str, Any]]] = {}
+    for entry in sealed_load_runs(outputs_dir, entries):
+        series.setdefault(str(entry.get("env")), []).extend(
+            {
+                "started_at": entry.get("started_at"),
+                "run_id": entry.get("run_id"),
+                "endpoint": endpoint,
+                "p95_ms": p95,
+                "status": entry.get("status"),
+            }
+            for endpoint, p95 in endpoint_p95(entry).items()
+        )
+    return dict(sorted(series.items()))
+
+
+def load_p95_charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> list[tuple[str, str]]:
+    """One chart per environment of `load_p95_series`, named `resilience/load:<env>`."""
+    import pandas as pd
+    import plotly.express as px
+
+    from vextrus_nb.resilience.baseline import LOAD_RUNBOOK
+
+    series = load_p95_series(entries, outputs_dir)
+    if not series:
+        return [(LOAD_RUNBOOK, f"<p class='empty'>Load p95: no sealed {LOAD_RUNBOOK} runs yet.</p>")]
+    charts = []
+    for env, rows in series.items():
+        fig = px.line(
+            pd.DataFrame(rows),
+            x="started_at",
+            y="p95_ms",
+            color="endpoint",
+            markers=True,
+            hover_data=["status", "run_id"],
+            title=f"Load p95 per endpoint (ms): {env}",
+        )
+        charts.append((f"{LOAD_RUNBOOK}:{env}", fig.to_html(full_html=False, include_plotlyjs=False)))
     return charts
 
 
@@ -345,7 +392,7 @@ def build(
         template.render(
             rows=rows,
             verdict=verdict,
-            charts=_charts(newest_first[::-1]),
+            charts=_charts(newest_first[::-1], outputs_dir),
             problems=problems,
             plotly_file=PLOTLY_FILE,
             runbooks=sorted({r["runbook"] for r in rows}),
