@@ -6,13 +6,8 @@ through it, the old primary rewound and rejoined as a replica."""
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,61 +15,19 @@ import redis
 
 from vextrus_nb.ha import pgbouncer, postgres, sentinel
 from vextrus_nb.local_platform import free_ports
-from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import ha_servers
-from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE, PgNode
-from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
-from vextrus_nb.sandbox.redis_server import find_redis_server
+from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
+from vextrus_nb.sandbox.real_servers import LOOPBACK
 
+from .ha_topology import PgPair, RedisSet, pg_pair
+from .ha_topology import redis_set as ha_redis_set
 from .helpers import wait_until
-
-SUPERUSER = "vextrus_admin"
-
-
-@dataclass
-class PgPair:
-    primary: PgNode
-    replica: PgNode
-    pooler: RealServer
-    password: str
-
-    @property
-    def pooled_dsn(self) -> str:
-        where = f"host={LOOPBACK} port={self.pooler.port}"
-        return f"{where} user={SUPERUSER} password={self.password} dbname=postgres"
-
-    @property
-    def console_dsn(self) -> str:
-        return self.pooled_dsn
-
-    @property
-    def config(self) -> Path:
-        return Path(self.pooler.extra["config"])
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgPair]:
-    # Not under pytest's own directory: it is private to root, and PostgreSQL runs as its account.
-    home = Path(tempfile.mkdtemp(prefix="vextrus-ha-"))
-    password = secrets.token_hex(12)
-    primary_port, replica_port, pooler_port = free_ports(3)
-    primary = ha_servers.init_primary(home, find_bindir(), primary_port, SUPERUSER, password)
-    replica = pooler = None
-    try:
-        with psycopg.connect(primary.dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE heartbeat (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
-        replica = ha_servers.clone_replica(primary, home, "replica", replica_port)
-        pooler = ha_servers.start_pgbouncer(
-            home / "pgbouncer", pooler_port, primary_port, {SUPERUSER: password}, SUPERUSER
-        )
-        yield PgPair(primary, replica, pooler, password)
-    finally:
-        if pooler:
-            pooler.stop()
-        for node in (replica, primary):
-            if node:
-                node.stop()
-        shutil.rmtree(home, ignore_errors=True)
+def pair() -> Iterator[PgPair]:
+    with pg_pair() as started:
+        yield started
 
 
 def _write(dsn: str) -> int:
@@ -185,50 +138,10 @@ def test_kill_9_of_the_primary_then_promote_repoint_and_rejoin(pair: PgPair) -> 
 # ---------------------------------------------------------------- Redis and Sentinel
 
 
-@dataclass
-class RedisSet:
-    primary_port: int
-    replica: RealServer
-    sentinels: list[RealServer]
-    primary: RealServer
-    password: str
-
-    @property
-    def addresses(self) -> list[str]:
-        return [f"{LOOPBACK}:{s.port}" for s in self.sentinels]
-
-
 @pytest.fixture(scope="module")
 def redis_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSet]:
-    from vextrus_nb.sandbox import supervisor
-
-    home = tmp_path_factory.mktemp("ha-redis")
-    password = secrets.token_hex(12)
-    primary_port, replica_port, *sentinel_ports = free_ports(5)
-    config = home / "primary.conf"
-    config.write_text(
-        f'port {primary_port}\nbind {LOOPBACK}\ndir {home}\nsave ""\n'
-        f"requirepass {password}\nmasterauth {password}\n"
-    )
-    primary_process = supervisor.start_ready(
-        "redis-primary",
-        [find_redis_server(), str(config)],
-        home,
-        probe=lambda: redis.Redis(port=primary_port, password=password).ping(),
-        timeout=10,
-    )
-    primary = RealServer("redis-primary", [primary_process], {"main": primary_port}, home)
-    servers: list[RealServer] = [primary]
-    try:
-        replica = ha_servers.start_redis_replica(home / "replica", replica_port, primary_port, password)
-        servers.append(replica)
-        sentinels = ha_servers.start_sentinels(home, sentinel_ports, primary_port, password)
-        servers += sentinels
-        ha_servers.wait_for_sentinels_to_see_replicas(sentinel_ports, 1)
-        yield RedisSet(primary_port, replica, sentinels, primary, password)
-    finally:
-        for server in reversed(servers):
-            server.stop()
+    with ha_redis_set(tmp_path_factory.mktemp("ha-redis")) as started:
+        yield started
 
 
 def test_three_sentinels_agree_on_the_primary_with_a_quorum(redis_set: RedisSet) -> None:

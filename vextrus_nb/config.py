@@ -36,6 +36,17 @@ DEPLOYMENT_FILE_KEYS = ("compose_file", "kube_manifests")
 # inventory's traefik port is its internal one (ping, API); these are what users reach.
 EDGE_ENTRYPOINTS = {"traefik-web": 80, "traefik-websecure": 443}
 
+HA_ENDPOINTS = {
+    "postgres-replica": 5432,
+    "pgbouncer": 6432,
+    "redis-replica": 6379,
+    "sentinel-1": 26379,
+    "sentinel-2": 26379,
+    "sentinel-3": 26379,
+}
+"""The high-availability parts beside the inventory's datastores (`ha:` in an environment): their
+default ports; an environment names their hosts and ports like any component's."""
+
 TERMINUS_PATHS = {"health": "/health", "ready": "/health/ready", "live": "/health/live"}
 
 
@@ -230,6 +241,30 @@ class RotationSettings(_Strict):
     alternating_users: list[str] = []
 
 
+class PostgresHA(_Strict):
+    """A streaming replica and the pooler every service connects through (HA_ENDPOINTS names)."""
+
+    replica: str = "postgres-replica"
+    pooler: str = "pgbouncer"
+    pooler_config: str = ""  # PgBouncer's ini, rewritten to repoint it ({sandbox_dir} works)
+    max_lag_bytes: Annotated[int, Field(ge=0)] = 16 * 2**20
+    max_replay_lag_s: Annotated[float, Field(ge=0)] = 30.0
+
+
+class RedisHA(_Strict):
+    """A Redis replica and the Sentinels the services discover the primary through."""
+
+    replica: str = "redis-replica"
+    service: str = "vextrus-redis"  # `sentinel monitor <service> ...`
+    sentinels: tuple[str, ...] = ("sentinel-1", "sentinel-2", "sentinel-3")
+    min_sentinels: Annotated[int, Field(ge=1)] = 3
+
+
+class HASettings(_Strict):
+    postgres: PostgresHA | None = None
+    redis: RedisHA | None = None
+
+
 class Environment(_Strict):
     name: str
     description: str = ""
@@ -251,6 +286,7 @@ class Environment(_Strict):
     rpo_hours: Annotated[float, Field(gt=0)] = 24.0
     backup: BackupSettings | None = None
     rotation: RotationSettings | None = None
+    ha: HASettings | None = None
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -397,7 +433,7 @@ def load_environment(name: str, inventory: Inventory | None = None) -> Environme
         raise ConfigError(f"invalid {path}: its name '{env.name}' does not match the file name '{name}'")
     inventory = inventory or load_inventory()
     named = {*env.hosts, *env.ports, *env.simulated, *env.exclude}
-    unknown = sorted(named - set(inventory.components) - set(EDGE_ENTRYPOINTS))
+    unknown = sorted(named - set(inventory.components) - set(EDGE_ENTRYPOINTS) - set(HA_ENDPOINTS))
     if unknown:
         raise ConfigError(f"invalid {path}: unknown component(s) {', '.join(unknown)}")
     return env

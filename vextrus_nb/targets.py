@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vextrus_nb import paths
-from vextrus_nb.config import EDGE_ENTRYPOINTS, Component, Environment, Inventory
+from vextrus_nb.config import EDGE_ENTRYPOINTS, HA_ENDPOINTS, Component, Environment, Inventory
 from vextrus_nb.probes import ProbeTarget
 
 
@@ -24,6 +24,9 @@ def endpoints(env: Environment, inventory: Inventory) -> dict[str, tuple[str, in
         edge_host = where["traefik"][0]
         for name, port in EDGE_ENTRYPOINTS.items():
             where[name] = (env.hosts.get(name, edge_host), env.ports.get(name, port))
+    if env.ha is not None:  # the replica, the pooler, the Sentinels: named like components
+        for name, port in HA_ENDPOINTS.items():
+            where[name] = (env.hosts.get(name, env.default_host), env.ports.get(name, port))
     return where
 
 

@@ -28,6 +28,7 @@ DEADLINE_SLACK_S = 0.5
 
 CHECK_MODULES = (
     "infrastructure",
+    "ha",
     "brokers",
     "manifests",
     "services",
