@@ -32,6 +32,7 @@ HA_SETTINGS = (
     "hot_standby=on",
     "wal_log_hints=on",
     "full_page_writes=on",
+    "wal_keep_size=256MB",  # pg_rewind reads the old primary's WAL back to where the timelines split
     "fsync=off",  # a kill -9 loses nothing the kernel holds; only a machine crash would
     "shared_buffers=32MB",
     "max_connections=100",
@@ -54,6 +55,16 @@ def _wait(condition: object, timeout: float, what: str) -> None:
         raise SandboxError(
             f"timed out after {timeout:g} s waiting for {what}" + (f" ({last})" if last else "")
         )
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _own(path: Path) -> None:
@@ -132,10 +143,13 @@ class PgNode:
         pid = self.postmaster_pid()
         if pid is None:
             return
-        for victim in supervisor.descendants(pid):
+        # The postmaster first: killed after a backend, it would notice and reinitialise.
+        for victim in sorted(supervisor.descendants(pid), key=lambda p: p != pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
-        _wait(lambda: not supervisor.port_open(self.port), 10.0, f"{self.name} to die")
+        # Gone from the process table, not only its port closed: until its zombie is reaped, the
+        # pid in postmaster.pid still looks alive, and the next start (or pg_rewind) refuses.
+        _wait(lambda: not supervisor.port_open(self.port) and not _exists(pid), 10.0, f"{self.name} to die")
 
     def in_recovery(self) -> bool:
         with psycopg.connect(self.dsn, connect_timeout=3) as conn:
@@ -192,6 +206,10 @@ def rejoin_as_replica(old: PgNode, new_primary: PgNode) -> None:
     """pg_rewind the former primary onto the new one's timeline, point it at the new primary
     through its own slot, and start it as a replica (the step a failover's rejoin takes)."""
     old.stop()
+    # pg_rewind reads the source's timeline from its control file, which a just-promoted server
+    # updates only at its next checkpoint (pg_rewind's documentation): checkpoint it first.
+    with psycopg.connect(new_primary.dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
     old.run(
         "pg_rewind", "-D", str(old.datadir),
         f"--source-server={new_primary.conninfo_without_password} dbname=postgres", "--progress",
@@ -205,7 +223,9 @@ def rejoin_as_replica(old: PgNode, new_primary: PgNode) -> None:
     kept = [
         line
         for line in (auto_conf.read_text().splitlines() if auto_conf.exists() else [])
-        if not line.startswith(("primary_conninfo", "primary_slot_name"))
+        # default_transaction_read_only: a planned switchover's fence (ALTER SYSTEM), which must
+        # not outlive it: this node is promoted in the next failover.
+        if not line.startswith(("primary_conninfo", "primary_slot_name", "default_transaction_read_only"))
     ]
     conninfo = (
         f"{new_primary.conninfo_without_password} password={new_primary.password} application_name={old.name}"
