@@ -7,6 +7,8 @@ from bench import (
     bench_checklist,
     bench_cli_startup,
     bench_deploy,
+    bench_failover,
+    bench_k6_overhead,
     bench_real_servers,
     bench_report,
     bench_sweep,
@@ -22,5 +24,7 @@ for bench in (
     bench_cli_startup,
     bench_report,
     bench_real_servers,
+    bench_failover,
+    bench_k6_overhead,
 ):
     bench.main()

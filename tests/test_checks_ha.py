@@ -1,5 +1,5 @@
 """The checklist's high-availability checks (checks/ha.py) against a real replica, PgBouncer and
-Sentinels (tests/ha_topology.py): each passes on the healthy topology and fails naming the part
+Sentinels (vextrus_nb/sandbox/ha_topology.py): each passes on the healthy topology and fails naming the part
 when it is broken: the replica stopped (and so its slot inactive), replay paused past the lag
 bound, a wrong console password, the replica of Redis gone, two of three Sentinels lost."""
 
@@ -15,9 +15,9 @@ from vextrus_nb import checks
 from vextrus_nb.checks import CheckResult
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.ha import postgres
+from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet, pg_pair
+from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
 
-from .ha_topology import SUPERUSER, PgPair, RedisSet, pg_pair
-from .ha_topology import redis_set as ha_redis_set
 from .helpers import wait_until
 
 ENV = "ha-checks-test"

@@ -15,10 +15,10 @@ import redis
 from vextrus_nb.ha import pgbouncer, postgres, sentinel
 from vextrus_nb.local_platform import free_ports
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
+from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet, pg_pair
+from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
-from .ha_topology import PgPair, RedisSet, pg_pair
-from .ha_topology import redis_set as ha_redis_set
 from .helpers import wait_until
 
 

@@ -14,9 +14,9 @@ import pytest
 
 from vextrus_nb.ha import failover, pgbouncer, postgres
 from vextrus_nb.sandbox import ha_servers
+from vextrus_nb.sandbox.ha_topology import PgPair, pg_pair
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
-from .ha_topology import PgPair, pg_pair
 from .helpers import wait_until
 
 BOUND = 16 * 2**20

@@ -1,6 +1,6 @@
-"""The HA topology on real servers for the tests: a PostgreSQL primary with a streaming replica
-behind PgBouncer, and a Redis primary with a replica and three Sentinels (vextrus_nb/sandbox/
-ha_servers.py starts each). Context managers, so each test module owns a fresh one."""
+"""A standalone HA topology on real servers, for the tests and the failover bench: a PostgreSQL
+primary with a streaming replica behind PgBouncer, and a Redis primary with a replica and three
+Sentinels (ha_servers.py starts each). Context managers: whoever uses one owns a fresh one."""
 
 from __future__ import annotations
 
