@@ -197,6 +197,17 @@ class S3Target(_Strict):
     secret_key_secret: str
 
 
+class PgBackRestSettings(_Strict):
+    """The physical backups: pgBackRest's stanza for the environment's cluster, and its
+    repository (the backup directory + /pgbackrest unless named)."""
+
+    stanza: str
+    repository: str = ""  # empty: {backup.directory}/pgbackrest
+    process_max: Annotated[int, Field(ge=1, le=64)] = 2
+    compress_type: Literal["lz4", "zst", "gz", "none"] = "lz4"
+    kind: Literal["full", "incr", "diff"] = "full"  # what dr/backup takes unless told
+
+
 class BackupSettings(_Strict):
     """Where backup sets go and how long they are kept; `{sandbox_dir}` and checkout-relative paths work."""
 
@@ -205,6 +216,12 @@ class BackupSettings(_Strict):
     keep_days: Annotated[float, Field(gt=0)] = 14.0
     jobs: Annotated[int, Field(ge=1, le=64)] = 2
     s3: S3Target | None = None
+    pgbackrest: PgBackRestSettings | None = None
+
+    def pgbackrest_repository(self) -> Path:
+        if self.pgbackrest is None:
+            raise ConfigError("backup.pgbackrest is not set: the environment takes no physical backups")
+        return resolve_path(self.pgbackrest.repository or f"{self.directory}/pgbackrest")
 
 
 class SecretStoreSettings(_Strict):

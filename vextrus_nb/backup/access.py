@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from vextrus_nb.backup import sets
+from vextrus_nb.backup import pgbackrest, sets
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.backup.postgres import PostgresLogin
 from vextrus_nb.backup.s3_store import S3Store
@@ -61,6 +61,34 @@ def redis_client(rb: Runbook) -> redis.Redis | None:
         password=rb.secret(rb.env.redis.password_secret),
         socket_timeout=30,
     )
+
+
+def physical_stanza(rb: Runbook) -> pgbackrest.Stanza | None:
+    """The environment's pgBackRest stanza (None when it takes no physical backups). Where the
+    cluster keeps its data and socket is asked of the server itself: pgBackRest runs beside it
+    and must name exactly the directory the server uses."""
+    settings = rb.env.backup.pgbackrest if rb.env.backup else None
+    if settings is None or rb.env.backup is None:
+        return None
+    login = postgres_login(rb)
+    with login.connect("postgres") as conn:
+        row = conn.execute(
+            "SELECT current_setting('data_directory'), current_setting('unix_socket_directories')"
+        ).fetchone()
+    assert row is not None
+    stanza = pgbackrest.Stanza(
+        name=settings.stanza,
+        pg_path=Path(row[0]),
+        pg_port=login.port,
+        pg_socket=Path(str(row[1]).split(",")[0].strip()),
+        pg_user=login.user,
+        pg_password=login.password,
+        repo_path=rb.env.backup.pgbackrest_repository(),
+        process_max=settings.process_max,
+        compress_type=settings.compress_type,
+    )
+    pgbackrest.write_config(stanza)
+    return stanza
 
 
 def store(env: Environment) -> Path:

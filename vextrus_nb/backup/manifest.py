@@ -56,6 +56,25 @@ class RedisEntry(_Model):
     keys: int
 
 
+class PhysicalEntry(_Model):
+    """The pgBackRest backup taken with the set: restores the whole cluster, to any moment after it."""
+
+    stanza: str
+    repository: str
+    label: str
+    kind: str  # full | incr | diff
+    prior: str = ""  # the backup an incremental one builds on
+    start_lsn: str
+    stop_lsn: str
+    wal_start: str
+    wal_stop: str
+    started_at: str
+    stopped_at: str
+    database_bytes: int
+    repository_bytes: int
+    seconds: float
+
+
 class Manifest(_Model):
     format_version: int = FORMAT_VERSION
     set_id: str
@@ -68,6 +87,7 @@ class Manifest(_Model):
     redis_version: str = ""
     databases: list[DatabaseEntry] = []
     redis: RedisEntry | None = None
+    physical: PhysicalEntry | None = None
     config_files: list[str] = []
     files: list[FileEntry] = []
 

@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import paths
-from vextrus_nb.backup import sets
-from vextrus_nb.backup.access import choose_services, postgres_login, redis_client, s3_store, store
-from vextrus_nb.backup.manifest import Manifest
+from vextrus_nb.backup import pgbackrest, sets
+from vextrus_nb.backup.access import (
+    choose_services,
+    physical_stanza,
+    postgres_login,
+    redis_client,
+    s3_store,
+    store,
+)
+from vextrus_nb.backup.manifest import Manifest, PhysicalEntry
 from vextrus_nb.display import Progress
 
 if TYPE_CHECKING:
@@ -55,11 +62,48 @@ class BackupResult:
             "postgres_version": m.postgres_version,
             "redis_version": m.redis_version,
             "copied_to": self.copied_to or None,
+            **(self.physical_summary()),
+        }
+
+    def physical_summary(self) -> dict[str, Any]:
+        physical = self.manifest.physical
+        if physical is None:
+            return {}
+        return {
+            "pgbackrest_label": physical.label,
+            "pgbackrest_kind": physical.kind,
+            "pgbackrest_lsn": f"{physical.start_lsn}..{physical.stop_lsn}",
+            "pgbackrest_seconds": physical.seconds,
+            "pgbackrest_repository_bytes": physical.repository_bytes,
         }
 
 
-def back_up(rb: Runbook, services: str = "") -> BackupResult:
-    """Take a new set of the chosen databases, Redis and the configuration. Read-only for the platform."""
+def take_physical(stanza: pgbackrest.Stanza, kind: pgbackrest.BackupKind) -> PhysicalEntry:
+    """A pgBackRest backup of the whole cluster; its label, LSN range and times for the manifest."""
+    started = time.perf_counter()
+    taken = pgbackrest.backup(stanza, kind)
+    return PhysicalEntry(
+        stanza=stanza.name,
+        repository=str(stanza.repo_path),
+        label=taken.label,
+        kind=taken.kind,
+        prior=taken.prior,
+        start_lsn=taken.start_lsn,
+        stop_lsn=taken.stop_lsn,
+        wal_start=taken.wal_start,
+        wal_stop=taken.wal_stop,
+        started_at=taken.started_at,
+        stopped_at=taken.stopped_at,
+        database_bytes=taken.database_bytes,
+        repository_bytes=taken.repository_bytes,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
+    """Take a new set: a pgBackRest backup of the cluster (when the environment names a stanza;
+    `kind` full or incr, the environment's default when empty), then the chosen databases'
+    logical dumps, Redis and the configuration. Read-only for the platform."""
     chosen = choose_services(rb.inventory, services)
     set_id = sets.new_set_id(rb.run_id)
     login = postgres_login(rb)
@@ -76,9 +120,16 @@ def back_up(rb: Runbook, services: str = "") -> BackupResult:
         *rb.env.deployment_files().values(),
     ]
     copies = 1 if rb.env.backup and rb.env.backup.s3 else 0
-    bar = Progress(len(chosen) + 1 + copies, f"backing up {len(chosen)} databases and Redis")
+    stanza = physical_stanza(rb)
+    physical = 1 if stanza else 0
+    bar = Progress(len(chosen) + 1 + copies + physical, f"backing up {len(chosen)} databases and Redis")
     started = time.perf_counter()
     try:
+        if stanza is not None:
+            settings = rb.env.backup.pgbackrest  # type: ignore[union-attr]
+            chosen_kind = kind or (settings.kind if settings else "full")
+            manifest.physical = take_physical(stanza, chosen_kind)  # type: ignore[arg-type]
+            bar.step(f"pgbackrest {chosen_kind} backup {manifest.physical.label}")
         path = store(rb.env) / set_id
         sets.take(
             path,

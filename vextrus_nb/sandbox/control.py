@@ -364,6 +364,40 @@ class Platform(LoopbackReachability):
         return app
 
 
+async def write_heartbeats(state: SandboxState) -> None:
+    """A timestamped row every second in the cluster's `postgres` database: a recovered copy's
+    newest row is the recovery point it really reached. One kept connection; while PostgreSQL
+    is down (a fault) the writer just tries again next second."""
+    import psycopg
+
+    from vextrus_nb.backup import heartbeat
+    from vextrus_nb.sandbox.manager import ADMIN_USER
+
+    conn: psycopg.AsyncConnection[Any] | None = None
+    while True:
+        try:
+            if conn is None or conn.closed:
+                conn = await psycopg.AsyncConnection.connect(
+                    host=HOST,
+                    port=state.ports["postgres"],
+                    dbname=heartbeat.DATABASE,
+                    user=ADMIN_USER,
+                    password=state.secret("postgres_password"),
+                    connect_timeout=2,
+                    autocommit=True,
+                    application_name="vextrus-sandbox-heartbeat",
+                )
+            await asyncio.wait_for(conn.execute(heartbeat.BEAT), INDICATOR_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            conn = None
+        await asyncio.sleep(heartbeat.INTERVAL_S)
+
+
 async def serve(root: Path) -> None:
     state = SandboxState.load(root)
     inventory = load_inventory(Path(state.extra["inventory"]))
@@ -380,6 +414,7 @@ async def serve(root: Path) -> None:
     probes.preload_clients({c.probe for c in inventory.components.values()})
     await platform.apply_faults()
     await platform.open_pools()
+    beating = asyncio.create_task(write_heartbeats(state))
     control = web.AppRunner(platform.control_app(), access_log=None, handle_signals=False)
     await control.setup()
     await web.TCPSite(control, HOST, state.control_port, reuse_address=True).start()
@@ -393,6 +428,7 @@ async def serve(root: Path) -> None:
         state.control_port,
     )
     await stop.wait()
+    beating.cancel()
     for server in platform.servers.values():
         await server.runner.cleanup()
     await control.cleanup()

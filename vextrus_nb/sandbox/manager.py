@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from vextrus_nb import paths
+from vextrus_nb.backup import heartbeat, pgbackrest
 from vextrus_nb.config import Inventory, load_inventory
 from vextrus_nb.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
 from vextrus_nb.errors import SandboxError
@@ -43,6 +44,11 @@ SERVICES_START_TIMEOUT_S = 120.0
 RELOAD_TIMEOUT_S = 120.0
 # Stopping the services process stops every real server (in parallel, each SIGTERM then SIGKILL).
 SERVICES_STOP_TIMEOUT_S = 40.0
+# The stanza parameters/environments/sandbox.yaml names (backup.pgbackrest.stanza).
+SANDBOX_STANZA = "vextrus"
+# WAL is switched and archived at least this often while anything is written: the recovery
+# point stays within 60 s (the heartbeat writes every second, so there always is a write).
+ARCHIVE_TIMEOUT_S = 10
 DEPLOYMENT_VARIANTS = ("planted", "hardened")
 DEFAULT_DEPLOYMENT = "planted"
 
@@ -61,7 +67,50 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def _cluster(state: SandboxState) -> PostgresCluster:
-    return PostgresCluster(Path(state.pg_bindir), Path(state.pg_datadir), state.ports["postgres"], ADMIN_USER)
+    settings = {}
+    if state.extra.get("pgbackrest"):
+        settings = {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_timeout": str(ARCHIVE_TIMEOUT_S),
+            "archive_command": _stanza(state).archive_command(),
+            # On, over the sandbox's speed default: a restore of some databases only (pgBackRest's
+            # --db-include zeroes the others) replays WAL safely only when the first change of a
+            # page after a checkpoint carries the whole page.
+            "full_page_writes": "on",
+        }
+    return PostgresCluster(
+        Path(state.pg_bindir), Path(state.pg_datadir), state.ports["postgres"], ADMIN_USER, settings
+    )
+
+
+def _stanza(state: SandboxState) -> pgbackrest.Stanza:
+    datadir = Path(state.pg_datadir)
+    return pgbackrest.Stanza(
+        name=SANDBOX_STANZA,
+        pg_path=datadir,
+        pg_port=state.ports["postgres"],
+        pg_socket=datadir.parent,
+        pg_user=ADMIN_USER,
+        pg_password=state.secret("postgres_password"),
+        repo_path=state.root / "backups" / "pgbackrest",
+        archive_timeout_s=ARCHIVE_TIMEOUT_S,
+    )
+
+
+def _prepare_repository(state: SandboxState) -> None:
+    """The pgBackRest repository at the environment's backup directory + /pgbackrest. When we
+    are root the server runs as another account, which cannot reach into our directories
+    (the sandbox's is 0700): the repository then lives beside the data directory, in that
+    account's own, and the backup directory holds a symbolic link to it."""
+    link = state.root / "backups" / "pgbackrest"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if pgbackrest.owner_of(Path(state.pg_datadir)) is not None:
+        real = Path(state.pg_datadir).parent / "pgbackrest"
+        real.mkdir(exist_ok=True)
+        link.symlink_to(real)
+    state.extra["pgbackrest"] = {"stanza": SANDBOX_STANZA, "repository": str(link)}
+    pgbackrest.write_config(_stanza(state))
 
 
 def is_running(root: Path | None = None) -> bool:
@@ -180,7 +229,13 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
     state.pg_datadir = str(cluster.datadir)
     state.save()
     try:
+        _prepare_repository(state)
+        state.save()
+        cluster = _cluster(state)
         cluster.start()
+        pgbackrest.stanza_create(_stanza(state))  # before the first segment is pushed
+        with _admin_connect(state, heartbeat.DATABASE) as conn:
+            heartbeat.ensure_table(conn)
         _provision_databases(state, inventory, scale)
         conf = redis_server.write_config(
             root,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vextrus_nb.errors import SandboxError
@@ -36,6 +37,8 @@ class PostgresCluster:
     datadir: Path
     port: int
     superuser: str
+    # Server settings given at every start (WAL archiving, say), so a restart keeps them.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def logfile(self) -> Path:
@@ -94,6 +97,8 @@ class PostgresCluster:
             "-c max_connections=200 -c shared_buffers=64MB -c fsync=off -c full_page_writes=off "
             "-c log_min_messages=warning"
         )
+        for name, value in self.settings.items():
+            options += f" -c {name}={shlex.quote(value)}"  # pg_ctl hands the options to a shell
         result = self._run(
             "pg_ctl",
             "-D",

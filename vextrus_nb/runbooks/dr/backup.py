@@ -14,6 +14,9 @@ from vextrus_nb.backup.access import check_services_and_store, s3_store, store
 from vextrus_nb.backup.take import BackupResult
 from vextrus_nb.backup.take import back_up as take_set
 from vextrus_nb.config import Environment
+from vextrus_nb.errors import RunRefused
+
+KINDS = ("", "full", "incr", "diff")
 
 if TYPE_CHECKING:
     from vextrus_nb.run.session import Runbook
@@ -22,12 +25,22 @@ if TYPE_CHECKING:
 def validate(env: Environment, parameters: dict[str, Any]) -> None:
     """Refuse bad parameters before anything is touched (the runner exits 2, before a kernel)."""
     check_services_and_store(env, parameters.get("services", ""))
+    kind = parameters.get("kind", "")
+    if kind not in KINDS:
+        raise RunRefused(f"kind must be full, incr or diff (or empty: the environment's), not {kind!r}")
+    if kind and (env.backup is None or env.backup.pgbackrest is None):
+        raise RunRefused(f"kind={kind!r} needs physical backups, and '{env.name}' names no backup.pgbackrest")
 
 
 def back_up(rb: Runbook) -> BackupResult:
-    """Take a new set of the chosen databases, Redis and the configuration; its figures go on record."""
-    taken = take_set(rb, rb.parameters.get("services", ""))
+    """Take a new set (a pgBackRest backup first, when the environment has a stanza, then the
+    chosen databases, Redis and the configuration); its figures go on record."""
+    taken = take_set(rb, rb.parameters.get("services", ""), rb.parameters.get("kind", ""))
     rb.summary.update(taken.summary())
+    # What this run wrote whatever dry_run says (dry_run only governs pruning): never a dry run.
+    rb.summary["writes"] = [f"backup set {taken.manifest.set_id}"] + (
+        [f"pgbackrest backup {taken.manifest.physical.label}"] if taken.manifest.physical else []
+    )
     return taken
 
 

@@ -1,51 +1,157 @@
-"""The steps of notebooks/dr/restore.ipynb: verify the set, restore into scratch and prove it;
-only a live restore (`target="live"`, `dry_run=false`, `confirm` in production) swaps the
-proven copy in, keeping the old database."""
+"""The steps of notebooks/dr/restore.ipynb: verify, restore into scratch and prove.
+
+Two kinds of restore. A backup set's logical dumps restore service databases one by one (a
+live restore, `target="live"`, `dry_run=false`, `confirm` in production, swaps the proven copy
+in, keeping the old database). A point-in-time restore (`target_time=<ISO 8601>` or
+`target="latest"`) restores the whole cluster with pgBackRest into a scratch data directory on
+a free port, recovered to that moment, and proves it against the live cluster; it is never
+swapped in by this runbook (refused with `target="live"`: see the notebook's header)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vextrus_nb.backup import pgbackrest, pitr
 from vextrus_nb.backup.access import (
     TARGETS,
     check_set_choice,
+    choose_services,
     discard_staging,
     find_set,
+    physical_stanza,
+    postgres_login,
     verify_set,
 )
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.backup.restore import RestoreResult, restore_set
 from vextrus_nb.config import Environment
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.errors import BackupError, RunRefused
 
 if TYPE_CHECKING:
     from vextrus_nb.run.session import Runbook
 
+LATEST = "latest"
+
+
+def target_time_of(parameters: dict[str, Any]) -> datetime | None:
+    """The `target_time` parameter as an aware datetime (None when not given); RunRefused when
+    it is not ISO 8601 with a UTC offset (a time without one means a different moment per host)."""
+    text = str(parameters.get("target_time", "") or "").strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RunRefused(f"target_time {text!r} is not ISO 8601 (e.g. 2026-12-01T15:10:00Z)") from None
+    if when.tzinfo is None:
+        raise RunRefused(f"target_time {text!r} has no UTC offset: add Z or +HH:MM")
+    return when
+
+
+def is_point_in_time(parameters: dict[str, Any]) -> bool:
+    return parameters.get("target") == LATEST or bool(str(parameters.get("target_time", "") or "").strip())
+
 
 def validate(env: Environment, parameters: dict[str, Any]) -> None:
     """Refuse bad parameters before anything is touched (the runner exits 2, before a kernel)."""
-    check_set_choice(env, parameters)
     target = parameters.get("target", "scratch")
-    if target not in TARGETS:
-        raise RunRefused(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if target not in (*TARGETS, LATEST):
+        raise RunRefused(f"target must be one of {', '.join((*TARGETS, LATEST))}, not {target!r}")
+    when = target_time_of(parameters)
+    if when is not None and target == LATEST:
+        raise RunRefused("give either target_time or target='latest', not both")
+    if not is_point_in_time(parameters):
+        check_set_choice(env, parameters)
+        return
+    if target == "live":
+        raise RunRefused(
+            "a live point-in-time restore is not supported by this runbook: restore into scratch "
+            "(target_time=... with target='scratch'), check the copy, then swap it in by hand"
+        )
+    if env.backup is None or env.backup.pgbackrest is None:
+        raise RunRefused(f"environment '{env.name}' takes no physical backups (backup.pgbackrest)")
+    check_set_choice(env, {**parameters, "set_id": ""})
 
 
-def verify(rb: Runbook) -> tuple[Path, Manifest]:
-    """The named (or newest) set, every file checked against its manifest before anything is touched."""
+@dataclass
+class Verified:
+    """What the restore will use, checked: a backup set (logical) or the pgBackRest repository."""
+
+    path: Path | None = None
+    manifest: Manifest | None = None
+    stanza: pgbackrest.Stanza | None = None
+
+    def note(self) -> Any:
+        from vextrus_nb.display import note
+
+        if self.stanza is not None:
+            return note(
+                f"pgBackRest repository of stanza {self.stanza.name} verified: every backup file and "
+                "archived WAL segment checks out, and the WAL has no gap."
+            )
+        assert self.manifest is not None
+        m = self.manifest
+        return note(f"set {m.set_id}: {len(m.files)} files verified, taken {m.ended_at}")
+
+
+def verify(rb: Runbook) -> Verified:
+    """Before anything is touched: the named (or newest) set against its manifest, or, for a
+    point-in-time restore, `pgbackrest verify` over the repository."""
+    if is_point_in_time(rb.parameters):
+        stanza = physical_stanza(rb)
+        if stanza is None:
+            raise BackupError(f"environment '{rb.env.name}' takes no physical backups (backup.pgbackrest)")
+        pitr.verify_before_restore(stanza)
+        return Verified(stanza=stanza)
     path = find_set(rb, rb.parameters.get("set_id", ""), rb.parameters.get("from_store", "local"))
-    return path, verify_set(rb, path)
+    return Verified(path=path, manifest=verify_set(rb, path))
 
 
-def restore(rb: Runbook, path: Path, manifest: Manifest) -> RestoreResult:
+def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
     """Restore and prove; a set fetched from S3 is a working copy, discarded whatever happens."""
+    if verified.stanza is not None:
+        return point_in_time(rb, verified.stanza)
+    assert verified.path is not None and verified.manifest is not None
     try:
         restored = restore_set(
-            rb, path, manifest, rb.parameters.get("services", ""), rb.parameters.get("target", "scratch")
+            rb,
+            verified.path,
+            verified.manifest,
+            rb.parameters.get("services", ""),
+            rb.parameters.get("target", "scratch"),
         )
     finally:
         discard_staging(rb)
     rb.summary["restored"] = [o.service for o in restored.outcomes]
+    if restored.outcomes:
+        live = rb.parameters.get("target") == "live"
+        rb.summary["writes"] = ["live databases swapped in (old ones kept)" if live else "scratch databases"]
     if restored.unproven:
         rb.fail(f"restore not proven for: {', '.join(restored.unproven)}")
     return restored
+
+
+def point_in_time(rb: Runbook, stanza: pgbackrest.Stanza) -> pitr.PitrResult:
+    """The whole cluster into scratch, recovered to the target, proven against the live one."""
+    login = postgres_login(rb)
+    result = pitr.point_in_time_restore(
+        stanza,
+        login.bindir,
+        login,
+        choose_services(rb.inventory, rb.parameters.get("services", "")),
+        target_time_of(rb.parameters),
+        keep=bool(rb.parameters.get("keep_scratch", False)),
+    )
+    rb.summary.update(result.summary())
+    rb.summary["writes"] = [
+        f"scratch cluster {result.datadir} ({'kept, stopped' if result.kept else 'deleted after the proof'})"
+    ]
+    if not result.proven:
+        rb.fail(
+            "point-in-time restore not proven (copy kept at "
+            f"{result.datadir}): {'; '.join(result.mismatches[:5])}"
+        )
+    return result
