@@ -31,6 +31,7 @@ ALERT_NAMES = [
     "VextrusDrDrillFailed",
     "VextrusDrDrillStale",
     "VextrusRpoExceeded",
+    "VextrusWalArchiveBehind",
     "VextrusReadinessBelowThreshold",
     "VextrusEvidenceExporterDown",
     "VextrusCriticalComponentDown",
