@@ -8,7 +8,14 @@ code never imports the sandbox, and a new driver is a new entry point.
 from __future__ import annotations
 
 from vextrus_nb.config import Environment
-from vextrus_nb.drivers.base import ComponentState, Driver, HealthState, LogLine, PlatformEvent
+from vextrus_nb.drivers.base import (
+    ComponentState,
+    Driver,
+    FailoverControl,
+    HealthState,
+    LogLine,
+    PlatformEvent,
+)
 from vextrus_nb.errors import DriverError, DriverUnavailable  # re-exported: drivers.DriverUnavailable
 
 DRIVER_GROUP = "vextrus_nb.drivers"
@@ -31,6 +38,7 @@ __all__ = [
     "Driver",
     "DriverError",
     "DriverUnavailable",
+    "FailoverControl",
     "HealthState",
     "LogLine",
     "PlatformEvent",

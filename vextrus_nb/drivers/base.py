@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 RunState = Literal["running", "stopped", "restarting", "unknown"]
 # What the platform's own health machinery says (Docker healthcheck, Kubernetes readiness):
@@ -82,3 +82,18 @@ class Driver(Protocol):
     def stop(self, components: list[str]) -> None: ...
 
     def restart(self, components: list[str]) -> None: ...
+
+
+@runtime_checkable
+class FailoverControl(Protocol):
+    """What a failover needs from a driver beyond SQL and the pooler's console (optional: the
+    ha/failover runbook asks `isinstance(driver, FailoverControl)` and says what to do by hand
+    when the driver has not got it).
+
+    stop_datastore: stop a database node cleanly (a planned switchover's old primary, so its last
+    WAL reaches the replica before the replica is promoted). rejoin_as_replica: rewind a former
+    primary onto the node now primary (pg_rewind) and start it as that node's replica."""
+
+    def stop_datastore(self, component: str) -> None: ...
+
+    def rejoin_as_replica(self, component: str, primary: str) -> None: ...

@@ -1,0 +1,1 @@
+"""The high-availability runbooks' steps."""
