@@ -71,7 +71,9 @@ def bucket(endpoint: str) -> object:
 def test_a_set_is_copied_to_s3_and_a_drill_from_s3_proves_it(
     healthy: SandboxState, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, outputs: Path
 ) -> None:
-    taken = backup.back_up(runbook("dr/backup", s3_endpoint, monkeypatch, services="auth,finance"))
+    taken = backup.back_up(
+        runbook("dr/backup", s3_endpoint, monkeypatch, services="auth,finance", kind="incr")
+    )
     set_id = taken.manifest.set_id
     assert taken.copied_to == f"s3://{BUCKET}/sandbox/{set_id}"
     keys = [
@@ -96,7 +98,7 @@ def test_a_set_is_copied_to_s3_and_a_drill_from_s3_proves_it(
 def test_a_damaged_object_in_s3_fails_the_drill_before_any_restore(
     healthy: SandboxState, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, outputs: Path
 ) -> None:
-    taken = backup.back_up(runbook("dr/backup", s3_endpoint, monkeypatch, services="hr"))
+    taken = backup.back_up(runbook("dr/backup", s3_endpoint, monkeypatch, services="hr", kind="incr"))
     key = f"sandbox/{taken.manifest.set_id}/postgres/hr/toc.dat"
     client = bucket(s3_endpoint)
     body = bytearray(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())  # type: ignore[attr-defined]
