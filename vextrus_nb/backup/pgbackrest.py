@@ -59,7 +59,6 @@ class Stanza:
     repo_path: Path = Path("/var/lib/pgbackrest")
     process_max: int = 2
     compress_type: str = "lz4"
-    archive_timeout_s: int = 10
 
     @property
     def work_dir(self) -> Path:
@@ -273,8 +272,9 @@ def verify(stanza: Stanza) -> list[RepositoryProblem]:
         return [RepositoryProblem("repository", _last_error(done))]
     problems = [_named(stanza, what, path) for what, path in FILE_PROBLEM.findall(done.stdout)]
     ranges = WAL_RANGE.findall(done.stdout)
-    for (archive_id, _, stop), (_, start, _) in itertools.pairwise(ranges):
-        if start != next_segment(stop):
+    for (archive_id, _, stop), (next_id, start, _) in itertools.pairwise(ranges):
+        # Within one archive and one timeline only: a new timeline starts its own range.
+        if archive_id == next_id and start[:8] == stop[:8] and start != next_segment(stop):
             gap = next_segment(stop)
             last = previous_segment(start)
             missing = gap if gap == last else f"{gap}..{last}"

@@ -94,7 +94,6 @@ def _stanza(state: SandboxState) -> pgbackrest.Stanza:
         pg_user=ADMIN_USER,
         pg_password=state.secret("postgres_password"),
         repo_path=state.root / "backups" / "pgbackrest",
-        archive_timeout_s=ARCHIVE_TIMEOUT_S,
     )
 
 

@@ -154,20 +154,27 @@ def drill(rb: Runbook) -> DrillResult:
                 "keys_at_backup": manifest.redis.keys,
                 "detail": detail,
             }
-        doing = "measuring the recovery point"
-        _measure_rpo(rb, result)
-    except BackupError as exc:
-        result.failure = rb.scrubber.text(str(exc))
     except Exception as exc:  # a datastore down or refusing us: the drill failed, and says so
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        result.failure = rb.scrubber.text(f"{doing} failed: {type(exc).__name__}: {detail}")
+        result.failure = _failure(rb, doing, exc)
     finally:
         discard_staging(rb)
     result.rto_s = time.perf_counter() - started
+    try:  # whatever the set's fate: what a point-in-time restore would lose now
+        _measure_rpo(rb, result)
+    except Exception as exc:
+        result.failure = result.failure or _failure(rb, "measuring the recovery point", exc)
     if not result.rpo_source and result.backup_ended_at:
         result.rpo_s = (datetime.now(UTC) - result.backup_ended_at).total_seconds()
         result.rpo_source = "backup set age"
     return result
+
+
+def _failure(rb: Runbook, doing: str, exc: Exception) -> str:
+    """What failed, scrubbed: a BackupError already names it; anything else with what we were doing."""
+    if isinstance(exc, BackupError):
+        return rb.scrubber.text(str(exc))
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    return rb.scrubber.text(f"{doing} failed: {type(exc).__name__}: {detail}")
 
 
 def _measure_rpo(rb: Runbook, result: DrillResult) -> None:
