@@ -400,6 +400,10 @@ def test_live_runs_carry_a_live_tag_and_read_only_runbooks_no_mode_tag(mixed_rep
     assert report.run_mode({"destructive": False, "parameters": {"dry_run": False}}) == "read-only"
     assert report.run_mode({"destructive": True, "parameters": {"dry_run": False}}) == "live"
     assert report.run_mode({"destructive": True, "parameters": {"dry_run": True}}) == "dry run"
+    wrote = {"summary": {"writes": ["backup set 20261201T150000Z"]}}
+    assert report.run_mode({"destructive": True, "parameters": {"dry_run": True}, **wrote}) == "wrote"
+    assert report.run_mode({"destructive": False, "parameters": {"dry_run": True}, **wrote}) == "wrote"
+    assert report.run_mode({"destructive": True, "parameters": {"dry_run": False}, **wrote}) == "live"
 
 
 def test_the_load_p95_chart_per_environment_draws_only_sealed_load_runs(tmp_path: Path) -> None:

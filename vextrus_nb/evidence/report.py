@@ -219,21 +219,26 @@ def sorted_by_start(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for _, entry in ordered]
 
 
-MODES = ("dry run", "live", "read-only", "unknown")
+MODES = ("dry run", "live", "read-only", "wrote", "unknown")
 
 
 def run_mode(entry: dict[str, Any]) -> str:
     """ "dry run" or "live" from the effective `dry_run` parameter of a destructive runbook;
     "read-only" for a runbook that changes nothing whatever dry_run says (the record's
-    `destructive` is false); "unknown" when the entry records neither (older entries)."""
+    `destructive` is false); "wrote" for either of those whose summary lists what it wrote
+    (`writes`); "unknown" when the entry records neither (older entries)."""
+    summary = entry.get("summary")
+    # A run that wrote something (a backup set, scratch databases) is never a plain dry run or
+    # read-only, whatever dry_run said: its record lists what it wrote.
+    wrote = bool(isinstance(summary, dict) and summary.get("writes"))
     if entry.get("destructive") is False:
-        return "read-only"
+        return "wrote" if wrote else "read-only"
     parameters = entry.get("parameters")
     value = parameters.get("dry_run") if isinstance(parameters, dict) else None
     if isinstance(value, str):
         value = {"true": True, "false": False}.get(value.strip().lower())
     if value is True:
-        return "dry run"
+        return "wrote" if wrote else "dry run"
     if value is False:
         return "live"
     return "unknown"

@@ -58,6 +58,9 @@ class Runbook:
     inventory: Inventory
     parameters: dict[str, Any]
     destructive: bool = False
+    # What the runbook writes whatever dry_run says (a backup set, scratch databases): its header
+    # and record say so, so a run that wrote something is never labelled a plain dry run.
+    writes: str = ""
     run_id: str = field(default_factory=lambda: os.environ.get(RUN_ID_VAR) or new_run_id())
     started_at: str = field(default_factory=now_utc)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -178,18 +181,19 @@ class Runbook:
             "operator": identity.operator(),
             "host": identity.host(),
             "started (UTC)": self.started_at,
-            "mode": (
-                (
-                    "dry run: destructive steps only say what they would do"
-                    if self.dry_run
-                    else "LIVE: changes will be made"
-                )
-                if self.destructive
-                else "read-only"
-            ),
+            "mode": self.mode(),
             "version": f"vextrus-nb {identity.package_version()} @ {identity.git_commit()[:12]}",
         }
         return pd.DataFrame({"": list(rows.values())}, index=list(rows.keys()))
+
+    def mode(self) -> str:
+        """What this run may change, as its header says it."""
+        also = f"; it writes {self.writes} either way" if self.writes else ""
+        if not self.destructive:
+            return f"not destructive: it writes {self.writes}" if self.writes else "read-only"
+        if self.dry_run:
+            return "dry run: destructive steps only say what they would do" + also
+        return "LIVE: changes will be made" + also
 
     def record(self, status: str) -> dict[str, Any]:
         failed = next((s for s in self.steps if s.status == "failed"), None)
@@ -199,6 +203,7 @@ class Runbook:
             "ended_at": now_utc(),
             "status": status,
             "destructive": self.destructive,
+            "writes": self.writes,
             "summary": self.scrubber.tree(self.summary),
             "failures": list(self.failures),
             "steps": [asdict(s) for s in self.steps],
@@ -258,6 +263,7 @@ def start(
     dry_run: bool = True,
     confirm: str = "",
     destructive: bool = False,
+    writes: str = "",
     **parameters: Any,
 ) -> Runbook:
     """Load the environment, check the guards, show the header; see the module docstring."""
@@ -283,6 +289,7 @@ def start(
             inventory=inventory,
             parameters=values,
             destructive=destructive,
+            writes=writes,
             run_id=run_id or new_run_id(),
             interactive=interactive_run,
         )
