@@ -9,6 +9,7 @@ from bench import (
     bench_deploy,
     bench_failover,
     bench_k6_overhead,
+    bench_pgbackrest,
     bench_real_servers,
     bench_report,
     bench_sweep,
@@ -26,5 +27,6 @@ for bench in (
     bench_real_servers,
     bench_failover,
     bench_k6_overhead,
+    bench_pgbackrest,
 ):
     bench.main()
