@@ -451,3 +451,46 @@ def test_the_load_p95_chart_per_environment_draws_only_sealed_load_runs(tmp_path
         c["data-chart"] for c in BeautifulSoup(only_sandbox.index.read_text(), "html.parser").select(".chart")
     }
     assert "resilience/load:sandbox" in names and "resilience/load:staging" not in names
+
+
+def test_the_recovery_time_chart_per_environment_draws_only_sealed_live_chaos_runs(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+
+    def chaos_run(
+        run_id: str, env: str, started_at: str, seconds: float | None, status: str = "passed"
+    ) -> None:
+        summary = {"experiment": "kill-random-service", "resilience_score": 100.0}
+        if seconds is not None:
+            summary["time_to_recover_s"] = seconds
+        _entry(
+            outputs,
+            run_id,
+            started_at,
+            status,
+            runbook="resilience/chaos",
+            env=env,
+            parameters={"dry_run": seconds is None},
+            summary=summary,
+        )
+
+    chaos_run("c-first", "sandbox", "2026-11-01T10:00:00+00:00", 0.4)
+    chaos_run("c-slow", "sandbox", "2026-11-02T10:00:00+00:00", 12.5, status="failed")
+    chaos_run("c-staging", "staging", "2026-11-02T11:00:00+00:00", 3.0)
+    chaos_run("c-dry", "sandbox", "2026-11-03T10:00:00+00:00", None)
+    chaos_run("c-edited", "sandbox", "2026-11-04T10:00:00+00:00", 0.1)
+    edited = outputs / ledger.read_entries(outputs)[-1]["output"]
+    edited.write_text(edited.read_text().replace("c-edited passed", "c-edited PASSED"))
+
+    series = report.recovery_time_series(ledger.read_entries(outputs), outputs)
+    assert list(series) == ["sandbox", "staging"]
+    assert [(r["run_id"], r["time_to_recover_s"]) for r in series["sandbox"]] == [
+        ("c-first", 0.4),
+        ("c-slow", 12.5),
+    ]  # the dry run recovered nothing; the edited notebook is no longer evidence
+    built = report.build(tmp_path / "report", outputs_dir=outputs, workers=1)
+    from bs4 import BeautifulSoup
+
+    page = BeautifulSoup(built.index.read_text(encoding="utf-8"), "html.parser")
+    charts = {c["data-chart"]: c for c in page.select(".chart")}
+    assert {"resilience/chaos:sandbox", "resilience/chaos:staging"} <= set(charts)
+    assert "Chaos: time to recover per experiment (s): sandbox" in str(charts["resilience/chaos:sandbox"])

@@ -151,7 +151,7 @@ def _charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> l
             charts.append((runbook, fig.to_html(full_html=False, include_plotlyjs=False)))
         else:
             charts.append((runbook, f"<p class='empty'>{html.escape(title)}: no {runbook} runs yet.</p>"))
-    return charts + load_p95_charts(entries, outputs_dir)
+    return charts + load_p95_charts(entries, outputs_dir) + recovery_time_charts(entries, outputs_dir)
 
 
 def load_p95_series(
@@ -198,6 +198,60 @@ def load_p95_charts(entries: list[dict[str, Any]], outputs_dir: Path | None = No
             title=f"Load p95 per endpoint (ms): {env}",
         )
         charts.append((f"{LOAD_RUNBOOK}:{env}", fig.to_html(full_html=False, include_plotlyjs=False)))
+    return charts
+
+
+CHAOS_RUNBOOK = "resilience/chaos"
+
+
+def recovery_time_series(
+    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per environment, the time to recover of every sealed live chaos run that measured one, in
+    the order given: a dry run injected nothing, and an edited notebook is no longer evidence."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        summary = entry.get("summary") or {}
+        seconds = summary.get("time_to_recover_s")
+        if entry.get("runbook") != CHAOS_RUNBOOK or not isinstance(seconds, int | float):
+            continue
+        if not ledger.is_sealed(entry, outputs_dir):
+            continue
+        series.setdefault(str(entry.get("env")), []).append(
+            {
+                "started_at": entry.get("started_at"),
+                "run_id": entry.get("run_id"),
+                "experiment": summary.get("experiment"),
+                "time_to_recover_s": float(seconds),
+                "resilience_score": summary.get("resilience_score"),
+                "status": entry.get("status"),
+            }
+        )
+    return dict(sorted(series.items()))
+
+
+def recovery_time_charts(
+    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+) -> list[tuple[str, str]]:
+    """One chart per environment of `recovery_time_series`, named `resilience/chaos:<env>`."""
+    import pandas as pd
+    import plotly.express as px
+
+    series = recovery_time_series(entries, outputs_dir)
+    if not series:
+        return [(CHAOS_RUNBOOK, f"<p class='empty'>Time to recover: no sealed {CHAOS_RUNBOOK} runs yet.</p>")]
+    charts = []
+    for env, rows in series.items():
+        fig = px.line(
+            pd.DataFrame(rows),
+            x="started_at",
+            y="time_to_recover_s",
+            color="experiment",
+            markers=True,
+            hover_data=["status", "resilience_score", "run_id"],
+            title=f"Chaos: time to recover per experiment (s): {env}",
+        )
+        charts.append((f"{CHAOS_RUNBOOK}:{env}", fig.to_html(full_html=False, include_plotlyjs=False)))
     return charts
 
 
