@@ -141,6 +141,29 @@ def test_dr_restore_to_the_latest_point_proves_heartbeats_and_tables_against_the
     assert rb.summary["pitr_proven"] is True and "scratch cluster" in rb.summary["writes"][0]
 
 
+def test_hint_bits_set_in_an_excluded_database_after_the_backup_replay_onto_its_zeroed_pages(
+    healthy: SandboxState, stanza: pgbackrest.Stanza, outputs: Path
+) -> None:
+    """pgBackRest's --db-include restores the other databases as zeroed files. A VACUUM there
+    after the backup marks a page all-visible; without wal_log_hints that change is logged with
+    no full page, and replaying it onto the zeroed page aborts recovery ("WAL contains
+    references to invalid pages": seen restoring -p services=finance to latest)."""
+    with admin_connection(healthy, "vextrus_finance") as conn:
+        conn.autocommit = True
+        conn.execute(
+            "DROP TABLE IF EXISTS hint_bits; CREATE TABLE hint_bits AS SELECT generate_series(1, 5000) AS n"
+        )
+        conn.execute("CHECKPOINT")
+    pgbackrest.backup(stanza, "incr")
+    with admin_connection(healthy, "vextrus_finance") as conn:
+        conn.autocommit = True
+        conn.execute("VACUUM hint_bits")  # all-visible: Heap2/VISIBLE records, the heap pages untouched
+    archived_now(healthy)
+    rb = runbook("dr/restore", target="latest", services="auth")
+    result = restore.restore(rb, restore.verify(rb))
+    assert isinstance(result, pitr.PitrResult) and result.proven, (result.mismatches, rb.failures)
+
+
 def test_a_live_or_malformed_point_in_time_restore_is_refused() -> None:
     env = runbook("dr/restore").env
     with pytest.raises(RunRefused, match="live point-in-time restore is not supported"):

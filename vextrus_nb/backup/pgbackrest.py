@@ -416,7 +416,12 @@ class RestoredCluster:
                 if row and not row[0]:
                     return
             except psycopg.OperationalError:
-                pass  # still replaying: connections are refused until consistency
+                # Still replaying (connections are refused until consistency), or dead: a
+                # recovery that aborted is not worth waiting out.
+                if self._pg_ctl("status").returncode != 0:
+                    raise BackupError(
+                        f"the restored cluster stopped during recovery: {self.log_tail()}"
+                    ) from None
             time.sleep(0.1)
         raise BackupError(
             f"the restored cluster was still recovering after {timeout_s:g}s: {self.log_tail()}"

@@ -78,6 +78,10 @@ def _cluster(state: SandboxState) -> PostgresCluster:
             # --db-include zeroes the others) replays WAL safely only when the first change of a
             # page after a checkpoint carries the whole page.
             "full_page_writes": "on",
+            # ... and a hint-bit change (PD_ALL_VISIBLE, say) too: without it, replaying a
+            # Heap2/VISIBLE record onto a zeroed page of an excluded database is "WAL contains
+            # references to invalid pages" (seen restoring `-p services=finance` to latest).
+            "wal_log_hints": "on",
         }
     return PostgresCluster(
         Path(state.pg_bindir), Path(state.pg_datadir), state.ports["postgres"], ADMIN_USER, settings
