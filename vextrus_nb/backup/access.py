@@ -63,6 +63,29 @@ def redis_client(rb: Runbook) -> redis.Redis | None:
     )
 
 
+def object_store_client(rb: Runbook) -> Any | None:
+    """A client for the platform's object store (MinIO) with the environment's keys; None where
+    the environment names no keys or runs no object store."""
+    from vextrus_nb.backup import objects
+
+    where = endpoints(rb.env, rb.inventory).get("minio")
+    keys = rb.env.object_store
+    if where is None or keys is None or "minio" in rb.env.simulated:
+        return None
+    return objects.s3_client(
+        f"http://{where[0]}:{where[1]}", rb.secret(keys.access_key_secret), rb.secret(keys.secret_key_secret)
+    )
+
+
+def kafka_bootstrap(rb: Runbook) -> str | None:
+    """The broker whose metadata a set exports; None where the environment has none that speaks
+    the Kafka protocol (a simulated one serves only the REST Proxy API)."""
+    where = endpoints(rb.env, rb.inventory).get("kafka")
+    if where is None or "kafka" in rb.env.simulated:
+        return None
+    return f"{where[0]}:{where[1]}"
+
+
 def physical_stanza(rb: Runbook) -> pgbackrest.Stanza | None:
     """The environment's pgBackRest stanza (None when it takes no physical backups). Where the
     cluster keeps its data and socket is asked of the server itself: pgBackRest runs beside it

@@ -53,7 +53,38 @@ class RedisEntry(_Model):
     file: str
     bytes: int
     lastsave: int  # Redis's LASTSAVE (unix seconds) of the snapshot copied
-    keys: int
+    keys: int  # in the copied RDB itself, when `sample` was read from it
+    sample: dict[str, str] = {}  # key -> sha256 of its DUMP, read from the copied RDB
+
+
+class ObjectEntry(_Model):
+    """One object of a platform bucket, copied into the set at `file`."""
+
+    bucket: str
+    key: str
+    file: str  # relative to the set
+    bytes: int
+    sha256: str
+
+
+class TopicEntry(_Model):
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = {}  # the topic's own (non-default) configuration
+
+
+class GroupOffsets(_Model):
+    group: str
+    offsets: dict[str, dict[int, int]]  # topic -> partition -> committed offset
+
+
+class KafkaEntry(_Model):
+    """The broker's metadata (not its messages): what re-creates the topics and the groups' places."""
+
+    file: str  # the export, relative to the set
+    topics: int
+    groups: int
 
 
 class PhysicalEntry(_Model):
@@ -88,6 +119,8 @@ class Manifest(_Model):
     databases: list[DatabaseEntry] = []
     redis: RedisEntry | None = None
     physical: PhysicalEntry | None = None
+    objects: list[ObjectEntry] = []
+    kafka: KafkaEntry | None = None
     config_files: list[str] = []
     files: list[FileEntry] = []
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from vextrus_nb.backup import postgres, redis_snapshot
+from vextrus_nb.backup import kafka_metadata, objects, postgres, redis_restore, redis_snapshot
 from vextrus_nb.backup.manifest import (
     MANIFEST_FILE,
     DatabaseEntry,
+    KafkaEntry,
     Manifest,
     file_entries,
     sha256_of,
@@ -48,9 +49,13 @@ def take(
     config_files: list[Path],
     jobs: int,
     progress: Progress | None = None,
+    object_client: object | None = None,
+    kafka_bootstrap: str | None = None,
 ) -> Manifest:
-    """Dump each service's database, snapshot Redis, copy the configuration, then write the
-    manifest last: a set without one is unfinished, and restore refuses it."""
+    """Dump each service's database, snapshot Redis (its key count and a sample of DUMP digests
+    read from the copied RDB), copy the platform bucket's objects and export Kafka's metadata
+    (when given a client and a broker), copy the configuration, then write the manifest last: a
+    set without one is unfinished, and restore refuses it."""
     directory.mkdir(parents=True, exist_ok=False)
     manifest.postgres_version = postgres.server_version(login)
     for service in services:
@@ -73,8 +78,21 @@ def take(
     if redis_client is not None:
         manifest.redis_version = redis_snapshot.server_version(redis_client)  # type: ignore[arg-type]
         manifest.redis = redis_snapshot.snapshot(redis_client, directory / RDB_FILE)  # type: ignore[arg-type]
+        manifest.redis.keys, manifest.redis.sample = redis_restore.describe_rdb(directory / RDB_FILE)
         if progress:
             progress(f"redis: {manifest.redis.keys} keys", manifest.redis.bytes)
+    if object_client is not None:
+        manifest.objects = objects.copy_buckets(object_client, directory)
+        if progress:
+            progress(f"objects: {len(manifest.objects)}", sum(o.bytes for o in manifest.objects))
+    if kafka_bootstrap is not None:
+        exported = kafka_metadata.export(kafka_bootstrap, datetime.now(UTC).isoformat(timespec="seconds"))
+        exported.write(directory / kafka_metadata.KAFKA_FILE)
+        manifest.kafka = KafkaEntry(
+            file=kafka_metadata.KAFKA_FILE, topics=len(exported.topics), groups=len(exported.groups)
+        )
+        if progress:
+            progress(f"kafka: {len(exported.topics)} topics, {len(exported.groups)} groups", 0)
     for path in config_files:
         if path.is_file():
             (directory / "config").mkdir(exist_ok=True)

@@ -12,6 +12,8 @@ from vextrus_nb import paths
 from vextrus_nb.backup import pgbackrest, sets
 from vextrus_nb.backup.access import (
     choose_services,
+    kafka_bootstrap,
+    object_store_client,
     physical_stanza,
     postgres_login,
     redis_client,
@@ -58,6 +60,9 @@ class BackupResult:
             "files": len(m.files),
             "bytes": m.total_bytes,
             "redis_keys": m.redis.keys if m.redis else None,
+            "objects": len(m.objects),
+            "kafka_topics": m.kafka.topics if m.kafka else None,
+            "kafka_groups": m.kafka.groups if m.kafka else None,
             "backup_seconds": round(self.seconds, 2),
             "postgres_version": m.postgres_version,
             "redis_version": m.redis_version,
@@ -122,7 +127,12 @@ def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
     copies = 1 if rb.env.backup and rb.env.backup.s3 else 0
     stanza = physical_stanza(rb)
     physical = 1 if stanza else 0
-    bar = Progress(len(chosen) + 1 + copies + physical, f"backing up {len(chosen)} databases and Redis")
+    object_client, broker = object_store_client(rb), kafka_bootstrap(rb)
+    others = (object_client is not None) + (broker is not None)
+    bar = Progress(
+        len(chosen) + 1 + copies + physical + others,
+        f"backing up {len(chosen)} databases and the other datastores",
+    )
     started = time.perf_counter()
     try:
         if stanza is not None:
@@ -140,6 +150,8 @@ def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
             config_files,
             rb.env.backup.jobs if rb.env.backup else 2,
             progress=lambda what, size: bar.step(what),
+            object_client=object_client,
+            kafka_bootstrap=broker,
         )
         second = s3_store(rb)
         copied_to = ""

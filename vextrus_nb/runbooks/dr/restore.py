@@ -5,7 +5,11 @@ live restore, `target="live"`, `dry_run=false`, `confirm` in production, swaps t
 in, keeping the old database). A point-in-time restore (`target_time=<ISO 8601>` or
 `target="latest"`) restores the whole cluster with pgBackRest into a scratch data directory on
 a free port, recovered to that moment, and proves it against the live cluster; it is never
-swapped in by this runbook (refused with `target="live"`: see the notebook's header)."""
+swapped in by this runbook (refused with `target="live"`: see the notebook's header).
+
+`datastores` (comma-separated, default "postgres") adds the set's other datastores: redis,
+objects (the platform bucket's objects) and kafka (topic configuration and group offsets),
+each restored into scratch and proven, or swapped in with `target="live"`."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb.backup import pgbackrest, pitr
+from vextrus_nb.backup import datastores, pgbackrest, pitr
 from vextrus_nb.backup.access import (
     TARGETS,
     check_set_choice,
@@ -55,8 +59,20 @@ def is_point_in_time(parameters: dict[str, Any]) -> bool:
     return parameters.get("target") == LATEST or bool(str(parameters.get("target_time", "") or "").strip())
 
 
+def chosen_datastores(parameters: dict[str, Any]) -> list[str]:
+    return datastores.chosen(str(parameters.get("datastores", "postgres") or "postgres"))
+
+
 def validate(env: Environment, parameters: dict[str, Any]) -> None:
     """Refuse bad parameters before anything is touched (the runner exits 2, before a kernel)."""
+    names = chosen_datastores(parameters)
+    if bad := datastores.unknown(names):
+        raise RunRefused(f"unknown datastore(s) {', '.join(bad)}; known: {', '.join(datastores.DATASTORES)}")
+    if is_point_in_time(parameters) and names != ["postgres"]:
+        raise RunRefused(
+            "a point-in-time restore is PostgreSQL's alone: restore "
+            f"{', '.join(n for n in names if n != 'postgres')} from a set in a run of its own"
+        )
     target = parameters.get("target", "scratch")
     if target not in (*TARGETS, LATEST):
         raise RunRefused(f"target must be one of {', '.join((*TARGETS, LATEST))}, not {target!r}")
@@ -115,6 +131,9 @@ def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
     if verified.stanza is not None:
         return point_in_time(rb, verified.stanza)
     assert verified.path is not None and verified.manifest is not None
+    names = chosen_datastores(rb.parameters)
+    if "postgres" not in names:
+        return RestoreResult()
     try:
         restored = restore_set(
             rb,
@@ -124,7 +143,8 @@ def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
             rb.parameters.get("target", "scratch"),
         )
     finally:
-        discard_staging(rb)
+        if names == ["postgres"]:  # else the other datastores still need the fetched copy
+            discard_staging(rb)
     rb.summary["restored"] = [o.service for o in restored.outcomes]
     if restored.outcomes:
         live = rb.parameters.get("target") == "live"
@@ -132,6 +152,25 @@ def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
     if restored.unproven:
         rb.fail(f"restore not proven for: {', '.join(restored.unproven)}")
     return restored
+
+
+def restore_others(rb: Runbook, verified: Verified) -> datastores.DatastoresResult:
+    """The set's Redis, objects and Kafka metadata, as `datastores` asks; each proven."""
+    names = [n for n in chosen_datastores(rb.parameters) if n != "postgres"]
+    if verified.path is None or verified.manifest is None or not names:
+        return datastores.DatastoresResult()
+    try:
+        result = datastores.restore_datastores(
+            rb, verified.path, verified.manifest, names, rb.parameters.get("target", "scratch")
+        )
+    finally:
+        discard_staging(rb)
+    rb.summary["datastores_restored"] = result.restored
+    if result.writes:
+        rb.summary["writes"] = [*rb.summary.get("writes", []), *result.writes]
+    if result.unproven:
+        rb.fail(f"restore not proven for: {', '.join(result.unproven)}")
+    return result
 
 
 def point_in_time(rb: Runbook, stanza: pgbackrest.Stanza) -> pitr.PitrResult:
