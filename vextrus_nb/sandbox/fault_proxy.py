@@ -38,6 +38,7 @@ class FaultProxy:
     _server: asyncio.Server | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +85,8 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
             self._reset_all()
+            if self._handlers:  # each ends on its reset connection: let it, rather than cancel it
+                await asyncio.wait(self._handlers, timeout=5)
             await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -96,6 +99,10 @@ class FaultProxy:
             _reset(writer)  # the dependency itself is down: the client sees what it would see
             return
         self._writers.update((writer, up_writer))
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         try:
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         finally:

@@ -114,7 +114,10 @@ def _postgres_write(ctx: ChaosContext) -> None:
 
 
 def redis_client(ctx: ChaosContext) -> object:
+    """A client that tries once: a probe (or a fault) sees the datastore as it is, not after retries."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     login = ctx.env.redis
     if login is None:
@@ -127,6 +130,7 @@ def redis_client(ctx: ChaosContext) -> object:
         password=ctx.secret(login.password_secret),
         socket_timeout=ctx.timeout_s,
         socket_connect_timeout=ctx.timeout_s,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
