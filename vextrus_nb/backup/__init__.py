@@ -8,8 +8,7 @@ a live restore), s3_store (the second store), redis_restore (an RDB proven in a 
 redis-server, swapped in through the driver), objects (the platform bucket's objects copied
 into a set, restored into a bucket and proven), kafka_metadata (topics and group offsets
 exported and re-applied), datastores (dr/restore's `datastores`: those three restored).
-The runbooks' steps are in
-vextrus_nb/runbooks/dr/.
+The runbooks' steps are in vextrus_nb/runbooks/dr/.
 """
 
 from vextrus_nb.backup.manifest import Manifest
