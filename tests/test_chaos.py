@@ -105,11 +105,9 @@ def test_stop_a_datastore_fails_writes_until_it_is_started(healthy: SandboxState
 
 @pytest.fixture
 def proxied_postgres(healthy: SandboxState) -> Iterator[tuple[ChaosContext, FaultProxy]]:
-    """The sandbox's real PostgreSQL behind a fault proxy; the experiment's probes go through it."""
+    """The sandbox's real PostgreSQL behind a fault proxy, given to the experiment as the link to it."""
     with FaultProxy("127.0.0.1", healthy.ports["postgres"]).running() as proxy:
-        ctx = context(links={"postgres": proxy})
-        ctx.where["postgres"] = ("127.0.0.1", proxy.port)
-        yield ctx, proxy
+        yield context(links={"postgres": proxy}), proxy
 
 
 def test_the_fault_proxy_switches_its_link_at_run_time(healthy: SandboxState) -> None:
@@ -154,7 +152,7 @@ def test_a_slow_or_cut_link_to_postgres_is_detected_and_recovered(
         assert "over the tolerance of 250 ms" in failed.detail
     else:
         assert "reset" in failed.detail.lower() or "closed" in failed.detail.lower(), failed.detail
-    assert proxy.mode == "pass"
+    assert proxy.mode == "pass" and ctx.where["postgres"] == ("127.0.0.1", proxy.port)
 
 
 def test_fill_redis_to_its_storage_limit_then_drain_it(healthy: SandboxState, tmp_path: Path) -> None:
@@ -199,6 +197,7 @@ def test_a_steady_state_failing_before_the_method_aborts_with_nothing_injected(
     proxied_postgres: tuple[ChaosContext, FaultProxy], healthy: SandboxState, tmp_path: Path
 ) -> None:
     ctx, proxy = proxied_postgres
+    ctx.route_probes_through_link("postgres")  # by hand: the method has no network fault
     proxy.set_link("cut")  # PostgreSQL unreachable before the experiment starts
     exp = experiment(
         "abort",

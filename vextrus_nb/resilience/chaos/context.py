@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 
 
 class LinkControl(Protocol):
-    """One switchable link in front of a dependency (vextrus_nb/sandbox/fault_proxy.FaultProxy)."""
+    """One switchable link in front of a dependency (vextrus_nb/sandbox/fault_proxy.FaultProxy):
+    `port` is where clients connect to go through it, on loopback."""
+
+    port: int
 
     def set_link(self, mode: str, latency_ms: float = 0.0) -> None: ...
 
@@ -67,6 +70,13 @@ class ChaosContext:
         if isinstance(self.driver, LinkFaults):
             return self.driver.link(dependency)
         return None
+
+    def route_probes_through_link(self, dependency: str) -> None:
+        """The steady-state probes reach the dependency through its link, as the platform does,
+        so the faults on the link are what they see."""
+        link = self.link(dependency)
+        if link is not None:
+            self.where[dependency] = ("127.0.0.1", int(link.port))
 
     def service_names(self) -> list[str]:
         from vextrus_nb.targets import components_in_scope

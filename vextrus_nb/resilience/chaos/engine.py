@@ -151,6 +151,9 @@ def run_experiment(
         journal_path, experiment=experiment.name, env=ctx.env.name, run_id=run_id, seed=seed
     )
     started = time.monotonic()
+    for fault in experiment.method:
+        if fault.fault in ("latency", "cut-connection"):
+            ctx.route_probes_through_link(fault.target)
 
     def poll(phase: str, fault: str | None) -> Sample:
         sample = Sample(
