@@ -8,7 +8,6 @@ stopped and deleted; the scratch bucket is deleted unless `keep_scratch` or its 
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,14 +160,17 @@ def _kafka(
             raise BackupError(f"environment '{rb.env.name}' has no broker speaking the Kafka protocol")
         result.writes.append(f"topics created and group offsets committed on {broker}")
         return kafka_metadata.restore(exported, broker).row()
-    # A scratch broker of the same protocol (Tansu, what the sandbox runs): the metadata is
-    # proven there without touching the environment's broker.
-    from vextrus_nb.sandbox import real_servers
+    # A scratch broker of the same protocol, from the driver (the sandbox's: a fresh Tansu): the
+    # metadata is proven there without touching the environment's broker.
+    from vextrus_nb import drivers
 
-    with (
-        tempfile.TemporaryDirectory(prefix="vextrus-kafka-restore-") as folder,
-        real_servers.running("kafka", Path(folder)) as server,
-    ):
-        outcome = kafka_metadata.restore(exported, f"127.0.0.1:{server.port}")
-    outcome.into = "scratch Kafka broker (Tansu)"
+    driver = drivers.for_environment(rb.env)
+    if not isinstance(driver, drivers.ScratchServers):
+        raise BackupError(
+            f"the {rb.env.driver} driver cannot start a scratch Kafka broker to prove the export in: "
+            "restore it with target=live (topics created, offsets committed on the environment's broker)"
+        )
+    with driver.scratch_kafka() as bootstrap:
+        outcome = kafka_metadata.restore(exported, bootstrap)
+    outcome.into = "scratch Kafka broker (the driver's)"
     return outcome.row()

@@ -15,6 +15,7 @@ from vextrus_nb.drivers.base import (
     HealthState,
     LogLine,
     PlatformEvent,
+    ScratchServers,
 )
 from vextrus_nb.errors import DriverError, DriverUnavailable  # re-exported: drivers.DriverUnavailable
 
@@ -42,5 +43,6 @@ __all__ = [
     "HealthState",
     "LogLine",
     "PlatformEvent",
+    "ScratchServers",
     "for_environment",
 ]

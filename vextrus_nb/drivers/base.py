@@ -8,6 +8,7 @@ read-only and is all triage uses.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -97,3 +98,15 @@ class FailoverControl(Protocol):
     def stop_datastore(self, component: str) -> None: ...
 
     def rejoin_as_replica(self, component: str, primary: str) -> None: ...
+
+
+@runtime_checkable
+class ScratchServers(Protocol):
+    """A throwaway server of a datastore's protocol, to prove a restore into without touching the
+    environment's own (optional: the sandbox's driver has it; elsewhere a scratch restore of that
+    datastore says it needs one, or `target=live`).
+
+    scratch_kafka: a context manager yielding a fresh broker's bootstrap address (host:port),
+    stopped and deleted on exit."""
+
+    def scratch_kafka(self) -> AbstractContextManager[str]: ...

@@ -10,7 +10,10 @@ for a process that serves 34 components at once.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +136,18 @@ class LocalDriver:
     def restart(self, components: list[str]) -> None:
         self.stop(components)
         self.start(components)
+
+    @contextlib.contextmanager
+    def scratch_kafka(self) -> Iterator[str]:
+        """drivers.ScratchServers: a fresh Tansu (the sandbox's Kafka-protocol broker) on a free
+        loopback port, for a restore's proof."""
+        from vextrus_nb.sandbox import real_servers
+
+        with (
+            tempfile.TemporaryDirectory(prefix="vextrus-kafka-scratch-") as folder,
+            real_servers.running("kafka", Path(folder)) as server,
+        ):
+            yield f"{real_servers.LOOPBACK}:{server.port}"
 
 
 def _restarts_and_start(name: str, history: list[dict]) -> tuple[int, datetime | None]:
