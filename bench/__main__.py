@@ -8,6 +8,7 @@ from bench import (
     bench_cli_startup,
     bench_deploy,
     bench_failover,
+    bench_fault_proxy,
     bench_k6_overhead,
     bench_pgbackrest,
     bench_real_servers,
@@ -28,5 +29,6 @@ for bench in (
     bench_failover,
     bench_k6_overhead,
     bench_pgbackrest,
+    bench_fault_proxy,
 ):
     bench.main()
