@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -12,6 +13,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").rglob(
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runbook_shape(path: Path) -> None:
+    # Every cell keeps its id in the file (nbformat 4.5): one added by hand without it is
+    # patched on every read with a warning, and will be an error in a later nbformat.
+    raw = json.loads(path.read_text())
+    without_id = [i for i, cell in enumerate(raw["cells"]) if "id" not in cell]
+    assert not without_id, without_id
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.cells[0].cell_type == "markdown"
