@@ -13,6 +13,8 @@ import pytest
 
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet, pg_pair
+from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
 
 from .helpers import REPO
 
@@ -79,3 +81,19 @@ def own_parameters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("VEXTRUS_PARAMETERS_DIR", None)
     else:
         os.environ["VEXTRUS_PARAMETERS_DIR"] = saved
+
+
+# The high-availability topology (vextrus_nb/sandbox/ha_topology.py): module-scoped, so each HA
+# test module owns a fresh one (its failovers and stopped Sentinels stay within it).
+@pytest.fixture(scope="module")
+def pair() -> Iterator[PgPair]:
+    """A PostgreSQL primary, its streaming replica and PgBouncer in front."""
+    with pg_pair() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def redis_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSet]:
+    """A Redis primary, its replica and three Sentinels."""
+    with ha_redis_set(tmp_path_factory.mktemp("ha-redis")) as started:
+        yield started

@@ -5,7 +5,6 @@ bound, a wrong console password, the replica of Redis gone, two of three Sentine
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ from vextrus_nb import checks
 from vextrus_nb.checks import CheckResult
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.ha import postgres
-from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet, pg_pair
-from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
+from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet
 
 from .helpers import wait_until
 
@@ -29,18 +27,6 @@ HA_CHECKS = (
     "INF-SENTINEL-QUORUM",
     "INF-REDIS-REPLICA",
 )
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[PgPair]:
-    with pg_pair() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def redis_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSet]:
-    with ha_redis_set(tmp_path_factory.mktemp("ha-redis")) as started:
-        yield started
 
 
 def _write_environment(

@@ -6,8 +6,6 @@ procedure itself is tests/test_ha_failover.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 import redis
@@ -15,17 +13,10 @@ import redis
 from vextrus_nb.ha import pgbouncer, postgres, sentinel
 from vextrus_nb.local_platform import free_ports
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
-from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet, pg_pair
-from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
+from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
 from .helpers import wait_until
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[PgPair]:
-    with pg_pair() as started:
-        yield started
 
 
 def _write(dsn: str) -> int:
@@ -101,12 +92,6 @@ def test_the_pooler_answers_its_console_and_carries_writes(pair: PgPair) -> None
 
 
 # ---------------------------------------------------------------- Redis and Sentinel
-
-
-@pytest.fixture(scope="module")
-def redis_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSet]:
-    with ha_redis_set(tmp_path_factory.mktemp("ha-redis")) as started:
-        yield started
 
 
 def test_three_sentinels_agree_on_the_primary_with_a_quorum(redis_set: RedisSet) -> None:

@@ -7,25 +7,18 @@ first write through the same pooler, and each old primary rewound and rejoined a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from vextrus_nb.ha import failover, pgbouncer, postgres
 from vextrus_nb.sandbox import ha_servers
-from vextrus_nb.sandbox.ha_topology import PgPair, pg_pair
+from vextrus_nb.sandbox.ha_topology import PgPair
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
 from .helpers import wait_until
 
 BOUND = 16 * 2**20
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[PgPair]:
-    with pg_pair() as started:
-        yield started
 
 
 def endpoints(pair: PgPair) -> failover.Endpoints:

@@ -7,7 +7,6 @@ FailoverControl, and says so); Redis fails over through its Sentinels, and not w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,12 @@ import pytest
 import yaml
 
 from vextrus_nb.ha import pgbouncer, postgres
-from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet, pg_pair
-from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
+from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
 from .helpers import ledger_entries, run_cli
 
 ENV = "ha-runbook-test"
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[PgPair]:
-    with pg_pair() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def redis_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSet]:
-    with ha_redis_set(tmp_path_factory.mktemp("ha-redis")) as started:
-        yield started
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,16 @@ async def _primary_view(ctx: CheckContext) -> postgres.PrimaryView | Outcome:
         return Outcome.of(detail, [Finding("postgres", detail)])
 
 
+async def _replication(ctx: CheckContext) -> tuple[PostgresHA, postgres.PrimaryView] | Outcome:
+    """What the three replication checks start from: the environment's replica settings and the
+    primary's view, or the Outcome to return (not configured; the primary gave no view)."""
+    ha = _postgres_ha(ctx)
+    if ha is None:
+        return _not_configured("PostgreSQL replica")
+    view = await _primary_view(ctx)
+    return view if isinstance(view, Outcome) else (ha, view)
+
+
 @check(
     "INF-PG-REPLICA",
     "infrastructure",
@@ -77,12 +87,10 @@ async def _primary_view(ctx: CheckContext) -> postgres.PrimaryView | Outcome:
     "the replica's log says why it is not streaming. Reference: critical gap 3.",
 )
 async def postgres_replica(ctx: CheckContext) -> Outcome:
-    ha = _postgres_ha(ctx)
-    if ha is None:
-        return _not_configured("PostgreSQL replica")
-    view = await _primary_view(ctx)
-    if isinstance(view, Outcome):
-        return view
+    read = await _replication(ctx)
+    if isinstance(read, Outcome):
+        return read
+    ha, view = read
     findings = []
     if not view.streaming():
         states = ", ".join(f"{s.name} {s.state}" for s in view.standbys) or "no replica connected"
@@ -108,12 +116,10 @@ async def postgres_replica(ctx: CheckContext) -> Outcome:
     "(max_standby_streaming_delay)? Its disk or CPU? A failover now would lose the gap.",
 )
 async def postgres_replica_lag(ctx: CheckContext) -> Outcome:
-    ha = _postgres_ha(ctx)
-    if ha is None:
-        return _not_configured("PostgreSQL replica")
-    view = await _primary_view(ctx)
-    if isinstance(view, Outcome):
-        return view
+    read = await _replication(ctx)
+    if isinstance(read, Outcome):
+        return read
+    ha, view = read
     if not view.standbys:
         return Outcome.of("no replica connected: no lag to measure", [Finding(ha.replica, "not connected")])
     findings = []
@@ -143,12 +149,10 @@ async def postgres_replica_lag(ctx: CheckContext) -> Outcome:
     remediation="Bring its replica back, or drop the slot (pg_drop_replication_slot) if the replica is gone.",
 )
 async def postgres_slots(ctx: CheckContext) -> Outcome:
-    ha = _postgres_ha(ctx)
-    if ha is None:
-        return _not_configured("PostgreSQL replica")
-    view = await _primary_view(ctx)
-    if isinstance(view, Outcome):
-        return view
+    read = await _replication(ctx)
+    if isinstance(read, Outcome):
+        return read
+    _, view = read
     findings = [
         Finding(slot.name, f"inactive, retaining {slot.retained_bytes} bytes of WAL")
         for slot in view.slots
