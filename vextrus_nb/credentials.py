@@ -2,6 +2,9 @@
 store): the manifests, the rotation catalogue and the sandbox all name them from here."""
 
 JWT_KEY_SECRET = "jwt_signing_key"  # the HS256 key auth signs with and every service verifies with
+# The load test's user (resilience/load logs in as it, as the reference plan's week 7 script does).
+LOAD_USER = "loadtest@vextrus.local"
+LOAD_USER_SECRET = "loadtest_password"
 
 
 def pg_role_name(service: str) -> str:

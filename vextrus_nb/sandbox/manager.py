@@ -27,7 +27,13 @@ from psycopg import sql
 from vextrus_nb import paths
 from vextrus_nb.backup import heartbeat, pgbackrest
 from vextrus_nb.config import Inventory, load_inventory
-from vextrus_nb.credentials import JWT_KEY_SECRET, pg_role_name, pg_secret_name, redis_secret_name
+from vextrus_nb.credentials import (
+    JWT_KEY_SECRET,
+    LOAD_USER_SECRET,
+    pg_role_name,
+    pg_secret_name,
+    redis_secret_name,
+)
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState, free_ports, pid_alive, read_faults, write_faults
 from vextrus_nb.postgres_binaries import find_bindir
@@ -219,6 +225,7 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
     state.write_secret("postgres_password", secrets.token_urlsafe(24))
     state.write_secret("redis_password", secrets.token_urlsafe(24))
     state.write_secret(JWT_KEY_SECRET, secrets.token_urlsafe(48))
+    state.write_secret(LOAD_USER_SECRET, secrets.token_urlsafe(24))
     for names_by_key in real_platform.CREDENTIAL_SECRETS.values():
         for secret_name in names_by_key.values():
             state.write_secret(secret_name, secrets.token_hex(16))
