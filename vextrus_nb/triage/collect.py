@@ -20,6 +20,7 @@ from vextrus_nb.evidence import scrub
 from vextrus_nb.live_context import MIN_POOL, http_client
 from vextrus_nb.probes import describe_error
 from vextrus_nb.triage.context import TriageContext, TriageSettings
+from vextrus_nb.triage.ha import collect_replication, collect_sentinels
 from vextrus_nb.triage.health import collect_health
 from vextrus_nb.triage.metrics import collect_kafka_lag, collect_metrics
 from vextrus_nb.triage.model import CollectorReport
@@ -55,6 +56,8 @@ async def collect_async(ctx: TriageContext, one_after_another: bool = False) -> 
         ("kafka lag", collect_kafka_lag),
         ("ledger", collect_ledger),
     ]
+    if ctx.env.ha is not None:  # without `ha:` there is no replica nor Sentinel to ask: no collector
+        simple[4:4] = [("replication", collect_replication), ("sentinels", collect_sentinels)]
     if one_after_another:  # a script in order waits for each answer in turn: no overall deadline
         reports = [await _timed(name, collector(ctx), None) for name, collector in simple]
         health = asyncio.ensure_future(asyncio.sleep(0, reports[0]))

@@ -1,7 +1,9 @@
 """From symptoms to a ranked diagnosis, following the dependency graph.
 
 1. Signals of one symptom on one component become one finding; a symptom the
-   rule table folds into another (`merge_into`) joins that finding.
+   rule table folds into another (`merge_into`) joins that finding, and a finding
+   that stands for others of its component (`absorbs`: a dead primary's `down`)
+   takes their evidence.
 2. A component is failing when it has a finding of severity high or critical.
 3. Components are visited dependencies first. A finding is a consequence when
    a failing component it depends on (in the inventory, or named by its
@@ -139,4 +141,10 @@ def _group(signals: list[Signal], rules: RuleTable) -> list[_Group]:
             into.evidence += group.evidence
             continue
         merged[key] = group
+    for component, symptom in list(merged):
+        if (group := merged.get((component, symptom))) is None:
+            continue  # itself absorbed by an earlier finding
+        for absorbed in rules.get(symptom).absorbs:
+            if (taken := merged.pop((component, absorbed), None)) is not None:
+                group.evidence += taken.evidence
     return list(merged.values())

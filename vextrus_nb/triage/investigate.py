@@ -3,15 +3,19 @@ settings and command templates it needs. Read-only, always."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vextrus_nb import drivers
+from vextrus_nb.errors import VextrusError
 from vextrus_nb.evidence import scrub
 from vextrus_nb.live_context import MIN_POOL
 from vextrus_nb.targets import endpoints
 from vextrus_nb.triage.collect import collect
 from vextrus_nb.triage.context import TriageSettings
 from vextrus_nb.triage.diagnose import diagnose
+from vextrus_nb.triage.ha import SENTINELS
 from vextrus_nb.triage.model import Signal
 from vextrus_nb.triage.results import TriageResult
 from vextrus_nb.triage.rules import load_rules
@@ -32,16 +36,42 @@ def template_values(env: Environment, inventory: Inventory) -> dict[str, dict[st
     """Per component, what the rule table's commands need: its port, the datastores' ports, paths."""
     where = endpoints(env, inventory)
     common = {
+        "env": env.name,
         "postgres_port": str(where.get("postgres", ("", ""))[1]),
         "postgres_user": env.postgres.user if env.postgres else "postgres",
         "redis_port": str(where.get("redis", ("", ""))[1]),
+        **_ha_values(env, where),
     }
     # Only a driver that writes logs to files (the local one) can name the file to tail.
     log_file = getattr(drivers.for_environment(env), "log_file", None) if env.driver == "local" else None
-    return {
-        name: {**common, "port": str(port), "log_file": str(log_file(name)) if log_file else ""}
+    values = {
+        name: {**common, "port": str(port), "log_file": _log_file(log_file, name)}
         for name, (_, port) in where.items()
     }
+    values[SENTINELS] = {**common, "port": common.get("sentinel_port", "")}
+    return values
+
+
+def _log_file(log_file: Callable[[str], Path | None] | None, name: str) -> str:
+    """The file to tail, or "" when the driver cannot say (a local environment with no sandbox
+    state to read: a command without its file beats a triage that fails)."""
+    try:
+        return str(log_file(name) or "") if log_file else ""
+    except VextrusError:
+        return ""
+
+
+def _ha_values(env: Environment, where: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """The replica's port, a Sentinel's port and the service it monitors (`ha:`), when declared."""
+    ha = env.ha
+    values: dict[str, str] = {}
+    if ha and ha.postgres and ha.postgres.replica in where:
+        values["replica_port"] = str(where[ha.postgres.replica][1])
+    if ha and ha.redis:
+        values["sentinel_service"] = ha.redis.service
+        if ha.redis.sentinels and ha.redis.sentinels[0] in where:
+            values["sentinel_port"] = str(where[ha.redis.sentinels[0]][1])
+    return values
 
 
 def triage(

@@ -251,7 +251,10 @@ def analyse(
                     magnitude=ratio,
                 )
             )
-    for replica in replicas:
+    # An environment with `ha:` has its replicas judged by the replication collector, against
+    # the environment's own bound (triage/ha.py): one finding, not two.
+    judged_elsewhere = bool(ctx.env.ha and ctx.env.ha.postgres)
+    for replica in [] if judged_elsewhere else replicas:
         lag = replica.get("replay_lag_s") or 0
         if lag >= settings.replication_lag_s:
             name = replica["application_name"] or replica["client"]

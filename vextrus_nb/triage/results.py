@@ -164,6 +164,30 @@ class TriageResult:
             else note("No replicas attached."),
         ]
 
+    def ha_tables(self) -> list[Any]:
+        """High availability (`ha:`): the replicas as the primary sees them, its slots, the
+        replica's own replay state, and each Sentinel's view; a note for a part not declared."""
+        import pandas as pd
+
+        names = {r.name for r in self.reports}
+        if not {"replication", "sentinels"} & names:
+            return [note("The environment declares no `ha:`: no replica nor Sentinel to show.")]
+        replication, sentinels = self.report("replication"), self.report("sentinels")
+        if replication.status != "ok":
+            tables: list[Any] = [note(f"Replication not inspected: {replication.detail}")]
+        else:
+            data = replication.data
+            tables = [
+                pd.DataFrame(data["standbys"]) if data["standbys"] else note("The primary shows no replica."),
+                pd.DataFrame(data["slots"]) if data["slots"] else note("No replication slot."),
+                pd.DataFrame([data["replica"]]),
+            ]
+        if sentinels.status != "ok":
+            tables.append(note(f"Sentinels not inspected: {sentinels.detail}"))
+        else:
+            tables.append(pd.DataFrame(sentinels.data["sentinels"]))
+        return tables
+
     def redis_table(self) -> Any:
         import pandas as pd
 

@@ -28,6 +28,9 @@ class Rule(BaseModel):
     first_action: str
     own_fault: bool = False
     merge_into: str | None = None
+    # Symptoms of the same component this finding stands for: a dead primary's `down` (health)
+    # and `not_running` (driver) are its evidence, not rows of their own.
+    absorbs: tuple[str, ...] = ()
     commands: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -60,6 +63,10 @@ class RuleTable(BaseModel):
         for rule in self.rules:
             if rule.merge_into and rule.merge_into not in seen:
                 raise ValueError(f"rule '{rule.symptom}' merges into unknown symptom '{rule.merge_into}'")
+            if unknown := set(rule.absorbs) - seen:
+                raise ValueError(
+                    f"rule '{rule.symptom}' absorbs unknown symptom(s) {', '.join(sorted(unknown))}"
+                )
         return self
 
     def get(self, symptom: str) -> Rule:

@@ -79,3 +79,12 @@ def show_postgres_evidence(result: TriageResult) -> None:
 
     for table in result.postgres_tables():
         show(table)
+
+
+def show_ha_evidence(result: TriageResult) -> None:
+    """High availability's evidence (an environment with `ha:`): replicas and slots, the
+    replica's replay state, each Sentinel's primary and flags; one table each."""
+    from vextrus_nb.display import show
+
+    for table in result.ha_tables():
+        show(table)
