@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nbformat
 import pytest
 import redis
@@ -32,7 +33,9 @@ from vextrus_nb.resilience.chaos.context import ChaosContext
 from vextrus_nb.resilience.chaos.engine import ExperimentRun, run_experiment
 from vextrus_nb.resilience.chaos.experiment import Experiment, load_experiment
 from vextrus_nb.resilience.chaos.hypothesis import check_all
+from vextrus_nb.sandbox.driver import LocalDriver
 from vextrus_nb.sandbox.fault_proxy import FaultProxy
+from vextrus_nb.sandbox.links import LinkError, restore_all
 
 from .docker_engine import remove_compose_project
 from .helpers import REPO, ledger_entries, notebook_plain_text, run_cli, wait_until
@@ -133,26 +136,47 @@ def test_the_fault_proxy_switches_its_link_at_run_time(healthy: SandboxState) ->
         fresh.close()
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        {"fault": "latency", "target": "postgres", "latency_ms": 60, "duration_s": 1},
-        {"fault": "cut-connection", "target": "postgres", "duration_s": 1},
-    ],
-    ids=["latency", "cut-connection"],
-)
+def test_the_services_reach_postgres_through_a_link_the_local_driver_switches(healthy: SandboxState) -> None:
+    """The sandbox's services connect to PostgreSQL through a fault proxy (sandbox/links.py): a cut
+    turns their readiness red naming the database, pass brings it back; Kafka has no link (its
+    clients connect to the broker's advertised address, which no bootstrap proxy is in front of)."""
+    driver = LocalDriver.for_sandbox(healthy.root)
+    link = driver.link("postgres")
+    assert link is not None and link.port != healthy.ports["postgres"]
+    assert driver.link("kafka") is None and driver.link("redis") is not None
+    ready = f"http://127.0.0.1:{healthy.ports['finance']}/health/ready"
+
+    def finance_database() -> str:
+        body = httpx.get(ready, timeout=10).json()
+        return str(body["details"]["database"]["status"])
+
+    with pytest.raises(LinkError, match="unknown link mode 'sideways'"):
+        link.set_link("sideways")
+    try:
+        link.set_link("cut")
+        assert link.mode == "cut"
+        wait_until(lambda: finance_database() == "down", "finance's database check fails on the cut", 30)
+    finally:
+        assert restore_all(healthy.control_port) in (["postgres"], [])
+    wait_until(lambda: finance_database() == "up", "finance's database check passes again", 30)
+
+
+@pytest.mark.parametrize("name", ["postgres-latency", "postgres-cut"])
 def test_a_slow_or_cut_link_to_postgres_is_detected_and_recovered(
-    proxied_postgres: tuple[ChaosContext, FaultProxy], fault: dict[str, Any], tmp_path: Path
+    healthy: SandboxState, name: str, tmp_path: Path
 ) -> None:
-    ctx, proxy = proxied_postgres
-    done = run(experiment(fault["fault"], hypothesis=[POSTGRES_WRITE], method=[fault]), ctx, tmp_path)
+    """The shipped experiments on the local driver: the fault is on the services' own link (and the
+    steady-state probes go through it too), detected, rolled back, recovered."""
+    ctx = context()
+    done = run(load_experiment(name).model_copy(update=FAST), ctx, tmp_path)
     assert_recovered(done)
-    failed = next(c for s in done.phase("during") for c in s.checks if not c.held)
-    if fault["fault"] == "latency":
-        assert "over the tolerance of 250 ms" in failed.detail
+    failed = [c for s in done.phase("during") for c in s.checks if not c.held]
+    if name == "postgres-latency":
+        assert "over the tolerance of 250 ms" in failed[0].detail
     else:
-        assert "reset" in failed.detail.lower() or "closed" in failed.detail.lower(), failed.detail
-    assert proxy.mode == "pass" and ctx.where["postgres"] == ("127.0.0.1", proxy.port)
+        assert {c.probe for c in failed} == {"postgres write", "finance ready"}, failed
+    link = LocalDriver.for_sandbox(healthy.root).link("postgres")
+    assert link is not None and link.mode == "pass" and ctx.where["postgres"] == ("127.0.0.1", link.port)
 
 
 def test_fill_redis_to_its_storage_limit_then_drain_it(healthy: SandboxState, tmp_path: Path) -> None:
@@ -266,6 +290,10 @@ def chaos_parameters(own_parameters: Path) -> Path:
         )
     )
     (folder / "malformed.yaml").write_text("title: no method\nhypothesis: []\nmethod: [{fault: unplug}]\n")
+    (folder / "kafka-latency.yaml").write_text(
+        "title: no link to Kafka\nhypothesis: [{probe: health, name: up, components: [finance]}]\n"
+        "method: [{fault: latency, target: kafka, latency_ms: 50, duration_s: 1}]\n"
+    )
     return folder
 
 
@@ -346,6 +374,14 @@ def test_refused_before_a_kernel(
     assert done.returncode == 2, done.stdout + done.stderr
     assert named in done.stderr, done.stderr
     assert ledger_entries(outputs) == [] or all(e["status"] == "refused" for e in ledger_entries(outputs))
+
+
+def test_a_network_fault_on_a_dependency_without_a_link_is_refused_before_a_kernel(
+    chaos_parameters: Path, healthy: SandboxState, outputs: Path
+) -> None:
+    done = run_cli("run", "resilience/chaos", "--env", "sandbox", "-p", "experiment=kafka-latency")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "latency kafka: the local driver has no fault proxy in the path to it" in done.stderr, done.stderr
 
 
 def test_every_shipped_experiment_parses_and_the_catalogue_is_covered() -> None:

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 
+from vextrus_nb.credentials import LOAD_USER, LOAD_USER_SECRET
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.resilience import k6
 from vextrus_nb.resilience.baseline import compare
@@ -175,6 +177,24 @@ def _run_load(outputs: Path, *parameters: str) -> tuple[int, dict[str, object], 
 @pytest.fixture(scope="module")
 def load_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("load-outputs")
+
+
+def test_the_sandbox_auth_logs_the_load_user_in_and_serves_its_profile(sandbox: SandboxState) -> None:
+    """The routes the load test's login step calls: the right password gets a token the profile
+    accepts; a wrong one, an unknown user, a missing token or a forged one is 401."""
+    auth = f"http://127.0.0.1:{sandbox.ports['auth']}"
+    password = sandbox.secret(LOAD_USER_SECRET)
+    login = httpx.post(f"{auth}/auth/login", json={"email": LOAD_USER, "password": password}, timeout=10)
+    assert login.status_code == 200
+    token = login.json()["access_token"]
+    profile = httpx.get(f"{auth}/auth/profile", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert profile.status_code == 200 and profile.json()["email"] == LOAD_USER
+    for email, wrong in ((LOAD_USER, password + "x"), ("someone@vextrus.local", password)):
+        refused = httpx.post(f"{auth}/auth/login", json={"email": email, "password": wrong}, timeout=10)
+        assert refused.status_code == 401 and password not in refused.text
+    assert httpx.post(f"{auth}/auth/login", json={"email": LOAD_USER}, timeout=10).status_code == 400
+    for header in ({}, {"Authorization": f"Bearer {token[:-4]}AAAA"}):
+        assert httpx.get(f"{auth}/auth/profile", headers=header, timeout=10).status_code == 401
 
 
 @pytest.fixture(scope="module")

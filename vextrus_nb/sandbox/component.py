@@ -49,6 +49,9 @@ class StandaloneHost(LoopbackReachability):
     async def count_pending_outbox(self, component: Component) -> int:
         raise RuntimeError("no database session in a standalone component")
 
+    def user_password(self, email: str) -> str | None:
+        return None  # a standalone container has no users' store: every login is refused
+
     def jwt_keys(self) -> JwtKeys:
         """The keys the container's environment holds (the manifests' secretKeyRefs)."""
         names = ("JWT_SIGNING_KEY", "JWT_VERIFY_KEY_PENDING", "JWT_VERIFY_KEY_PREVIOUS")

@@ -1,8 +1,10 @@
 """The sandbox's services process: every component server (service_app.py) in one aiohttp
 process, the real dependency checks they share (SELECT 1 as each service's own PostgreSQL role,
 PING as its own Redis ACL user, a TCP connect to each simulated broker), and the loopback
-control API the manager drives: GET /status, POST /reload (apply the planted faults).
-Stopping PostgreSQL therefore turns every service's readiness red, as in production.
+control API the manager drives: GET /status, POST /reload (apply the planted faults), and
+GET/POST /links (the fault proxies in the services' path to each dependency: links.py).
+Stopping PostgreSQL therefore turns every service's readiness red, as in production; so does
+cutting the link to it.
 
 Run as `python -m vextrus_nb.sandbox.control SANDBOX_DIR` (see manager.py).
 """
@@ -27,6 +29,8 @@ from vextrus_nb.checks.brokers import TEMPORAL_NAMESPACE
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
+    LOAD_USER,
+    LOAD_USER_SECRET,
     acl_user_name,
     pg_role_name,
     pg_secret_name,
@@ -37,6 +41,7 @@ from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.probes import ProbeTarget
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox import platform_state, real_platform
+from vextrus_nb.sandbox.links import LinkError, Links, linked_dependencies
 from vextrus_nb.sandbox.real_platform import RealPlatform
 from vextrus_nb.sandbox.service_app import (
     HOST,
@@ -82,6 +87,7 @@ class Platform(LoopbackReachability):
         self._pg_connections: dict[str, Any] = {}
         self._redis_clients: dict[str, Any] = {}
         self._shared: dict[str, SharedCheck] = {}
+        self.links = Links()
         for name in inventory.start_order:
             component = inventory.components[name]
             if name in fault_modes.REAL_DATASTORES or real_platform.is_real(name) or name not in self.ports:
@@ -94,6 +100,23 @@ class Platform(LoopbackReachability):
             real_platform.credentials(state),
             real_platform.options(state, inventory),
         )
+
+    # -- where the services reach their dependencies -----------------------------
+    def linked_upstreams(self) -> dict[str, int]:
+        """The real datastores and brokers some service depends on, each by its own port: the
+        dependencies that get a fault proxy in the services' path."""
+        names = [
+            dep.name
+            for server in self.servers.values()
+            if server.component.kind == "service"
+            for dep in self.inventory.infrastructure_dependencies(server.component.name)
+            if dep.name in fault_modes.REAL_DATASTORES or real_platform.is_real(dep.name)
+        ]
+        return {name: self.ports[name] for name in linked_dependencies(names) if name in self.ports}
+
+    def dependency_port(self, name: str) -> int:
+        """The port a service connects to for `name`: its link's, so a link fault is in the path."""
+        return self.links.port(name, self.ports[name])
 
     # -- real dependency checks: each returns None when healthy, else the reason --
     def dependency_checks(self, component: Component) -> dict[str, Awaitable[str | None]]:
@@ -126,7 +149,7 @@ class Platform(LoopbackReachability):
         return check()
 
     def _protocol_target(self, dependency: Component) -> ProbeTarget:
-        name, port = dependency.name, self.ports[dependency.name]
+        name, port = dependency.name, self.dependency_port(dependency.name)
         if dependency.probe == "s3":
             keys = real_platform.credentials(self.state)["minio"]
             return ProbeTarget(
@@ -184,7 +207,7 @@ class Platform(LoopbackReachability):
         )
         return await psycopg.AsyncConnection.connect(
             host=HOST,
-            port=self.ports["postgres"],
+            port=self.dependency_port("postgres"),
             dbname=component.database,
             user=user,
             password=password,
@@ -209,7 +232,7 @@ class Platform(LoopbackReachability):
         if client is None:
             client = aioredis.Redis(
                 host=HOST,
-                port=self.ports["redis"],
+                port=self.dependency_port("redis"),
                 username=acl_user_name(component.name),
                 password=self.state.secret(redis_secret_name(component.name)),
                 socket_timeout=INDICATOR_TIMEOUT_S,
@@ -225,6 +248,10 @@ class Platform(LoopbackReachability):
             with contextlib.suppress(Exception):
                 await client.aclose()
             return first_line(exc)
+
+    def user_password(self, email: str) -> str | None:
+        """The auth service's one user: the load test's, whose password is a sandbox secret."""
+        return self.state.secret(LOAD_USER_SECRET) if email == LOAD_USER else None
 
     def jwt_keys(self) -> JwtKeys:
         """The key's versions as the rotation's files store keeps them (current, pending, previous)."""
@@ -355,10 +382,32 @@ class Platform(LoopbackReachability):
             await self.apply_deployment()
             return web.json_response(self.status())
 
+        async def get_links(request: web.Request) -> web.Response:
+            return web.json_response(self.links.describe())
+
+        async def restore_links(request: web.Request) -> web.Response:
+            return web.json_response({"restored": self.links.restore_all()})
+
+        async def set_link(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            try:
+                wanted = await request.json()
+                self.links.set(name, str(wanted.get("mode")), float(wanted.get("latency_ms") or 0))
+            except LinkError as exc:
+                status = 404 if name not in self.links.proxies else 400
+                return web.json_response({"error": str(exc)}, status=status)
+            except (ValueError, TypeError, AttributeError):
+                return web.json_response({"error": "expected {mode, latency_ms}"}, status=400)
+            log.warning("link to %s: %s", name, self.links.describe()[name])
+            return web.json_response(self.links.describe()[name])
+
         app = web.Application()
         app.router.add_get("/status", get_status)
         app.router.add_post("/reload", reload)
         app.router.add_post("/deployment", deployment)
+        app.router.add_get("/links", get_links)
+        app.router.add_post("/links", restore_links)
+        app.router.add_post("/links/{name}", set_link)
         app.router.add_get(real_platform.EVIDENCE_PATH, evidence_metrics)
         app.router.add_post(real_platform.ALERTS_WEBHOOK_PATH, alerts_webhook)
         return app
@@ -409,6 +458,7 @@ async def serve(root: Path) -> None:
     ready_after = await asyncio.to_thread(platform.real.start_all, wanted_real)
     log.info("real servers ready: %s", ", ".join(f"{n} {s:.1f}s" for n, s in ready_after.items()))
     await platform.provision()
+    await platform.links.open(platform.linked_upstreams())
     # The readiness checks' client libraries, imported now rather than inside the first
     # health check, where the import would hold the loop every service answers on.
     probes.preload_clients({c.probe for c in inventory.components.values()})
@@ -432,6 +482,7 @@ async def serve(root: Path) -> None:
     for server in platform.servers.values():
         await server.runner.cleanup()
     await control.cleanup()
+    await platform.links.close()
     # The sandbox is being deleted (`down`): no server needs more than a short grace to stop.
     await asyncio.to_thread(platform.real.stop_all, 2.0)
 

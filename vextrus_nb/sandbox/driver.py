@@ -23,7 +23,8 @@ from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, PlatformEvent
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import events as sandbox_events
-from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox import links, manager
+from vextrus_nb.sandbox.links import RemoteLink
 from vextrus_nb.sandbox.service_app import LOGS_DIR
 
 # The three timestamp shapes in the sandbox's logs: ours and NestJS's (ISO, UTC),
@@ -136,6 +137,15 @@ class LocalDriver:
     def restart(self, components: list[str]) -> None:
         self.stop(components)
         self.start(components)
+
+    def link(self, dependency: str) -> RemoteLink | None:
+        """The chaos runbook's LinkFaults: the fault proxy in the services' path to `dependency`
+        (links.py), or None where there is none (Kafka, a simulated component)."""
+        control_port = SandboxState.load(self.root).control_port
+        described = links.links_of(control_port).get(dependency)
+        if described is None:
+            return None
+        return RemoteLink(dependency, int(described["port"]), control_port)
 
     @contextlib.contextmanager
     def scratch_kafka(self) -> Iterator[str]:

@@ -1,8 +1,8 @@
 """One component of the sandbox as a real HTTP server, and the service application a Vextrus
 service runs in it: NestJS Terminus health (/health, /health/ready, /health/live) computed
-from real checks of the service's dependencies, the JWT guard (and the signer's /auth/token),
-/metrics, the outbox query on the service's own database, and the gateway's GraphQL subgraph
-listing.
+from real checks of the service's dependencies, the JWT guard (and the signer's /auth/token, and
+/auth/login + /auth/profile for the load test's user), /metrics, the outbox query on the
+service's own database, and the gateway's GraphQL subgraph listing.
 
 Every other component is simulated (simulated.py). Whatever runs the servers is their
 ComponentHost: the sandbox's one process (control.py, which also does the real dependency
@@ -48,6 +48,10 @@ class ComponentHost(Protocol):
     async def count_pending_outbox(self, component: Component) -> int: ...
 
     def jwt_keys(self) -> JwtKeys: ...
+
+    def user_password(self, email: str) -> str | None:
+        """The password a user logs in with, or None for no such user."""
+        ...
 
 
 class JwtKeys(NamedTuple):
@@ -129,6 +133,8 @@ class ComponentServer(SimulatedInfrastructure):
             app.router.add_get("/auth/verify", self._verify_token)
             if c.name == JWT_SIGNER:
                 app.router.add_post("/auth/token", self._issue_token)
+                app.router.add_post("/auth/login", self._login)
+                app.router.add_get("/auth/profile", self._profile)
             if c.database:
                 app.router.add_get("/api/outbox/pending", self._pending_outbox)
             if c.subgraphs:
@@ -137,28 +143,60 @@ class ComponentServer(SimulatedInfrastructure):
             self._add_simulated_routes(app)
 
     async def _issue_token(self, request: web.Request) -> web.Response:
-        """A short-lived access token signed with the key this process started with."""
+        """A short-lived access token signed with the key this process started with (the
+        operators' and the runbooks' token: no password, loopback only)."""
+        return self._token_for(request.query.get("sub", "operator"))
+
+    async def _login(self, request: web.Request) -> web.Response:
+        """POST {email, password}: a token for a known user whose password matches (compared in
+        constant time), else 401 naming nothing (which of the two was wrong stays unsaid)."""
+        import hmac
+
+        try:
+            body = await request.json()
+            email, password = str(body["email"]), str(body["password"])
+        except (ValueError, KeyError, TypeError):
+            message = "email and password required"
+            return web.json_response({"statusCode": 400, "message": message}, status=400)
+        known = self.platform.user_password(email)
+        if known is None or not hmac.compare_digest(known.encode(), password.encode()):
+            self.log.warning("[AuthService] login refused")
+            return web.json_response({"statusCode": 401, "message": "Unauthorized"}, status=401)
+        return self._token_for(email)
+
+    async def _profile(self, request: web.Request) -> web.Response:
+        claims = self._verified_claims(request)
+        if claims is None:
+            return web.json_response({"statusCode": 401, "message": "Unauthorized"}, status=401)
+        return web.json_response({"email": claims.get("sub"), "roles": ["user"]})
+
+    def _token_for(self, subject: str) -> web.Response:
         import jwt
 
         if self.keys.signing is None:
             return web.json_response({"statusCode": 503, "message": "no signing key"}, status=503)
         now = int(time.time())
-        claims = {"sub": request.query.get("sub", "operator"), "iat": now, "exp": now + 900}
+        claims = {"sub": subject, "iat": now, "exp": now + 900}
         return web.json_response({"access_token": jwt.encode(claims, self.keys.signing, JWT_ALGORITHM)})
 
-    async def _verify_token(self, request: web.Request) -> web.Response:
+    def _verified_claims(self, request: web.Request) -> dict[str, Any] | None:
         """What a JwtAuthGuard does: accept a bearer token signed by any key the service knows."""
         import jwt
 
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         for key in self.keys.verifying:
             try:
-                claims = jwt.decode(token, key, algorithms=[JWT_ALGORITHM])
+                return dict(jwt.decode(token, key, algorithms=[JWT_ALGORITHM]))
             except jwt.InvalidTokenError:
                 continue
-            return web.json_response({"sub": claims.get("sub")})
         self.log.warning("[JwtAuthGuard] rejected a token: no known key verifies it")
-        return web.json_response({"statusCode": 401, "message": "Unauthorized"}, status=401)
+        return None
+
+    async def _verify_token(self, request: web.Request) -> web.Response:
+        claims = self._verified_claims(request)
+        if claims is None:
+            return web.json_response({"statusCode": 401, "message": "Unauthorized"}, status=401)
+        return web.json_response({"sub": claims.get("sub")})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

@@ -68,19 +68,35 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
             )
         if reason := catalogue.unsupported(fault.fault, env.driver):
             problems.append(f"{fault.fault} on the {env.driver} driver: {reason}")
-        elif problem := catalogue.target_problem(fault, ctx):
+        elif problem := (
+            catalogue.target_problem(fault, ctx)
+            or (_link_problem(fault.fault, fault.target, ctx) if fault.fault in NETWORK_FAULTS else None)
+        ):
             problems.append(problem)
-        elif fault.fault in NETWORK_FAULTS and not isinstance(ctx.driver, LinkFaults):
-            problems.append(
-                f"{fault.fault} {fault.target}: the {env.driver} driver puts no fault proxy in the "
-                "platform's path to it yet (the LinkFaults capability)"
-            )
     for rollback in experiment.rollbacks:
         unknown = [c for c in rollback.components if c not in ctx.inventory.components]
         if unknown:
             problems.append(f"rollback start: no component {', '.join(unknown)} in the inventory")
     if problems:
         raise RunRefused("; ".join(problems))
+
+
+def _link_problem(fault: str, target: str, ctx: ChaosContext) -> str | None:
+    """A network fault needs a fault proxy in the platform's path to its target."""
+    driver = ctx.driver
+    if not isinstance(driver, LinkFaults):
+        return (
+            f"{fault} {target}: the {ctx.env.driver} driver puts no fault proxy in the platform's "
+            "path to it (the LinkFaults capability)"
+        )
+    try:
+        link = driver.link(target)
+    except Exception as exc:  # the platform cannot be asked: say so, not a traceback
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"{fault} {target}: the {ctx.env.driver} driver could not list its links ({reason})"
+    if link is None:
+        return f"{fault} {target}: the {ctx.env.driver} driver has no fault proxy in the path to it"
+    return None
 
 
 def _driver(env: Environment) -> Any:

@@ -94,8 +94,8 @@ def plan(rb: Runbook) -> k6.LoadPlan:
     if "auth" in chosen:
         targets.append(
             k6.LoginProfile(
-                login_url=auth + str(p.get("login_path", "/auth/token")),
-                profile_url=auth + str(p.get("profile_path", "/auth/verify")),
+                login_url=auth + str(p.get("login_path", "/auth/login")),
+                profile_url=auth + str(p.get("profile_path", "/auth/profile")),
                 username=str(p.get("login_user", "")),
                 password_var=PASSWORD_VAR if p.get("login_ref") else None,
             )
