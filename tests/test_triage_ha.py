@@ -157,6 +157,18 @@ def test_an_environment_without_ha_has_no_ha_signal(environment: Environment) ->
     assert not {f.symptom for f in result.findings} & HA_SYMPTOMS
 
 
+def test_a_replica_declared_but_not_deployed_is_no_finding(environment: Environment) -> None:
+    """As on the sandbox's planted deployment: `ha:` names a replica that has no address."""
+    assert environment.ha is not None and environment.ha.postgres is not None
+    postgres_ha = environment.ha.postgres.model_copy(update={"replica": "nowhere"})
+    undeployed = environment.model_copy(
+        update={"ha": environment.ha.model_copy(update={"postgres": postgres_ha})}
+    )
+    result = run_triage(undeployed)
+    assert result.findings == [], [f.as_row() for f in result.findings]
+    assert "replica nowhere: declared, but not deployed here" in result.report("replication").detail
+
+
 def test_paused_replay_is_named_then_writes_past_the_bound_make_the_replica_lag(
     environment: Environment, pair: PgPair
 ) -> None:

@@ -45,6 +45,7 @@ class ReplicationState:
     primary_error: str
     replica: replication.ReplicaView | None
     replica_error: str
+    replica_deployed: bool = True  # False: the environment gives the replica no address here
 
 
 def _dsn(ctx: TriageContext, component: str) -> str:
@@ -81,13 +82,25 @@ async def _read(ctx: TriageContext, work: Any) -> tuple[Any, str]:
 
 async def read_replication(ctx: TriageContext, ha: PostgresHA) -> ReplicationState:
     host, port = ctx.where[PRIMARY]
-    primary_dsn, replica_dsn = _dsn(ctx, PRIMARY), _dsn(ctx, ha.replica)
+    primary_dsn = _dsn(ctx, PRIMARY)
+    # A replica the environment declares but runs nowhere (the sandbox's planted deployment has
+    # none: the checklist's critical gap) has no address: not asked, and not a triage finding.
+    deployed = ha.replica in ctx.where
+
+    async def replica_read() -> tuple[Any, str]:
+        if not deployed:
+            return None, "declared, but not deployed here (no address)"
+        replica_dsn = _dsn(ctx, ha.replica)
+        return await _read(ctx, lambda: replication.replica_view(replica_dsn, ctx.timeout_s))
+
     unreachable, (primary, primary_error), (replica, replica_error) = await asyncio.gather(
         _unreachable(host, port, ctx.timeout_s),
         _read(ctx, lambda: replication.primary_view(primary_dsn, ctx.timeout_s)),
-        _read(ctx, lambda: replication.replica_view(replica_dsn, ctx.timeout_s)),
+        replica_read(),
     )
-    return ReplicationState(f"{host}:{port}", unreachable, primary, primary_error, replica, replica_error)
+    return ReplicationState(
+        f"{host}:{port}", unreachable, primary, primary_error, replica, replica_error, deployed
+    )
 
 
 def _replica_summary(state: ReplicationState, ha: PostgresHA) -> str:
@@ -124,7 +137,7 @@ def replication_signals(state: ReplicationState, ha: PostgresHA) -> list[Signal]
         )
     elif state.primary is not None:
         view = state.primary
-        if not view.streaming():
+        if not view.streaming() and state.replica_deployed:
             connected = ", ".join(f"{s.name} {s.state}" for s in view.standbys) or "no replica connected"
             inactive = ", ".join(
                 f"slot {s.name} inactive, retaining {s.retained_bytes} bytes of WAL"
