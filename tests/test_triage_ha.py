@@ -131,6 +131,7 @@ def findings(result: TriageResult) -> dict[tuple[str, str], Finding]:
 
 HA_SYMPTOMS = {
     "pg_primary_down",
+    "pg_no_replica",
     "pg_replica_not_streaming",
     "pg_replication_lag",
     "pg_replay_paused",
@@ -213,6 +214,13 @@ def test_a_stopped_replica_is_not_streaming_and_its_slot_is_named(
         [evidence] = found[("postgres-replica", "pg_replica_not_streaming")].evidence
         assert "no replica connected" in evidence and "slot replica_slot inactive" in evidence, evidence
         assert "replica postgres-replica: " in evidence and "refused" in evidence, evidence
+        # Its slot dropped too: no trace of a replica left, as a single-instance deployment.
+        with psycopg.connect(pair.primary.dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot('replica_slot')")
+            never = findings(run_triage(environment))
+            conn.execute("SELECT pg_create_physical_replication_slot('replica_slot')")
+        assert set(never) == {("postgres-replica", "pg_no_replica")}, list(never)
+        assert never[("postgres-replica", "pg_no_replica")].severity == "medium"
     finally:
         pair.replica.start()
     wait_until(lambda: postgres.primary_view(pair.primary.dsn).streaming(), "the replica to stream again", 20)

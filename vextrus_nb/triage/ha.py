@@ -137,7 +137,20 @@ def replication_signals(state: ReplicationState, ha: PostgresHA) -> list[Signal]
         )
     elif state.primary is not None:
         view = state.primary
-        if not view.streaming() and state.replica_deployed:
+        # Never set up (no replica connected, no slot kept for one, none answering: the sandbox's
+        # planted single instance) is a gap in redundancy, not a replica that broke.
+        absent = not view.standbys and not view.slots and state.replica is None
+        if absent and state.replica_deployed:
+            signals.append(
+                Signal(
+                    "pg_no_replica",
+                    ha.replica,
+                    f"the primary has no replica connected and no replication slot; {replica_summary}",
+                    "replication",
+                    subject=ha.replica,
+                )
+            )
+        elif not view.streaming() and state.replica_deployed:
             connected = ", ".join(f"{s.name} {s.state}" for s in view.standbys) or "no replica connected"
             inactive = ", ".join(
                 f"slot {s.name} inactive, retaining {s.retained_bytes} bytes of WAL"
