@@ -11,7 +11,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
+
+from vextrus_nb.config import Environment
 
 RunState = Literal["running", "stopped", "restarting", "unknown"]
 # What the platform's own health machinery says (Docker healthcheck, Kubernetes readiness):
@@ -110,3 +113,28 @@ class ScratchServers(Protocol):
     stopped and deleted on exit."""
 
     def scratch_kafka(self) -> AbstractContextManager[str]: ...
+
+
+@dataclass(frozen=True)
+class ScratchPlatform:
+    """A second, fresh platform of the environment's kind, started for a whole-platform restore
+    drill: where it keeps everything (`root`), an Environment naming its own endpoints, logins and
+    deployment files (what the smoke sweep and the checklist are run against), and a driver that
+    starts and stops its components (Redis's RDB swap needs one)."""
+
+    root: Path
+    environment: Environment
+    driver: Driver
+
+
+@runtime_checkable
+class ScratchPlatforms(Protocol):
+    """A throwaway copy of the whole platform, empty of the environment's data (optional: the
+    sandbox's driver can start a second sandbox; elsewhere dr/platform-drill says it needs one).
+    A separate protocol from ScratchServers, so a driver may offer one without the other.
+
+    scratch_platform: a context manager that starts the platform under `root` (its own directory
+    and ports), yields it once every component answers, and stops and deletes it on exit, also
+    when the body raised."""
+
+    def scratch_platform(self, root: Path) -> AbstractContextManager[ScratchPlatform]: ...
