@@ -1,0 +1,349 @@
+"""The steps of notebooks/dr/platform-drill.ipynb: the reference documents' "Scenario 2: complete
+cluster failure", drilled. A second, fresh platform is started beside the environment (the
+driver's: drivers.ScratchPlatforms; the sandbox's starts a second sandbox in its own directory,
+on its own ports), every datastore of the newest (or a named) set is restored into it and
+proven (backup.platform_drill), the smoke sweep is run against it until it passes, the checklist
+against it and against the environment, and the platform is torn down, also when a step failed.
+
+RTO is measured: the drill's start to the smoke sweep passing on the second platform, in all,
+and for each datastore the drill's start to its proof; both go on record and into a Prometheus
+textfile beside dr/drill's. Destructive (it starts a whole platform and takes the environment's
+lock): a dry run verifies the set and shows the plan, and starts and writes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vextrus_nb import paths
+from vextrus_nb.backup import platform_drill
+from vextrus_nb.backup.access import check_set_choice, find_set
+from vextrus_nb.backup.manifest import BackupError
+from vextrus_nb.checks import ChecklistResult
+from vextrus_nb.config import Environment
+from vextrus_nb.drivers.base import ScratchPlatform, ScratchPlatforms
+from vextrus_nb.errors import RunRefused
+from vextrus_nb.runbooks.dr.drill import METRICS_DIR_VAR
+from vextrus_nb.runbooks.verify import checklist, smoke
+
+if TYPE_CHECKING:
+    from vextrus_nb.run.session import Runbook
+
+RUNBOOK = "dr/platform-drill"
+RTO_TARGET_S = 4 * 3600.0  # the reference documents' RTO objective, "4 hours"
+SMOKE_DEADLINE_S = 120.0  # restored services reconnect after their databases are swapped in
+
+
+def validate(env: Environment, parameters: dict[str, Any]) -> None:
+    """Refuse bad parameters before anything is touched (the runner exits 2, before a kernel)."""
+    check_set_choice(env, {"set_id": parameters.get("set_id", ""), "from_store": "local"})
+    for name in ("smoke_deadline_s", "rto_target_s"):
+        value = parameters.get(name)
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise RunRefused(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+def platform_root(rb: Runbook) -> Path:
+    """Where the second platform keeps everything: this run's own folder in the temp directory."""
+    return Path(tempfile.gettempdir()) / f"vextrus-platform-drill-{rb.run_id}"
+
+
+@dataclass
+class PlatformDrillResult:
+    dry_run: bool
+    set_id: str = ""
+    platform_root: str = ""
+    planned: list[dict[str, Any]] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # the datastores the set holds something of
+    recoveries: list[platform_drill.DatastoreRecovery] = field(default_factory=list)
+    provision_s: float = 0.0  # the drill's start to the second platform answering
+    smoke: smoke.SmokeResult | None = None
+    smoke_attempts: int = 0
+    rto_s: float | None = None  # the drill's start to the smoke sweep passing
+    restored_checklist: ChecklistResult | None = None
+    live_checklist: ChecklistResult | None = None
+    failure: str = ""
+    writes: list[str] = field(default_factory=list)
+    torn_down: bool = False
+
+    @property
+    def unproven(self) -> list[str]:
+        return [r.datastore for r in self.recoveries if not r.proven]
+
+    @property
+    def checklist_regressions(self) -> list[str]:
+        """Critical checks failing on the restored platform that pass on the environment itself:
+        what the restore lost (a check failing on both is the environment's, not the drill's)."""
+        if self.restored_checklist is None or self.live_checklist is None:
+            return []
+        live = set(self.live_checklist.critical_failures())
+        return [c for c in self.restored_checklist.critical_failures() if c not in live]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            not self.dry_run
+            and not self.failure
+            and bool(self.recoveries)
+            and not self.unproven
+            and self.rto_s is not None
+            and not self.checklist_regressions
+        )
+
+    def rto_by_datastore(self) -> dict[str, float]:
+        """Each datastore's proof, then all of it (the smoke sweep passing), in seconds since the
+        drill's start: what the report's DR chart draws."""
+        figures = {r.datastore: round(r.ready_at_s, 2) for r in self.recoveries}
+        if self.rto_s is not None:
+            figures["all"] = round(self.rto_s, 2)
+        return figures
+
+    def plan_note(self) -> Any:
+        from vextrus_nb.display import note
+
+        if self.failure and not self.planned:
+            return note(f"Nothing was started or restored: {self.failure}")
+        what = "would start" if self.dry_run else "started"
+        return note(
+            f"Set {self.set_id} verified file by file. The drill {what} a second platform in "
+            f"{self.platform_root} (its own ports, deleted afterwards) and restores into it:"
+        )
+
+    def table(self) -> Any:
+        import pandas as pd
+
+        rows = [r.row() for r in self.recoveries] or self.planned
+        return pd.DataFrame(rows)
+
+    def smoke_table(self) -> Any:
+        from vextrus_nb.display import note
+
+        if self.smoke is None:
+            return note("No smoke sweep was run (a dry run, or the restore failed first).")
+        return self.smoke.table()
+
+    def checklist_table(self) -> Any:
+        import pandas as pd
+
+        from vextrus_nb.display import note
+
+        if self.restored_checklist is None or self.live_checklist is None:
+            return note("No checklist was run (a dry run, or the smoke sweep did not pass).")
+        restored, live = self.restored_checklist, self.live_checklist
+        return pd.DataFrame(
+            [
+                {
+                    "platform": name,
+                    "score": result.score,
+                    "failed checks": len(result.failed),
+                    "critical failed": ", ".join(result.critical_failures()) or "none",
+                }
+                for name, result in (("restored (second platform)", restored), ("the environment", live))
+            ]
+        )
+
+    def figure(self) -> Any:
+        import pandas as pd
+        import plotly.express as px
+
+        figures = self.rto_by_datastore()  # empty for a dry run: an empty chart, titled so
+        frame = pd.DataFrame(
+            {
+                "datastore": list(figures),
+                "seconds": list(figures.values()),
+                "reached": ["smoke sweep passing (RTO)" if k == "all" else "proven" for k in figures],
+            }
+        )
+        fig = px.bar(
+            frame,
+            x="datastore",
+            y="seconds",
+            color="reached",
+            title=f"Platform drill: seconds from the drill's start to each datastore proven, and RTO "
+            f"(set {self.set_id})"
+            if figures
+            else "Platform drill: nothing was timed (a dry run, or it stopped before any restore)",
+        )
+        fig.update_layout(height=420, yaxis_title="seconds since the drill's start")
+        return fig
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "set_id": self.set_id,
+            "dry_run": self.dry_run,
+            "datastores": [r.datastore for r in self.recoveries] or self.present,
+            "provision_s": round(self.provision_s, 2),
+            "rto_s": None if self.rto_s is None else round(self.rto_s, 2),
+            "rto_by_datastore": self.rto_by_datastore(),
+            "datastore_seconds": {r.datastore: round(r.seconds, 2) for r in self.recoveries},
+            "unproven": self.unproven,
+            "smoke_attempts": self.smoke_attempts,
+            "critical_down": self.smoke.critical_down if self.smoke else None,
+            "restored_score": self.restored_checklist.score if self.restored_checklist else None,
+            "live_score": self.live_checklist.score if self.live_checklist else None,
+            "checklist_regressions": self.checklist_regressions,
+            "writes": self.writes,
+            "torn_down": None if self.dry_run else self.torn_down,
+            "failure": self.failure or None,
+            "verified": self.passed,
+        }
+
+
+def drill(rb: Runbook) -> PlatformDrillResult:
+    """Verify the set, then (not in a dry run) start the second platform, restore and prove every
+    datastore, sweep until it passes, run the checklist on it and on the environment, tear it
+    down. Never raises for a failure of the platform: the failure is recorded and the metric says
+    so; the second platform is torn down whatever happened."""
+    started = time.perf_counter()
+    result = PlatformDrillResult(dry_run=rb.dry_run, platform_root=str(platform_root(rb)))
+    doing = "finding the backup set"
+    try:
+        path = find_set(rb, rb.parameters.get("set_id", ""), "local")
+        result.set_id = path.name
+        doing = f"verifying set {path.name}"
+        manifest = platform_drill.verify_by_datastore(path)
+        rb.summary["set_id"] = manifest.set_id
+        result.planned = platform_drill.plan(manifest)
+        result.present = platform_drill.datastores_in(manifest)
+        if rb.dry_run:
+            return result
+        doing = "asking the driver for a second platform"
+        driver = _platforms(rb)
+        doing = "starting the second platform"
+        result.writes.append(f"a second platform in {result.platform_root} (started, then deleted)")
+        with driver.scratch_platform(platform_root(rb)) as platform:
+            result.provision_s = time.perf_counter() - started
+            doing = "restoring into the second platform"
+            result.recoveries = platform_drill.restore_platform(
+                platform,
+                rb.inventory,
+                path,
+                manifest,
+                rb.run_id,
+                started,
+                rb.scrubber,
+                rb.env.backup.jobs if rb.env.backup else 2,
+            )
+            if result.unproven:
+                return result
+            doing = "sweeping the second platform"
+            _sweep_until_passing(rb, platform, result, started)
+            if result.rto_s is None:
+                return result
+            doing = "running the checklist on the second platform and on the environment"
+            result.restored_checklist = checklist.run(_against(rb, platform.environment))
+            result.live_checklist = checklist.run(rb)
+    except Exception as exc:  # a datastore, the driver or the set failing: recorded, then judged
+        result.failure = _failure(rb, doing, exc)
+    finally:
+        result.torn_down = not Path(result.platform_root).exists()
+    return result
+
+
+def _platforms(rb: Runbook) -> ScratchPlatforms:
+    from vextrus_nb import drivers
+
+    driver = drivers.for_environment(rb.env)
+    if not isinstance(driver, ScratchPlatforms):
+        raise BackupError(
+            f"the {rb.env.driver} driver cannot start a second platform to drill a complete failure "
+            "in: provision one by hand and restore each datastore with dr/restore target=live"
+        )
+    return driver
+
+
+def _against(rb: Runbook, env: Environment) -> Runbook:
+    """This run seen against another environment: the same parameters, scrubber and record, for
+    the read-only engines that take a run (the smoke sweep's, the checklist's)."""
+    return dataclasses.replace(rb, env=env)
+
+
+def _sweep_until_passing(
+    rb: Runbook, platform: ScratchPlatform, result: PlatformDrillResult, started: float
+) -> None:
+    """The smoke sweep against the second platform, again until no critical component is down
+    (the RTO's end) or the deadline passes (the last sweep is what the record shows)."""
+    deadline = time.monotonic() + float(rb.parameters.get("smoke_deadline_s") or SMOKE_DEADLINE_S)
+    on_second = _against(rb, platform.environment)
+    while True:
+        result.smoke = smoke.run_sweep(on_second)
+        result.smoke_attempts += 1
+        if not result.smoke.critical_down:
+            result.rto_s = time.perf_counter() - started
+            return
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)  # between sweeps: each probes every component once
+
+
+def _failure(rb: Runbook, doing: str, exc: Exception) -> str:
+    """What failed, scrubbed: a BackupError already names it; anything else with what we were doing."""
+    if isinstance(exc, BackupError):
+        return rb.scrubber.text(str(exc))
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    return rb.scrubber.text(f"{doing} failed: {type(exc).__name__}: {detail}")
+
+
+def judge(rb: Runbook, result: PlatformDrillResult) -> Path | None:
+    """Record the figures; a live drill writes its metric whatever failed; fail the run if the
+    drill did. A dry run proves nothing, so it writes no metric (one saying 0 would alert)."""
+    rb.summary.update(result.summary())
+    path = None if result.dry_run else write_metrics(rb, result)
+    if path is not None:
+        rb.add_artifact(path)
+    if result.failure:
+        rb.fail(result.failure)
+    if result.unproven:
+        detail = "; ".join(f"{r.datastore}: {r.mismatches[0]}" for r in result.recoveries if not r.proven)
+        rb.fail(f"restore not proven on the second platform for: {', '.join(result.unproven)} ({detail})")
+    elif not result.dry_run and not result.failure and result.rto_s is None:
+        down = ", ".join(result.smoke.critical_down) if result.smoke else "?"
+        rb.fail(f"the restored platform's smoke sweep did not pass: critical component(s) down: {down}")
+    if result.checklist_regressions:
+        rb.fail(
+            "critical check(s) fail on the restored platform but pass on the environment: "
+            + ", ".join(result.checklist_regressions)
+        )
+    target = float(rb.parameters.get("rto_target_s") or RTO_TARGET_S)
+    if result.rto_s is not None and result.rto_s > target:
+        rb.fail(f"RTO {result.rto_s:.1f} s exceeds the target of {target:g} s")
+    if not result.torn_down and not result.dry_run:
+        rb.fail(f"the second platform was not torn down: delete {result.platform_root}")
+    return path
+
+
+def write_metrics(rb: Runbook, result: PlatformDrillResult) -> Path:
+    """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's."""
+    import os
+
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    env = rb.env.name
+    for name, doc, value in (
+        ("vextrus_dr_platform_drill_success", "1 if the last platform drill passed", result.passed),
+        (
+            "vextrus_dr_platform_drill_rto_seconds",
+            "drill start to the restored platform's smoke sweep passing (NaN: it never did)",
+            float("nan") if result.rto_s is None else result.rto_s,
+        ),
+        ("vextrus_dr_platform_drill_timestamp_seconds", "when the last platform drill ended", time.time()),
+    ):
+        Gauge(name, doc, ["env"], registry=registry).labels(env=env).set(float(value))
+    ready = Gauge(
+        "vextrus_dr_platform_drill_datastore_ready_seconds",
+        "drill start to the datastore's restore proven on the second platform",
+        ["env", "datastore"],
+        registry=registry,
+    )
+    for recovery in result.recoveries:
+        ready.labels(env=env, datastore=recovery.datastore).set(recovery.ready_at_s)
+    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"vextrus_dr_platform_drill_{env}.prom"
+    write_to_textfile(str(path), registry)
+    return path
