@@ -151,7 +151,76 @@ def _charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> l
             charts.append((runbook, fig.to_html(full_html=False, include_plotlyjs=False)))
         else:
             charts.append((runbook, f"<p class='empty'>{html.escape(title)}: no {runbook} runs yet.</p>"))
-    return charts + load_p95_charts(entries, outputs_dir) + recovery_time_charts(entries, outputs_dir)
+    return (
+        charts
+        + platform_drill_charts(entries, outputs_dir)
+        + load_p95_charts(entries, outputs_dir)
+        + recovery_time_charts(entries, outputs_dir)
+    )
+
+
+PLATFORM_DRILL_RUNBOOK = "dr/platform-drill"
+
+
+def platform_drill_series(
+    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per environment, the seconds from each sealed live platform drill's start to each datastore
+    proven and to the smoke sweep passing ("all": the RTO), in the order given: a dry run timed
+    nothing, and an edited notebook is no longer evidence."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        summary = entry.get("summary") or {}
+        figures = summary.get("rto_by_datastore")
+        if entry.get("runbook") != PLATFORM_DRILL_RUNBOOK or summary.get("dry_run") is not False:
+            continue
+        if not isinstance(figures, dict) or not figures or not ledger.is_sealed(entry, outputs_dir):
+            continue
+        series.setdefault(str(entry.get("env")), []).extend(
+            {
+                "started_at": entry.get("started_at"),
+                "run_id": entry.get("run_id"),
+                "datastore": datastore,
+                "seconds": float(seconds),
+                "set_id": summary.get("set_id"),
+                "status": entry.get("status"),
+            }
+            for datastore, seconds in figures.items()
+            if isinstance(seconds, int | float)
+        )
+    return dict(sorted(series.items()))
+
+
+def platform_drill_charts(
+    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+) -> list[tuple[str, str]]:
+    """One chart per environment of `platform_drill_series`, named `dr/platform-drill:<env>`."""
+    import pandas as pd
+    import plotly.express as px
+
+    series = platform_drill_series(entries, outputs_dir)
+    if not series:
+        return [
+            (
+                PLATFORM_DRILL_RUNBOOK,
+                f"<p class='empty'>Platform drill RTO: no sealed live {PLATFORM_DRILL_RUNBOOK} runs yet.</p>",
+            )
+        ]
+    charts = []
+    for env, rows in series.items():
+        fig = px.line(
+            pd.DataFrame(rows),
+            x="started_at",
+            y="seconds",
+            color="datastore",
+            markers=True,
+            hover_data=["status", "set_id", "run_id"],
+            title=f"Platform drill: RTO per datastore, seconds from the drill's start ('all': smoke "
+            f"sweep passing): {env}",
+        )
+        chart = fig.to_html(full_html=False, include_plotlyjs=False)
+        charts.append((f"{PLATFORM_DRILL_RUNBOOK}:{env}", chart))
+    return charts
 
 
 def load_p95_series(
