@@ -543,7 +543,8 @@ def test_replication_lag_is_a_finding_past_its_threshold() -> None:
     from vextrus_nb.triage.postgres import analyse
 
     inventory = load_inventory()
-    env = load_environment("sandbox", inventory)
+    # Without `ha:`: with it, lag is the replication collector's (tests/test_triage_ha.py).
+    env = load_environment("sandbox", inventory).model_copy(update={"ha": None})
     ctx = TriageContext(
         env,
         inventory,
