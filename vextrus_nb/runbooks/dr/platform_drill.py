@@ -284,7 +284,9 @@ def _failure(rb: Runbook, doing: str, exc: Exception) -> str:
     """What failed, scrubbed: a BackupError already names it; anything else with what we were doing."""
     if isinstance(exc, BackupError):
         return rb.scrubber.text(str(exc))
-    detail = (str(exc).strip().splitlines() or [""])[0]
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [""]
+    # A server's log tail (the second platform's start) ends with what went wrong: keep both ends.
+    detail = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
     return rb.scrubber.text(f"{doing} failed: {type(exc).__name__}: {detail}")
 
 
