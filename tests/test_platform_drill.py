@@ -143,7 +143,7 @@ def test_the_drill_restores_every_datastore_into_a_second_sandbox_and_passes(
     )
     assert summary["critical_down"] == [] and summary["checklist_regressions"] == []
     assert summary["restored_score"] is not None and summary["live_score"] is not None
-    assert summary["torn_down"] is True
+    assert summary["torn_down"] is True and summary["teardown_s"] > 0 and summary["checklist_s"] > 0
     [second] = [w for w in summary["writes"] if "second platform" in w]
     root = Path(second.split(" in ")[1].split(" (")[0])
     assert root != sandbox.root and not root.exists()  # its own directory, gone

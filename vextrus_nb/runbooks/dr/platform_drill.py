@@ -12,9 +12,12 @@ lock): a dry run verifies the set and shows the plan, and starts and writes noth
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +67,8 @@ class PlatformDrillResult:
     smoke: smoke.SmokeResult | None = None
     smoke_attempts: int = 0
     rto_s: float | None = None  # the drill's start to the smoke sweep passing
+    checklist_s: float = 0.0  # both checklists, after the RTO
+    teardown_s: float = 0.0  # stopping and deleting the second platform
     restored_checklist: ChecklistResult | None = None
     live_checklist: ChecklistResult | None = None
     failure: str = ""
@@ -182,6 +187,8 @@ class PlatformDrillResult:
             "datastore_seconds": {r.datastore: round(r.seconds, 2) for r in self.recoveries},
             "unproven": self.unproven,
             "smoke_attempts": self.smoke_attempts,
+            "checklist_s": round(self.checklist_s, 2),
+            "teardown_s": round(self.teardown_s, 2),
             "critical_down": self.smoke.critical_down if self.smoke else None,
             "restored_score": self.restored_checklist.score if self.restored_checklist else None,
             "live_score": self.live_checklist.score if self.live_checklist else None,
@@ -215,7 +222,7 @@ def drill(rb: Runbook) -> PlatformDrillResult:
         driver = _platforms(rb)
         doing = "starting the second platform"
         result.writes.append(f"a second platform in {result.platform_root} (started, then deleted)")
-        with driver.scratch_platform(platform_root(rb)) as platform:
+        with _timing_teardown(driver.scratch_platform(platform_root(rb)), result) as platform:
             result.provision_s = time.perf_counter() - started
             doing = "restoring into the second platform"
             result.recoveries = platform_drill.restore_platform(
@@ -235,8 +242,10 @@ def drill(rb: Runbook) -> PlatformDrillResult:
             if result.rto_s is None:
                 return result
             doing = "running the checklist on the second platform and on the environment"
+            checked = time.perf_counter()
             result.restored_checklist = checklist.run(_against(rb, platform.environment))
             result.live_checklist = checklist.run(rb)
+            result.checklist_s = time.perf_counter() - checked
     except Exception as exc:  # a datastore, the driver or the set failing: recorded, then judged
         result.failure = _failure(rb, doing, exc)
     finally:
@@ -254,6 +263,23 @@ def _platforms(rb: Runbook) -> ScratchPlatforms:
             "in: provision one by hand and restore each datastore with dr/restore target=live"
         )
     return driver
+
+
+@contextlib.contextmanager
+def _timing_teardown(
+    platforms: AbstractContextManager[ScratchPlatform], result: PlatformDrillResult
+) -> Iterator[ScratchPlatform]:
+    """The second platform, with how long its teardown took on record (whatever ended the body)."""
+    leaving: float | None = None
+    try:
+        with platforms as platform:
+            try:
+                yield platform
+            finally:
+                leaving = time.perf_counter()
+    finally:
+        if leaving is not None:
+            result.teardown_s = time.perf_counter() - leaving
 
 
 def _against(rb: Runbook, env: Environment) -> Runbook:
