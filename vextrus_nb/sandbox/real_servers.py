@@ -306,7 +306,7 @@ def start_s3(
     ]
     extra: dict[str, Any] = {"endpoint": f"http://{LOOPBACK}:{port}", "objects": objects}
     if tls:
-        from vextrus_nb.sandbox.traefik import ensure_certificate
+        from vextrus_nb.sandbox.certificates import ensure_certificate
 
         certificate, key = ensure_certificate(data_dir / "tls")
         command += ["--cert", str(certificate), "--key", str(key)]
