@@ -24,6 +24,7 @@ from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, Platfo
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import links, manager
+from vextrus_nb.sandbox import scratch_platform as scratch_platforms
 from vextrus_nb.sandbox.links import RemoteLink
 from vextrus_nb.sandbox.service_app import LOGS_DIR
 
@@ -51,6 +52,8 @@ class LocalDriver:
     root: Path
     name: str = "local"
     environment: Environment | None = None  # whose probe settings and logins health() uses
+    # drivers.ScratchPlatforms: a second, fresh sandbox for dr/platform-drill (scratch_platform.py)
+    scratch_platform = scratch_platforms.scratch_platform
 
     @classmethod
     def for_sandbox(cls, root: Path | None = None, environment: Environment | None = None) -> LocalDriver:
