@@ -32,6 +32,9 @@ PLANTED_EDGE_FAILURES = {
     "SEC-TRAEFIK-RATELIMIT",
 }
 PLANTED_LIVE_FAILURES = {"INF-KAFKA-RF", "INF-TEMPORAL-NAMESPACE"}
+# Single-instance databases (critical gap 3): the planted variant runs no replica of PostgreSQL or
+# Redis (PgBouncer and the Sentinels run either way, so their checks pass).
+PLANTED_HA_FAILURES = {"INF-PG-REPLICA", "INF-PG-REPLICA-LAG", "INF-REDIS-REPLICA"}
 PLANTED_KUBE_SECURITY = {f for f in PLANTED_KUBE_FINDINGS if f[0] in MANIFEST_SECURITY_CHECKS}
 
 # The sandbox serves 36 components from one process, so its answer times say more about the CI
@@ -63,9 +66,9 @@ def test_a_healthy_hardened_sandbox_passes_with_a_score_of_at_least_80(
     junit = ET.parse(outputs / junit_name).getroot()
     skipped = sum(int(suite.get("skipped", 0)) for suite in junit.iter("testsuite"))
     assert junit.tag == "testsuites" and int(junit.get("tests")) - skipped == summary["checks"]
-    # Nothing here to judge (README): INF-OBJECT-VERSIONING, INF-KAFKA-LAG, and the six HA checks
-    # (the sandbox declares no `ha:`: it runs no replica, pooler or Sentinels yet).
-    assert skipped == 8
+    # Nothing here to judge (README): INF-OBJECT-VERSIONING and INF-KAFKA-LAG. The six HA checks
+    # judge the hardened variant's replicas, PgBouncer and Sentinels, and pass.
+    assert skipped == 2
     failed = [c.get("name").split()[0] for c in junit.iter("testcase") if c.find("failure") is not None]
     assert failed == ["DR-BACKUP-RPO", "DR-DRILL"]
     assert Path(done.stdout.strip()).with_suffix("").name == Path(junit_name).name.removesuffix(".junit.xml")
@@ -79,7 +82,7 @@ def test_the_planted_sandbox_fails_with_exactly_the_planted_findings(
     )
     assert done.returncode == 1
     assert (
-        "critical check(s) failed: INF-KAFKA-RF, SEC-LITERAL-SECRETS, SEC-TRAEFIK-INSECURE, "
+        "critical check(s) failed: INF-PG-REPLICA, INF-KAFKA-RF, SEC-LITERAL-SECRETS, SEC-TRAEFIK-INSECURE, "
         "SEC-TRAEFIK-TLS-LIVE, SEC-TRAEFIK-API-EXPOSED" in done.stderr
     ), done.stderr
     [entry] = ledger_entries(outputs)
@@ -96,13 +99,14 @@ def test_the_planted_sandbox_fails_with_exactly_the_planted_findings(
         {c for c, _ in PLANTED_FINDINGS | PLANTED_KUBE_FINDINGS}
         | PLANTED_EDGE_FAILURES
         | PLANTED_LIVE_FAILURES
+        | PLANTED_HA_FAILURES
         | {"DR-BACKUP-RPO", "DR-DRILL"}
     )
 
     notebook = Path(done.stdout.strip())
     text = notebook_plain_text(notebook)
     assert "POSTGRES_PASSWORD has a literal value in docker-compose.yml" in text
-    assert "readiness score 62.1 is below the threshold 80" in text
+    assert "readiness score 60.0 is below the threshold 80" in text
     evidence = notebook.read_text() + (outputs / "ledger.jsonl").read_text() + json.dumps(exported)
     leaked = [s for s in (*PLANTED_LITERALS, *_sandbox_secrets(healthy)) if s in evidence]
     assert not leaked, "a secret reached the evidence"

@@ -143,5 +143,8 @@ def test_losing_the_redis_replica_and_two_sentinels_fails_naming_them(
     assert replica.status == "failed" and replica.subjects == ["redis-replica"], replica.evidence
     quorum = results["INF-SENTINEL-QUORUM"]
     assert quorum.status == "failed", quorum.evidence
-    assert {f"127.0.0.1:{s.port}" for s in lost} <= set(quorum.subjects), quorum.subjects
+    # Named as the environment names them (sentinel-2, sentinel-3), their addresses in the detail.
+    assert set(quorum.subjects) == {"sentinel-2", "sentinel-3", "redis"}, quorum.subjects
+    details = " ".join(f.detail for f in quorum.findings)
+    assert all(f"127.0.0.1:{s.port}" in details for s in lost), details
     assert "redis" in quorum.subjects and "1 of 3 Sentinel(s) answer" in quorum.evidence

@@ -4,7 +4,8 @@ no client queued, and Redis Sentinels agreeing on the primary with a quorum, its
 
 Each reads the real servers through the ha engines (SQL, PgBouncer's console, Sentinel's
 commands). An environment without an `ha:` section has nothing to fail over to: the checks are
-not applicable there (the sandbox gains its topology with the failover runbook's issue)."""
+not applicable there. The sandbox declares one: its hardened variant runs both replicas, its
+planted one single instances (critical gap 3), which these checks name."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def dsn(ctx: CheckContext, component: str, dbname: str = "postgres") -> str:
 
 async def _in_thread(ctx: CheckContext, work: Any) -> Any:
     return await ctx.bounded(asyncio.to_thread(work), ctx.timeout_s + 0.5)
+
+
+NOT_DEPLOYED = "declared, but not deployed here (no address): a single instance, nothing to fail over to"
 
 
 def _not_configured(what: str) -> Outcome:
@@ -95,6 +99,9 @@ async def postgres_replica(ctx: CheckContext) -> Outcome:
     if not view.streaming():
         states = ", ".join(f"{s.name} {s.state}" for s in view.standbys) or "no replica connected"
         findings.append(Finding(ha.replica, f"no streaming replica ({states})"))
+    if ha.replica not in ctx.where:
+        findings.append(Finding(ha.replica, NOT_DEPLOYED))
+        return Outcome.of("replicas seen by the primary: none", findings)
     try:
         replica = await _in_thread(ctx, lambda: postgres.replica_view(dsn(ctx, ha.replica), ctx.timeout_s))
         if not replica.in_recovery:
@@ -136,7 +143,19 @@ async def postgres_replica_lag(ctx: CheckContext) -> Outcome:
     evidence = "; ".join(
         f"{s.name} {s.lag_bytes} bytes, {(s.replay_lag_s or 0.0):.2f} s behind" for s in view.standbys
     )
+    if not findings and await _replay_paused(ctx, ha):
+        # Within the bound only for now: what arrives piles up unapplied until someone resumes it.
+        findings.append(Finding(ha.replica, "replay is paused (pg_wal_replay_pause): its lag has no bound"))
     return Outcome.of(evidence, findings)
+
+
+async def _replay_paused(ctx: CheckContext, ha: PostgresHA) -> bool:
+    """Whether the replica's replay is paused; a replica that does not answer is INF-PG-REPLICA's."""
+    try:
+        view = await _in_thread(ctx, lambda: postgres.replica_view(dsn(ctx, ha.replica), ctx.timeout_s))
+    except Exception:
+        return False
+    return bool(view.replay_paused)
 
 
 @check(
@@ -195,8 +214,9 @@ async def pgbouncer_pools(ctx: CheckContext) -> Outcome:
     return Outcome.of(evidence, findings)
 
 
-def _sentinel_addresses(ctx: CheckContext, ha: RedisHA) -> list[str]:
-    return [f"{ctx.where[name][0]}:{ctx.where[name][1]}" for name in ha.sentinels if name in ctx.where]
+def _sentinel_addresses(ctx: CheckContext, ha: RedisHA) -> dict[str, str]:
+    """host:port -> the Sentinel's name in the environment (what a finding names)."""
+    return {f"{ctx.where[name][0]}:{ctx.where[name][1]}": name for name in ha.sentinels if name in ctx.where}
 
 
 @check(
@@ -213,9 +233,13 @@ async def sentinel_quorum(ctx: CheckContext) -> Outcome:
     ha = _redis_ha(ctx)
     if ha is None:
         return _not_configured("Redis Sentinel")
-    addresses = _sentinel_addresses(ctx, ha)
-    view = await _in_thread(ctx, lambda: sentinel.view(addresses, ha.service, ctx.timeout_s))
-    findings = [Finding(vote.sentinel, vote.detail) for vote in view.votes if vote.primary is None]
+    names = _sentinel_addresses(ctx, ha)
+    view = await _in_thread(ctx, lambda: sentinel.view(list(names), ha.service, ctx.timeout_s))
+    findings = [
+        Finding(names[vote.sentinel], f"{vote.sentinel}: {vote.detail}")
+        for vote in view.votes
+        if vote.primary is None
+    ]
     answering = len(view.answering())
     if answering < ha.min_sentinels:
         findings.append(Finding("redis", f"{answering} Sentinel(s) answer, fewer than {ha.min_sentinels}"))
@@ -243,6 +267,8 @@ async def redis_replica(ctx: CheckContext) -> Outcome:
     ha = _redis_ha(ctx)
     if ha is None:
         return _not_configured("Redis replica")
+    if ha.replica not in ctx.where:
+        return Outcome.of(NOT_DEPLOYED, [Finding(ha.replica, NOT_DEPLOYED)])
     host, port = ctx.where[ha.replica]
     login = ctx.env.redis
 

@@ -92,7 +92,9 @@ def backend(config_path: Path) -> tuple[str, int]:
 
 def repoint(config_path: Path, host: str, port: int, admin_dsn: str, timeout_s: float = 5.0) -> None:
     """Send new server connections to host:port: rewrite `[databases]`, RELOAD, then RECONNECT so
-    idle server connections to the old backend are replaced as soon as each is released."""
+    idle server connections to the old backend are replaced as soon as each is released.
+    A link is followed: the file PgBouncer reads is rewritten, not the link replaced."""
+    config_path = config_path.resolve()
     config = _read(config_path)
     config["databases"]["*"] = f"host={host} port={port}"
     _write_atomically(config_path, config)

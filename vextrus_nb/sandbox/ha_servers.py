@@ -15,12 +15,14 @@ import os
 import pwd
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 from vextrus_nb.errors import SandboxError
+from vextrus_nb.local_platform import pid_alive
 from vextrus_nb.sandbox import supervisor
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
 from vextrus_nb.sandbox.redis_server import find_redis_server
@@ -184,27 +186,32 @@ def init_primary(home: Path, bindir: Path, port: int, superuser: str, password: 
     return node
 
 
-def clone_replica(primary: PgNode, home: Path, name: str, port: int) -> PgNode:
+def clone_replica(
+    primary: PgNode, home: Path, name: str, port: int, start: Callable[[PgNode], None] | None = None
+) -> PgNode:
     """pg_basebackup the primary into home/<name>, with its own replication slot and a
-    standby.signal (-R), and start it streaming."""
+    standby.signal (-R), and start it streaming (`start`: how, when not PgNode.start)."""
     node = PgNode(name, primary.bindir, home / name / "data", port, primary.superuser, primary.password)
     node.datadir.parent.mkdir(parents=True, exist_ok=True)
     _own(node.datadir.parent)
     node.run(
         "pg_basebackup", "-h", LOOPBACK, "-p", str(primary.port), "-U", primary.superuser,
-        "-D", str(node.datadir), "-R", "-C", "-S", _slot(name), "-X", "stream", "--checkpoint=fast",
+        "-D", str(node.datadir), "-R", "-C", "-S", slot_name(name), "-X", "stream", "--checkpoint=fast",
     )  # fmt: skip
-    node.start()
+    (start or PgNode.start)(node)
     return node
 
 
-def _slot(name: str) -> str:
+def slot_name(name: str) -> str:
     return f"{name.replace('-', '_')}_slot"
 
 
-def rejoin_as_replica(old: PgNode, new_primary: PgNode) -> None:
+def rejoin_as_replica(
+    old: PgNode, new_primary: PgNode, start: Callable[[PgNode], None] | None = None
+) -> None:
     """pg_rewind the former primary onto the new one's timeline, point it at the new primary
-    through its own slot, and start it as a replica (the step a failover's rejoin takes)."""
+    through its own slot, and start it as a replica (the step a failover's rejoin takes;
+    `start`: how, when not PgNode.start)."""
     old.stop()
     # pg_rewind reads the source's timeline from its control file, which a just-promoted server
     # updates only at its next checkpoint (pg_rewind's documentation): checkpoint it first.
@@ -214,7 +221,7 @@ def rejoin_as_replica(old: PgNode, new_primary: PgNode) -> None:
         "pg_rewind", "-D", str(old.datadir),
         f"--source-server={new_primary.conninfo_without_password} dbname=postgres", "--progress",
     )  # fmt: skip
-    slot = _slot(old.name)
+    slot = slot_name(old.name)
     with psycopg.connect(new_primary.dsn, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
         if not exists:
@@ -235,18 +242,30 @@ def rejoin_as_replica(old: PgNode, new_primary: PgNode) -> None:
     _own(auto_conf)
     (old.datadir / "standby.signal").touch()
     _own(old.datadir / "standby.signal")
-    old.start()
+    (start or PgNode.start)(old)
 
 
 # ---------------------------------------------------------------- PgBouncer
 
 
-def start_pgbouncer(
-    home: Path, port: int, backend_port: int, users: dict[str, str], admin_user: str, timeout: float = 15.0
-) -> RealServer:
-    """PgBouncer 1.18 on loopback, transaction pooling, every database to one backend; `users`
-    (name -> password) may log in, `admin_user` may use the console. server_login_retry is 1 s
-    (PgBouncer's default 15 s would hold clients a quarter minute after a failover)."""
+def write_pgbouncer_config(
+    home: Path,
+    port: int,
+    backend_port: int,
+    users: dict[str, str],
+    admin_user: str,
+    auth_user: str | None = None,
+    daemon: bool = False,
+    login_retry_s: float = 1.0,
+    pool_size: int = 10,
+) -> Path:
+    """pgbouncer.ini and its userlist under home. With `auth_user`, only that login is in the
+    userlist and every other user's secret is asked of the server (auth_query over pg_shadow),
+    so a rotated service password needs no pooler change. `daemon`: a pidfile and a logfile,
+    for `pgbouncer -d` (a server that outlives whoever started it). `login_retry_s`: how long a
+    pool waits after a failed server login before the next (clients queue meanwhile).
+    `pool_size`: server connections per database and user; the auth_query's own pool per
+    database counts besides (so a pool per service stays within the server's max_connections)."""
     home.mkdir(parents=True, exist_ok=True)
     _own(home)
     userlist = home / "userlist.txt"
@@ -254,6 +273,8 @@ def start_pgbouncer(
     userlist.chmod(0o600)
     _own(userlist)
     config = home / "pgbouncer.ini"
+    auth = f"auth_user = {auth_user}\n" if auth_user else ""
+    files = f"pidfile = {home / 'pgbouncer.pid'}\nlogfile = {home / 'pgbouncer.log'}\n" if daemon else ""
     config.write_text(
         "[databases]\n"
         f"* = host={LOOPBACK} port={backend_port}\n\n"
@@ -263,11 +284,16 @@ def start_pgbouncer(
         "unix_socket_dir =\n"
         "auth_type = scram-sha-256\n"
         f"auth_file = {userlist}\n"
+        f"{auth}"
         f"admin_users = {admin_user}\n"
+        f"{files}"
         "pool_mode = transaction\n"
         "max_client_conn = 500\n"
-        "default_pool_size = 10\n"
-        "server_login_retry = 1\n"
+        f"default_pool_size = {pool_size}\n"
+        # Idle server connections go after a minute, not PgBouncer's ten: the server's
+        # connection count then says what is in use.
+        "server_idle_timeout = 60\n"
+        f"server_login_retry = {login_retry_s:g}\n"
         "server_connect_timeout = 3\n"
         # A query waits this long in the pooler for a server: long enough to ride out a failover
         # (it runs on the new primary once repointed), short of PgBouncer's default 120 s.
@@ -276,36 +302,118 @@ def start_pgbouncer(
     )
     config.chmod(0o600)
     _own(config)
+    return config
+
+
+def _pgbouncer_command(config: Path, *flags: str) -> list[str]:
     account = _account()
-    command = ["pgbouncer", *(["-u", account.pw_name] if account else []), str(config)]
+    return ["pgbouncer", *flags, *(["-u", account.pw_name] if account else []), str(config)]
+
+
+def start_pgbouncer(
+    home: Path, port: int, backend_port: int, users: dict[str, str], admin_user: str, timeout: float = 15.0
+) -> RealServer:
+    """PgBouncer 1.18 on loopback, transaction pooling, every database to one backend; `users`
+    (name -> password) may log in, `admin_user` may use the console. server_login_retry is 1 s
+    (PgBouncer's default 15 s would hold clients a quarter minute after a failover)."""
+    config = write_pgbouncer_config(home, port, backend_port, users, admin_user)
     process = supervisor.start_ready(
-        "pgbouncer", command, home, probe=lambda: supervisor.port_open(port), timeout=timeout, workdir=home
+        "pgbouncer",
+        _pgbouncer_command(config),
+        home,
+        probe=lambda: supervisor.port_open(port),
+        timeout=timeout,
+        workdir=home,
     )
     return RealServer("pgbouncer", [process], {"main": port}, home, extra={"config": str(config)})
 
 
+def start_pgbouncer_daemon(config: Path, port: int, timeout: float = 15.0) -> int:
+    """`pgbouncer -d` with a configuration from write_pgbouncer_config(daemon=True); its pid."""
+    return start_daemon("pgbouncer", _pgbouncer_command(config, "-d"), config.parent / "pgbouncer.pid",
+                        lambda: supervisor.port_open(port), timeout)  # fmt: skip
+
+
+# ---------------------------------------------------------------- servers that daemonize themselves
+
+
+def read_pid(pidfile: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(pidfile.read_text().split()[0])
+    return None
+
+
+def start_daemon(name: str, command: list[str], pidfile: Path, probe: object, timeout: float) -> int:
+    """Run a server that forks itself into the background (pgbouncer -d, redis-server with
+    `daemonize yes`): it outlives the process that started it, as pg_ctl's PostgreSQL does, which
+    a supervised child (stopped at our exit) would not. Returns its pid once `probe` holds."""
+    pidfile.unlink(missing_ok=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise SandboxError(f"{name} did not start: {(result.stderr or result.stdout).strip()[-600:]}")
+    _wait(lambda: read_pid(pidfile) is not None and probe(), timeout, f"{name} to answer")  # type: ignore[operator]
+    pid = read_pid(pidfile)
+    assert pid is not None
+    return pid
+
+
+def stop_daemon(pid: int | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it outlives the timeout; returns once it is gone (a zombie
+    counts as gone: init reaps a daemon's when it gets round to it)."""
+    if not pid or not pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)  # a partitioned (stopped) server cannot act on SIGTERM
+        os.kill(pid, signal.SIGTERM)
+    met, _ = supervisor.wait_for(lambda: not pid_alive(pid), timeout)
+    if not met:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not pid_alive(pid), 10.0, f"process {pid} to die")
+
+
 # ---------------------------------------------------------------- Redis replica and Sentinels
+
+
+def write_redis_replica_config(
+    home: Path, port: int, primary_port: int, password: str, aclfile: Path | None = None, daemon: bool = False
+) -> Path:
+    """A Redis replica's file: of 127.0.0.1:primary_port, masterauth the primary's default user.
+    `aclfile`: the primary's users (ACL is not replicated; a promoted replica must know the
+    services' logins); else requirepass. `daemon`: `daemonize yes`, a pidfile and a logfile."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "redis-replica.conf"
+    users = f"aclfile {aclfile}\n" if aclfile else f"requirepass {password}\n"
+    files = f"daemonize yes\npidfile {home / 'redis.pid'}\nlogfile {home / 'redis.log'}\n" if daemon else ""
+    config.write_text(
+        f'port {port}\nbind {LOOPBACK}\nprotected-mode yes\ndir {home}\nsave ""\nappendonly no\n{files}'
+        f"{users}masterauth {password}\nreplicaof {LOOPBACK} {primary_port}\n"
+        # A full sync at once, not after diskless replication's 5 s wait for more replicas.
+        "repl-diskless-sync-delay 0\n"
+    )
+    config.chmod(0o600)
+    return config
+
+
+def redis_replica_synced(port: int, password: str) -> bool:
+    import redis
+
+    info = redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=1).info("replication")
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
 def start_redis_replica(
     home: Path, port: int, primary_port: int, password: str, timeout: float = 15.0
 ) -> RealServer:
     """A Redis replica of 127.0.0.1:primary_port (masterauth: the primary's default user)."""
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "redis-replica.conf"
-    config.write_text(
-        f'port {port}\nbind {LOOPBACK}\nprotected-mode yes\ndir {home}\nsave ""\nappendonly no\n'
-        f"requirepass {password}\nmasterauth {password}\nreplicaof {LOOPBACK} {primary_port}\n"
-    )
-    config.chmod(0o600)
-    import redis
-
-    def synced() -> bool:
-        info = redis.Redis(port=port, password=password, socket_timeout=1).info("replication")
-        return info.get("master_link_status") == "up"
-
+    config = write_redis_replica_config(home, port, primary_port, password)
     process = supervisor.start_ready(
-        "redis-replica", [find_redis_server(), str(config)], home, probe=synced, timeout=timeout, workdir=home
+        "redis-replica",
+        [find_redis_server(), str(config)],
+        home,
+        probe=lambda: redis_replica_synced(port, password),
+        timeout=timeout,
+        workdir=home,
     )
     return RealServer("redis-replica", [process], {"main": port}, home)
 
@@ -333,16 +441,9 @@ def start_sentinels(
         for index, port in enumerate(ports):
             directory = home / f"sentinel-{index + 1}"
             directory.mkdir(parents=True, exist_ok=True)
-            config = directory / "sentinel.conf"
-            config.write_text(
-                f"port {port}\nbind {LOOPBACK}\nprotected-mode no\ndir {directory}\n"
-                f"sentinel monitor {SENTINEL_SERVICE} {LOOPBACK} {primary_port} {quorum}\n"
-                f"sentinel auth-pass {SENTINEL_SERVICE} {password}\n"
-                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {down_after_ms}\n"
-                f"sentinel failover-timeout {SENTINEL_SERVICE} {failover_timeout_ms}\n"
-                f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+            config = write_sentinel_config(
+                directory, port, primary_port, password, quorum, down_after_ms, failover_timeout_ms
             )
-            config.chmod(0o600)
 
             def answers(port: int = port) -> bool:
                 return bool(redis.Redis(port=port, socket_timeout=1).ping())
@@ -361,6 +462,40 @@ def start_sentinels(
             server.stop()
         raise
     return started
+
+
+def write_sentinel_config(
+    directory: Path,
+    port: int,
+    primary_port: int,
+    password: str,
+    quorum: int,
+    down_after_ms: int,
+    failover_timeout_ms: int,
+    daemon: bool = False,
+    known_replicas: tuple[int, ...] = (),
+) -> Path:
+    """One Sentinel's file (each rewrites its own as it learns); `daemon`: `daemonize yes` with
+    a pidfile and a logfile in its directory. `known_replicas`: replicas' ports it knows from the
+    start (a replica started later is then watched at once, not after the primary's next INFO)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "sentinel.conf"
+    files = (
+        f"daemonize yes\npidfile {directory / 'sentinel.pid'}\nlogfile {directory / 'sentinel.log'}\n"
+        if daemon
+        else ""
+    )
+    config.write_text(
+        f"port {port}\nbind {LOOPBACK}\nprotected-mode no\ndir {directory}\n{files}"
+        f"sentinel monitor {SENTINEL_SERVICE} {LOOPBACK} {primary_port} {quorum}\n"
+        f"sentinel auth-pass {SENTINEL_SERVICE} {password}\n"
+        f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {down_after_ms}\n"
+        f"sentinel failover-timeout {SENTINEL_SERVICE} {failover_timeout_ms}\n"
+        f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+        + "".join(f"sentinel known-replica {SENTINEL_SERVICE} {LOOPBACK} {port}\n" for port in known_replicas)
+    )
+    config.chmod(0o600)
+    return config
 
 
 def wait_for_sentinels_to_see_replicas(ports: list[int], replicas: int, timeout: float = 20.0) -> None:

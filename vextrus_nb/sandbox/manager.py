@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from psycopg import sql
 
 from vextrus_nb import paths
 from vextrus_nb.backup import heartbeat, pgbackrest
-from vextrus_nb.config import Inventory, load_inventory
+from vextrus_nb.config import HA_ENDPOINTS, Inventory, load_inventory
 from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
     LOAD_USER_SECRET,
@@ -37,8 +38,9 @@ from vextrus_nb.credentials import (
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState, free_ports, pid_alive, read_faults, write_faults
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.sandbox import events, real_platform, redis_server
+from vextrus_nb.sandbox import events, ha_topology, links, real_platform, redis_server
 from vextrus_nb.sandbox import faults as fault_modes
+from vextrus_nb.sandbox.ha_servers import PgNode
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
 from vextrus_nb.sandbox.seed import seed_statements
 
@@ -64,7 +66,7 @@ def _root(root: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def locked(root: Path) -> Iterator[None]:
     """Serialise changes to one sandbox (two `fault` commands at once, say)."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as handle:
@@ -72,14 +74,21 @@ def _locked(root: Path) -> Iterator[None]:
         yield
 
 
-def _cluster(state: SandboxState) -> PostgresCluster:
+def cluster(state: SandboxState) -> PostgresCluster:
+    """The PostgreSQL primary: whichever node the state's `postgres` names (a failover moves it)."""
+    return _node_cluster(state, Path(state.pg_datadir), state.ports["postgres"])
+
+
+def _node_cluster(state: SandboxState, datadir: Path, port: int) -> PostgresCluster:
+    """Either node of the pair, started with the same settings: a replica promoted is then a
+    primary like the first (it archives its WAL, it logs hint bits)."""
     settings = {}
     if state.extra.get("pgbackrest"):
         settings = {
             "wal_level": "replica",
             "archive_mode": "on",
             "archive_timeout": str(ARCHIVE_TIMEOUT_S),
-            "archive_command": _stanza(state).archive_command(),
+            "archive_command": stanza(state).archive_command(),
             # On, over the sandbox's speed default: a restore of some databases only (pgBackRest's
             # --db-include zeroes the others) replays WAL safely only when the first change of a
             # page after a checkpoint carries the whole page.
@@ -89,12 +98,19 @@ def _cluster(state: SandboxState) -> PostgresCluster:
             # references to invalid pages" (seen restoring `-p services=finance` to latest).
             "wal_log_hints": "on",
         }
-    return PostgresCluster(
-        Path(state.pg_bindir), Path(state.pg_datadir), state.ports["postgres"], ADMIN_USER, settings
-    )
+    return PostgresCluster(Path(state.pg_bindir), datadir, port, ADMIN_USER, settings)
 
 
-def _stanza(state: SandboxState) -> pgbackrest.Stanza:
+def start_node(state: SandboxState) -> ha_topology.StartNode:
+    """How the HA topology starts a PostgreSQL node of this sandbox (a clone, a rejoined one)."""
+
+    def start(node: PgNode) -> None:
+        _node_cluster(state, node.datadir, node.port).start()
+
+    return start
+
+
+def stanza(state: SandboxState) -> pgbackrest.Stanza:
     datadir = Path(state.pg_datadir)
     return pgbackrest.Stanza(
         name=SANDBOX_STANZA,
@@ -119,7 +135,7 @@ def _prepare_repository(state: SandboxState) -> None:
         real.mkdir(exist_ok=True)
         link.symlink_to(real)
     state.extra["pgbackrest"] = {"stanza": SANDBOX_STANZA, "repository": str(link)}
-    pgbackrest.write_config(_stanza(state))
+    pgbackrest.write_config(stanza(state))
 
 
 def is_running(root: Path | None = None) -> bool:
@@ -146,7 +162,7 @@ def up(
         raise SandboxError(f"--scale must be positive, got {scale}")
     if deployment is not None:
         _deployment_source(deployment)  # refuse an unknown variant before starting anything
-    with _locked(root):
+    with locked(root):
         if is_running(root):
             state = SandboxState.load(root)
         else:
@@ -177,10 +193,12 @@ def use_deployment(variant: str, root: Path | None = None) -> Path:
     findings the reference documents describe, `hardened` passes every static check."""
     root = _root(root)
     _deployment_source(variant)
-    with _locked(root):
+    with locked(root):
         target = _copy_deployment(root, variant)
-        if is_running(root):  # the live platform follows: Traefik, topics, namespace
-            _control(SandboxState.load(root), "POST", "/deployment")
+        if is_running(root):  # the live platform follows: Traefik, topics, namespace, replicas
+            state = SandboxState.load(root)
+            _control(state, "POST", "/deployment")
+            _apply_ha_variant(state, variant)
     return target
 
 
@@ -204,7 +222,7 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
     root.chmod(0o700)
     names = list(inventory.start_order)
     extra_roles = real_platform.extra_port_roles()
-    wanted = [*names, *real_platform.EXTRA_PORT_NAMES, "__control__"]
+    wanted = [*names, *real_platform.EXTRA_PORT_NAMES, *HA_ENDPOINTS, "__control__"]
     allocated = free_ports(len(wanted) + len(extra_roles))
     ports = dict(zip(wanted, allocated, strict=False))
     control_port = ports.pop("__control__")
@@ -233,32 +251,42 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         state.write_secret(pg_secret_name(service.name), secrets.token_urlsafe(24))
         state.write_secret(redis_secret_name(service.name), secrets.token_urlsafe(24))
 
-    cluster = PostgresCluster.create(
+    created = PostgresCluster.create(
         Path(state.pg_bindir), ports["postgres"], ADMIN_USER, state.secret("postgres_password")
     )
-    state.pg_datadir = str(cluster.datadir)
+    state.pg_datadir = str(created.datadir)
+    ha_topology.prepare_sandbox_primary(created.datadir)
     state.save()
     try:
         _prepare_repository(state)
         state.save()
-        cluster = _cluster(state)
-        cluster.start()
-        pgbackrest.stanza_create(_stanza(state))  # before the first segment is pushed
+        cluster(state).start()
+        pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
         with _admin_connect(state, heartbeat.DATABASE) as conn:
             heartbeat.ensure_table(conn)
         _provision_databases(state, inventory, scale)
+        # Redis's files (and its replica's and the Sentinels', which hold its password as Redis
+        # requires: masterauth, auth-pass) in a private directory of their own, as PostgreSQL's
+        # data directory is, not among the sandbox's operator-facing files.
+        redis_home = Path(tempfile.mkdtemp(prefix="vextrus-redis-"))
+        ha_topology.ha_record(state)["redis_home"] = str(redis_home)
+        state.save()
         conf = redis_server.write_config(
-            root,
+            redis_home,
             ports["redis"],
             state.secret("redis_password"),
             {s.name: state.secret(redis_secret_name(s.name)) for s in services},
         )
+        _prepare_redis_for_replication(conf, state.secret("redis_password"))
         state.redis_pid = redis_server.start(conf, ports["redis"], state.secret("redis_password"))
+        ha_topology.start_sandbox_plumbing(state, ADMIN_USER)
         state.save()
         write_faults(root, {})
         state.services_pid = _spawn_services(root)
         state.save()
         _wait_for_services(state)
+        ha_topology.start_sandbox_sentinels(state)
+        _apply_ha_variant(state, deployment_variant(root) or DEFAULT_DEPLOYMENT)
         for name in names:
             events.record(root, name, "Started", f"{name} started on port {ports[name]}")
     except psycopg.Error as exc:
@@ -268,6 +296,41 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         _teardown(root)
         raise
     return state
+
+
+def _prepare_redis_for_replication(conf: Path, password: str) -> None:
+    """The primary's file gains what it needs to be a replica after a failover (Sentinel
+    repoints it; it must log in to the new primary) and a full sync without diskless
+    replication's 5 s wait for more replicas."""
+    with open(conf, "a") as handle:
+        handle.write(f"masterauth {password}\nrepl-diskless-sync-delay 0\n")
+
+
+def redis_conf(state: SandboxState) -> Path:
+    """The Redis primary's file (after a failover, the former replica's)."""
+    record = ha_topology.ha_record(state)
+    return Path(record.get("redis_conf", {}).get("redis", ha_topology.redis_home(state) / "redis.conf"))
+
+
+def redis_log(state: SandboxState) -> Path:
+    """The Redis primary's log file, as its configuration names it."""
+    for line in redis_conf(state).read_text().splitlines():
+        if line.startswith("logfile "):
+            return Path(line.split(None, 1)[1].strip().strip('"'))
+    return redis_conf(state).parent / "redis.log"
+
+
+def _apply_ha_variant(state: SandboxState, variant: str) -> None:
+    """The hardened variant runs both replicas; the planted one single instances (critical gap 3).
+    The Sentinels must know each other either way: a quorum is counted among them."""
+    if variant == "hardened":
+        ha_topology.start_sandbox_replicas(state, ADMIN_USER, start_node(state))
+    elif ha_topology.ha_record(state).get("replicas"):
+        ha_topology.stop_sandbox_replicas(state, ADMIN_USER)
+    else:
+        ha_topology.publish_replicas(state, deployed=False)
+        ha_topology.wait_for_sentinels(state, replicas=0)
+    state.save()
 
 
 def _admin_connect(state: SandboxState, dbname: str = "postgres") -> psycopg.Connection:
@@ -358,7 +421,7 @@ def down(root: Path | None = None) -> bool:
     root = _root(root)
     if not (root / "state.json").exists():
         return False
-    with _locked(root):
+    with locked(root):
         _teardown(root)
     return True
 
@@ -378,10 +441,17 @@ def _teardown(root: Path) -> None:
             os.kill(state.services_pid, signal.SIGKILL)  # type: ignore[arg-type]
     # Whatever real server the services process could not stop (it was killed, or crashed).
     real_platform.kill_recorded(root)
+    with contextlib.suppress(Exception):  # a half-started topology: whatever of it there is
+        ha_topology.stop_sandbox_ha(state, ADMIN_USER)
     if pid_alive(state.redis_pid):
         redis_server.stop(state.ports["redis"], state.secret("redis_password"))
     if state.pg_datadir:
-        _cluster(state).destroy()
+        cluster(state).destroy()
+        # Both nodes live under the first one's directory (a failover may have swapped them).
+        if home := ha_topology.ha_record(state).get("pg_home"):
+            shutil.rmtree(home, ignore_errors=True)
+    if home := ha_topology.ha_record(state).get("redis_home"):
+        shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -397,7 +467,7 @@ def status(root: Path | None = None) -> dict[str, Any]:
     rows = {
         "postgres": {
             "port": state.ports["postgres"],
-            "running": _cluster(state).is_running(),
+            "running": cluster(state).is_running(),
             "fault": faults.get("postgres"),
             "real": True,
             "server": "postgres",
@@ -433,7 +503,35 @@ def status(root: Path | None = None) -> dict[str, Any]:
         "deployment": deployment_variant(root),
         "services_process": pid_alive(state.services_pid),
         "components": rows,
+        # High availability's parts beside the inventory's components (config.HA_ENDPOINTS).
+        "ha": _ha_rows(state, faults),
     }
+
+
+HA_SERVERS = {
+    "postgres-replica": "postgres (streaming replica)",
+    "pgbouncer": "pgbouncer",
+    "redis-replica": "redis-server (replica)",
+    **{name: "redis-sentinel" for name in ha_topology.SENTINELS},
+}
+
+
+def _ha_rows(state: SandboxState, faults: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The HA topology's parts; a replica the planted variant does not run says so."""
+    if "primary_node" not in ha_topology.ha_record(state):
+        return {}
+    replicas = ha_topology.ha_record(state).get("replicas")
+    rows = {}
+    for name, server in HA_SERVERS.items():
+        single = name in ha_topology.REPLICAS and not replicas
+        rows[name] = {
+            "port": ha_topology.port_of(state, name),
+            "running": ha_topology.part_running(state, name, ADMIN_USER),
+            "fault": faults.get(name),
+            "real": True,
+            "server": f"{server}: none in the planted variant (single instance)" if single else server,
+        }
+    return rows
 
 
 def _total_rss(state: SandboxState) -> int:
@@ -464,6 +562,13 @@ def fault_many(
     if mode not in fault_modes.MODES:
         raise SandboxError(f"unknown fault mode '{mode}'; modes: {', '.join(fault_modes.MODES)}")
     for component in components:
+        if component in fault_modes.HA_MODES:
+            allowed = fault_modes.HA_MODES[component]
+            if mode not in allowed:
+                raise SandboxError(
+                    f"{component} cannot be made '{mode}' in the sandbox; it supports: {', '.join(allowed)}"
+                )
+            continue
         allowed = fault_modes.supported_modes(inventory.get(component))
         served_by = real_platform.SERVED_BY.get(component, component)
         if not allowed and served_by != component:
@@ -475,7 +580,7 @@ def fault_many(
             raise SandboxError(
                 f"{component} cannot be made '{mode}' in the sandbox; it supports: {', '.join(allowed)}"
             )
-    with _locked(root):
+    with locked(root):
         state = SandboxState.load(root)
         current = read_faults(root)
         records = {}
@@ -483,10 +588,16 @@ def fault_many(
             record: dict[str, Any] = {"mode": mode, "since": datetime.now(UTC).isoformat(timespec="seconds")}
             if mode == "slow":
                 record["delay_s"] = delay_s if delay_s is not None else fault_modes.DEFAULT_SLOW_DELAY_S
-            if component == "postgres":
-                _cluster(state).stop()
+            if component == "postgres" and mode == "killed":
+                ha_topology.kill_primary(state, ADMIN_USER)
+            elif component == "postgres":
+                cluster(state).stop()
+            elif component == "redis" and mode == "killed":
+                _kill_redis(state)
             elif component == "redis":
                 redis_server.stop(state.ports["redis"], state.secret("redis_password"))
+            elif component in fault_modes.HA_MODES:
+                ha_topology.break_part(state, component, mode, ADMIN_USER)
             current[component] = records[component] = record
         write_faults(root, current)
         _control(state, "POST", "/reload")
@@ -495,10 +606,50 @@ def fault_many(
         return records
 
 
+HEAL_READY_TIMEOUT_S = 30.0
+
+
+def _wait_for_database_readiness(state: SandboxState, inventory: Inventory) -> None:
+    """Until every service with a database is ready again (or the deadline): through PgBouncer a
+    pool that saw its server fail waits, then logs in again, so a service's first check after
+    PostgreSQL returns can still time out. A heal returns to a platform serving normally."""
+    faults = read_faults(state.root)
+    waiting = {
+        s.name for s in inventory.services() if s.database and s.name in state.ports and s.name not in faults
+    }
+
+    def ready(name: str) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return (
+                httpx.get(f"http://127.0.0.1:{state.ports[name]}/health/ready", timeout=3).status_code == 200
+            )
+        return False
+
+    deadline = time.monotonic() + HEAL_READY_TIMEOUT_S
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while waiting and time.monotonic() < deadline:
+            waiting = {name for name, ok in zip(waiting, pool.map(ready, waiting), strict=True) if not ok}
+            if waiting:
+                time.sleep(0.1)
+
+
+def _kill_redis(state: SandboxState) -> None:
+    """kill -9 the Redis primary: no shutdown, no save, as when its machine dies."""
+    pid = state.redis_pid
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _fault_event(mode: str, record: dict[str, Any]) -> tuple[str, str]:
     """The reason and message a real platform would log for what the fault does."""
     if mode == "down":
         return "Stopped", "stopped (sandbox fault: down)"
+    if mode == "killed":
+        return "Killed", "killed with SIGKILL (sandbox fault: killed)"
     if mode == "slow":
         return "FaultInjected", f"answers delayed by {record['delay_s']:g}s (sandbox fault: slow)"
     return "FaultInjected", f"sandbox fault: {mode}"
@@ -515,22 +666,31 @@ def heal_many(components: list[str] | None = None, root: Path | None = None) -> 
     if components is not None:
         inventory = load_inventory()
         for component in components:
-            inventory.get(component)  # a clear error for a name that does not exist
-    with _locked(root):
+            if component not in fault_modes.HA_MODES:
+                inventory.get(component)  # a clear error for a name that does not exist
+    with locked(root):
         state = SandboxState.load(root)
         current = read_faults(root)
         healed = [n for n in current if components is None or n in components]
         for name in healed:
-            if name == "postgres":
-                _cluster(state).start()
-            elif name == "redis":
+            if name == "postgres" and not cluster(state).is_running():
+                cluster(state).start()  # after a kill -9: crash recovery
+                if "pgbouncer" not in current:
+                    ha_topology.wait_for_pooler(state, ADMIN_USER)
+            elif name == "redis" and not pid_alive(state.redis_pid):
                 state.redis_pid = redis_server.start(
-                    root / "redis.conf", state.ports["redis"], state.secret("redis_password")
+                    redis_conf(state), state.ports["redis"], state.secret("redis_password")
                 )
                 state.save()
+            elif name in fault_modes.HA_MODES:
+                ha_topology.mend_part(state, name, current[name]["mode"], ADMIN_USER, start_node(state))
             del current[name]
         write_faults(root, current)
         _control(state, "POST", "/reload")
+        if components is None and pid_alive(state.services_pid):
+            links.restore_all(state.control_port)  # whatever link a chaos run left slow or cut
+        if {"postgres", "pgbouncer"} & set(healed):
+            _wait_for_database_readiness(state, load_inventory(Path(state.extra["inventory"])))
         for name in healed:
             events.record(root, name, "Healed", "fault cleared; serving normally")
         return healed
