@@ -25,6 +25,7 @@ from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import links, manager
 from vextrus_nb.sandbox import scratch_platform as scratch_platforms
+from vextrus_nb.sandbox.failover_control import SandboxFailoverControl
 from vextrus_nb.sandbox.links import RemoteLink
 from vextrus_nb.sandbox.service_app import LOGS_DIR
 
@@ -48,7 +49,10 @@ def parse_log_time(line: str) -> datetime | None:
 
 
 @dataclass
-class LocalDriver:
+class LocalDriver(SandboxFailoverControl):
+    """drivers.Driver; also the chaos runbook's LinkFaults (link), drivers.ScratchServers
+    (scratch_kafka) and drivers.FailoverControl (stop_datastore, rejoin_as_replica: failover_control.py)."""
+
     root: Path
     name: str = "local"
     environment: Environment | None = None  # whose probe settings and logins health() uses
@@ -70,7 +74,7 @@ class LocalDriver:
         history = sandbox_events.read(self.root)
         states = {}
         for name in components:
-            row = report["components"].get(name)
+            row = report["components"].get(name) or report["ha"].get(name)
             restarts, started_at = _restarts_and_start(name, history)
             if row is None:
                 state, detail = "unknown", "not served by the sandbox"
@@ -106,7 +110,7 @@ class LocalDriver:
             state = SandboxState.load(self.root)
             return Path(state.pg_datadir).parent / "postgres.log" if state.pg_datadir else None
         if component == "redis":
-            return self.root / "redis.log"
+            return manager.redis_log(SandboxState.load(self.root))
         return self.root / LOGS_DIR / f"{component}.log"
 
     def health(self, components: list[str]) -> dict[str, HealthState]:

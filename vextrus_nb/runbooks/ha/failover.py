@@ -7,6 +7,7 @@ The record holds each step's seconds, the write-unavailability window and the da
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from vextrus_nb import drivers
-from vextrus_nb.config import Environment, PostgresHA, RedisHA, resolve_path
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.config import Environment, PostgresHA, RedisHA, load_inventory, resolve_path
+from vextrus_nb.errors import RunRefused, VextrusError
 from vextrus_nb.ha import failover, pgbouncer, sentinel
 from vextrus_nb.targets import endpoints
 
@@ -43,6 +44,15 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
         raise RunRefused(f"environment {env.name!r}: ha.postgres.pooler_config is not set (PgBouncer's ini)")
     if datastore == "postgres" and env.postgres is None:
         raise RunRefused(f"environment {env.name!r} names no PostgreSQL login (`postgres:`)")
+    replica = getattr(ha, datastore).replica
+    where: dict[str, Any] | None = None
+    with contextlib.suppress(VextrusError):  # no platform to ask (the sandbox is down): start() says
+        where = endpoints(env, load_inventory())
+    if where is not None and replica not in where:
+        raise RunRefused(
+            f"environment {env.name!r} declares {replica} but runs none (no address): a single "
+            "instance has nothing to fail over to (the sandbox: `vextrus-nb sandbox deployment hardened`)"
+        )
 
 
 @dataclass
@@ -98,7 +108,11 @@ def _postgres_endpoints(rb: Runbook, settings: PostgresHA) -> failover.Endpoints
 
 
 def _control(rb: Runbook) -> Any:
-    """The driver, when it can stop a datastore node and rejoin one as a replica; else None."""
+    """The driver, when it can stop a datastore node and rejoin one as a replica; else None.
+    The local driver acts on the sandbox's own processes only: an environment it drives that is
+    not the sandbox (servers named by port) has nothing it could rejoin."""
+    if rb.env.driver == "local" and not rb.env.sandbox:
+        return None
     try:
         driver = drivers.for_environment(rb.env)
     except Exception:
@@ -292,9 +306,14 @@ def rejoin(rb: Runbook, made: Plan, outcome: Outcome) -> str:
     """The old primary back as a replica of the new one: the driver's (pg_rewind), or Sentinel's."""
     if not outcome.done:
         return "nothing to rejoin"
-    if made.datastore == "redis":
-        return "Sentinel reconfigures the old primary as a replica of the new one when it answers again"
     control = _control(rb)
+    if made.datastore == "redis":
+        if control is None:
+            return "Sentinel reconfigures the old primary as a replica of the new one when it answers again"
+        settings = rb.env.ha.redis  # type: ignore[union-attr]
+        assert settings is not None
+        control.rejoin_as_replica("redis", settings.replica)
+        return f"the old primary replicates from {outcome.new_primary}"
     if control is None:
         raise RunRefused(
             f"the {rb.env.driver} driver cannot rejoin a node: on the old primary's host run "
