@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.probes import ProbeTarget
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox import platform_state, real_platform
+from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
+from vextrus_nb.sandbox.ha_topology import SENTINELS
 from vextrus_nb.sandbox.links import LinkError, Links, linked_dependencies
 from vextrus_nb.sandbox.real_platform import RealPlatform
 from vextrus_nb.sandbox.service_app import (
@@ -88,6 +91,7 @@ class Platform(LoopbackReachability):
         self._redis_clients: dict[str, Any] = {}
         self._shared: dict[str, SharedCheck] = {}
         self.links = Links()
+        self.redis_primary_port: int | None = None  # as the Sentinels last named it
         for name in inventory.start_order:
             component = inventory.components[name]
             if name in fault_modes.REAL_DATASTORES or real_platform.is_real(name) or name not in self.ports:
@@ -112,7 +116,66 @@ class Platform(LoopbackReachability):
             for dep in self.inventory.infrastructure_dependencies(server.component.name)
             if dep.name in fault_modes.REAL_DATASTORES or real_platform.is_real(dep.name)
         ]
-        return {name: self.ports[name] for name in linked_dependencies(names) if name in self.ports}
+        return {name: self.upstream_port(name) for name in linked_dependencies(names) if name in self.ports}
+
+    def upstream_port(self, name: str) -> int:
+        """What a dependency's link fronts: PostgreSQL's is PgBouncer, the pooler every service
+        connects through (it follows a failover by RELOAD, so no service restarts); Redis's the
+        primary the Sentinels name, re-pointed when they name another (follow_redis_primary)."""
+        if name == "postgres" and "pgbouncer" in self.ports:
+            return self.ports["pgbouncer"]
+        if name == "redis" and self.redis_primary_port is not None:
+            return self.redis_primary_port
+        return self.ports[name]
+
+    async def follow_redis_primary(self) -> None:
+        """Ask the Sentinels which server is the Redis primary, as a Sentinel-aware client does
+        before it connects (one answer shared while fresh). When it moved (a failover), the Redis
+        link is re-pointed there and the services' clients reconnect through it. No Sentinel
+        answering: the last known primary stands, as with a client's cached address."""
+        if not any(name in self.ports for name in SENTINELS):
+            return
+        check = self._shared.get("sentinels")
+        if check is None:
+            check = self._shared["sentinels"] = SharedCheck(self._ask_sentinels)
+        await check()
+
+    async def _ask_sentinels(self) -> str | None:
+        import redis.asyncio as aioredis
+
+        async def ask(port: int) -> int | None:
+            client = aioredis.Redis(host=HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+            try:
+                # The raw command: redis-py 5's Sentinel reply parsers fail on a plain client.
+                reply = await client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)
+                return int(reply[1]) if reply else None
+            except Exception:
+                return None  # partitioned or stopped: the others answer
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+        named = [
+            port
+            for port in await asyncio.gather(*(ask(self.ports[n]) for n in SENTINELS if n in self.ports))
+            if port is not None
+        ]
+        if not named:
+            return None
+        primary = Counter(named).most_common(1)[0][0]
+        moved = self.redis_primary_port is not None and primary != self.redis_primary_port
+        self.redis_primary_port = primary
+        proxy = self.links.proxies.get("redis")
+        if proxy is not None and proxy.upstream_port != primary:
+            proxy.upstream_port = primary  # new connections go to the new primary
+            moved = True
+        if moved:
+            log.warning("the Sentinels name a new Redis primary on port %d: services reconnect", primary)
+            for name in list(self._redis_clients):
+                client = self._redis_clients.pop(name)
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        return None
 
     def dependency_port(self, name: str) -> int:
         """The port a service connects to for `name`: its link's, so a link fault is in the path."""
@@ -214,6 +277,9 @@ class Platform(LoopbackReachability):
             connect_timeout=2,
             autocommit=autocommit,
             application_name=f"vextrus-{component.name}",
+            # PgBouncer's transaction pooling (1.18) keeps no prepared statement across
+            # transactions: psycopg's own advice is to prepare none.
+            prepare_threshold=None,
         )
 
     async def count_pending_outbox(self, component: Component) -> int:
@@ -228,6 +294,7 @@ class Platform(LoopbackReachability):
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
+        await self.follow_redis_primary()
         client = self._redis_clients.get(component.name)
         if client is None:
             client = aioredis.Redis(
@@ -428,13 +495,15 @@ async def write_heartbeats(state: SandboxState) -> None:
             if conn is None or conn.closed:
                 conn = await psycopg.AsyncConnection.connect(
                     host=HOST,
-                    port=state.ports["postgres"],
+                    # Through the pooler, as the services: it follows a failover to the new primary.
+                    port=state.ports.get("pgbouncer", state.ports["postgres"]),
                     dbname=heartbeat.DATABASE,
                     user=ADMIN_USER,
                     password=state.secret("postgres_password"),
                     connect_timeout=2,
                     autocommit=True,
                     application_name="vextrus-sandbox-heartbeat",
+                    prepare_threshold=None,
                 )
             await asyncio.wait_for(conn.execute(heartbeat.BEAT), INDICATOR_TIMEOUT_S)
         except asyncio.CancelledError:
@@ -458,6 +527,7 @@ async def serve(root: Path) -> None:
     ready_after = await asyncio.to_thread(platform.real.start_all, wanted_real)
     log.info("real servers ready: %s", ", ".join(f"{n} {s:.1f}s" for n, s in ready_after.items()))
     await platform.provision()
+    await platform.follow_redis_primary()  # so the Redis link fronts the primary the Sentinels name
     await platform.links.open(platform.linked_upstreams())
     # The readiness checks' client libraries, imported now rather than inside the first
     # health check, where the import would hold the loop every service answers on.
