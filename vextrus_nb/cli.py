@@ -352,6 +352,10 @@ def sandbox_status() -> None:
         rss = f"{row['rss_bytes'] / 2**20:.0f}" if row.get("rss_bytes") else ""
         running = "yes" if row["running"] else "[red]no[/red]"
         table.add_row(name, str(row["port"]), running, fault, served, rss)
+    for name, row in info.get("ha", {}).items():  # PgBouncer, the Sentinels, the replicas
+        fault = row["fault"]["mode"] if row["fault"] else ""
+        running = "yes" if row["running"] else "[red]no[/red]"
+        table.add_row(name, str(row["port"]), running, fault, f"real: {row['server']}", "")
     Console().print(table)
     if info.get("total_rss_bytes"):
         typer.echo(
@@ -362,8 +366,20 @@ def sandbox_status() -> None:
 
 @sandbox_app.command("fault")
 def sandbox_fault(
-    service: Annotated[str, typer.Argument(help="component name from the inventory")],
-    mode: Annotated[str, typer.Argument(help="down | unhealthy | slow | live-deps (services)")],
+    service: Annotated[
+        str,
+        typer.Argument(
+            help="component name from the inventory, or an HA part (postgres-replica, pgbouncer, "
+            "redis-replica, sentinel-1..3)"
+        ),
+    ],
+    mode: Annotated[
+        str,
+        typer.Argument(
+            help="down | unhealthy | slow | live-deps (services); killed (postgres, redis: kill -9); "
+            "lagging (postgres-replica: replay paused); partitioned (sentinel-N: SIGSTOP)"
+        ),
+    ],
     delay: Annotated[float | None, typer.Option(help="seconds of delay for 'slow'")] = None,
 ) -> None:
     """Inject a fault into one component."""
