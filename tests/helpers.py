@@ -96,3 +96,41 @@ def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 30) -
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
     return value
+
+
+def ha_environment_document(
+    name: str,
+    pair: Any,
+    redis_set: Any,
+    secrets_dir: Path,
+    postgres_ha: dict[str, Any] | None = None,
+    ports: dict[str, int] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """An environment naming a standalone HA topology (vextrus_nb/sandbox/ha_topology.py: the
+    `pair` and `redis_set` fixtures): its logins as secret files written into `secrets_dir`, its
+    parts' ports (plus `ports`), and `ha:` (plus `postgres_ha` settings); `fields` add or replace
+    top-level keys."""
+    from vextrus_nb.sandbox.ha_topology import SUPERUSER
+
+    logins = {"postgres_password": pair.password, "redis_password": redis_set.password}
+    for secret, value in logins.items():
+        (secrets_dir / secret).write_text(value)
+    return {
+        "name": name,
+        "driver": "local",
+        "secrets": {secret: {"file": str(secrets_dir / secret)} for secret in logins},
+        "postgres": {"user": SUPERUSER, "password_secret": "postgres_password"},
+        "redis": {"user": "default", "password_secret": "redis_password"},
+        "ports": {
+            "postgres": pair.primary.port,
+            "postgres-replica": pair.replica.port,
+            "pgbouncer": pair.pooler.port,
+            "redis": redis_set.primary_port,
+            "redis-replica": redis_set.replica.port,
+            **{f"sentinel-{i + 1}": s.port for i, s in enumerate(redis_set.sentinels)},
+            **(ports or {}),
+        },
+        "ha": {"postgres": {"pooler_config": str(pair.config), **(postgres_ha or {})}, "redis": {}},
+        **fields,
+    }

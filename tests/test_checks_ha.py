@@ -14,9 +14,9 @@ from vextrus_nb import checks
 from vextrus_nb.checks import CheckResult
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.ha import postgres
-from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet
+from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 
-from .helpers import wait_until
+from .helpers import ha_environment_document, wait_until
 
 ENV = "ha-checks-test"
 HA_CHECKS = (
@@ -32,27 +32,7 @@ HA_CHECKS = (
 def _write_environment(
     folder: Path, secrets_dir: Path, pair: PgPair, redis_set: RedisSet, **ha: object
 ) -> Environment:
-    for name, value in (("postgres_password", pair.password), ("redis_password", redis_set.password)):
-        (secrets_dir / name).write_text(value)
-    document = {
-        "name": ENV,
-        "driver": "local",
-        "secrets": {
-            name: {"file": str(secrets_dir / name)} for name in ("postgres_password", "redis_password")
-        },
-        "postgres": {"user": SUPERUSER, "password_secret": "postgres_password"},
-        "redis": {"user": "default", "password_secret": "redis_password"},
-        "ports": {
-            "postgres": pair.primary.port,
-            "postgres-replica": pair.replica.port,
-            "pgbouncer": pair.pooler.port,
-            "redis": redis_set.primary_port,
-            "redis-replica": redis_set.replica.port,
-            **{f"sentinel-{i + 1}": s.port for i, s in enumerate(redis_set.sentinels)},
-        },
-        "probe": {"timeout_s": 3.0},
-        "ha": {"postgres": {"pooler_config": str(pair.config), **ha}, "redis": {}},
-    }
+    document = ha_environment_document(ENV, pair, redis_set, secrets_dir, ha, probe={"timeout_s": 3.0})
     (folder / "environments" / f"{ENV}.yaml").write_text(yaml.safe_dump(document))
     return load_environment(ENV)
 

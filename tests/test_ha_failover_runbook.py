@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from vextrus_nb.ha import pgbouncer, postgres
-from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet
+from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
-from .helpers import ledger_entries, run_cli
+from .helpers import ha_environment_document, ledger_entries, run_cli
 
 ENV = "ha-runbook-test"
 
@@ -27,25 +27,7 @@ ENV = "ha-runbook-test"
 def environment(
     own_parameters: Path, tmp_path_factory: pytest.TempPathFactory, pair: PgPair, redis_set: RedisSet
 ) -> str:
-    secrets = tmp_path_factory.mktemp("secrets")
-    (secrets / "postgres_password").write_text(pair.password)
-    (secrets / "redis_password").write_text(redis_set.password)
-    document = {
-        "name": ENV,
-        "driver": "local",
-        "secrets": {n: {"file": str(secrets / n)} for n in ("postgres_password", "redis_password")},
-        "postgres": {"user": SUPERUSER, "password_secret": "postgres_password"},
-        "redis": {"user": "default", "password_secret": "redis_password"},
-        "ports": {
-            "postgres": pair.primary.port,
-            "postgres-replica": pair.replica.port,
-            "pgbouncer": pair.pooler.port,
-            "redis": redis_set.primary_port,
-            "redis-replica": redis_set.replica.port,
-            **{f"sentinel-{i + 1}": s.port for i, s in enumerate(redis_set.sentinels)},
-        },
-        "ha": {"postgres": {"pooler_config": str(pair.config)}, "redis": {}},
-    }
+    document = ha_environment_document(ENV, pair, redis_set, tmp_path_factory.mktemp("secrets"))
     (own_parameters / "environments" / f"{ENV}.yaml").write_text(yaml.safe_dump(document))
     (own_parameters / "environments" / "no-ha-test.yaml").write_text(
         yaml.safe_dump({k: v for k, v in document.items() if k != "ha"} | {"name": "no-ha-test"})

@@ -153,7 +153,7 @@ def test_wrong_keys_fail_without_the_key_in_the_message(archiving: Archiving, s3
     wrong = "not-the-key-" + secrets.token_hex(8)
     stanza = _stanza(archiving.cluster, archiving.stanza.pg_password, s3, wrong, "pgbackrest-wrong-key")
     pgbackrest.write_config(stanza)
-    with pytest.raises(BackupError, match="cannot read repository 2: .*403") as caught:
+    with pytest.raises(BackupError, match=r"cannot read repository 2: .*403") as caught:
         pgbackrest.backups(stanza, repo=pgbackrest.S3_REPO)  # not an empty list: unreadable
     assert wrong not in str(caught.value) and s3.credentials["access_key"] not in str(caught.value)
     with pytest.raises(BackupError, match="has no repository 3"):

@@ -29,10 +29,10 @@ from vextrus_nb.local_platform import free_ports
 from vextrus_nb.sandbox import supervisor
 from vextrus_nb.sandbox.component import PORTS_VAR
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE, wait_for_sentinels_to_see_replicas
-from vextrus_nb.sandbox.ha_topology import SUPERUSER, PgPair, RedisSet
+from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 from vextrus_nb.triage import Finding, TriageResult, TriageSettings
 
-from .helpers import wait_until
+from .helpers import ha_environment_document, wait_until
 
 ENV = "ha-triage-test"
 SERVICE = "auth"  # depends on postgres and redis only: its readiness names whichever is down
@@ -78,32 +78,15 @@ def service_port(
 def _write_environment(
     folder: Path, secrets_dir: Path, pair: PgPair, redis_set: RedisSet, service_port: int
 ) -> Environment:
-    for name, value in (("postgres_password", pair.password), ("redis_password", redis_set.password)):
-        (secrets_dir / name).write_text(value)
-    inventory = load_inventory()
-    document = {
-        "name": ENV,
-        "driver": "local",
-        "exclude": sorted(set(inventory.components) - IN_SCOPE),
-        "secrets": {
-            name: {"file": str(secrets_dir / name)} for name in ("postgres_password", "redis_password")
-        },
-        "postgres": {"user": SUPERUSER, "password_secret": "postgres_password"},
-        "redis": {"user": "default", "password_secret": "redis_password"},
-        "ports": {
-            "postgres": pair.primary.port,
-            "postgres-replica": pair.replica.port,
-            "pgbouncer": pair.pooler.port,
-            "redis": redis_set.primary_port,
-            "redis-replica": redis_set.replica.port,
-            SERVICE: service_port,
-            **{f"sentinel-{i + 1}": s.port for i, s in enumerate(redis_set.sentinels)},
-        },
-        "ha": {
-            "postgres": {"pooler_config": str(pair.config), "max_lag_bytes": LAG_BOUND_BYTES},
-            "redis": {},
-        },
-    }
+    document = ha_environment_document(
+        ENV,
+        pair,
+        redis_set,
+        secrets_dir,
+        {"max_lag_bytes": LAG_BOUND_BYTES},
+        ports={SERVICE: service_port},
+        exclude=sorted(set(load_inventory().components) - IN_SCOPE),
+    )
     (folder / "environments" / f"{ENV}.yaml").write_text(yaml.safe_dump(document))
     return load_environment(ENV)
 
