@@ -250,7 +250,8 @@ def test_a_live_restore_swaps_redis_and_the_bucket_in_keeping_the_old_data(
     kept_bucket = objects.scratch_bucket(BUCKET, entry["run_id"], "before")
     assert "stray/after-backup.txt" in set(objects.list_keys(s3, kept_bucket))
     kept_rdb = [w for w in entry["summary"]["writes"] if "old data kept as dump.rdb.before-" in w]
-    assert kept_rdb and (healthy.root / f"dump.rdb.before-{entry['run_id']}").is_file()
+    redis_dir = Path(client.config_get("dir")["dir"])  # a private directory (it holds the password)
+    assert kept_rdb and (redis_dir / f"dump.rdb.before-{entry['run_id']}").is_file()
     objects.remove_bucket(s3, kept_bucket)
     secrets = [p.read_text().strip() for p in healthy.secrets_dir.iterdir()]
     evidence = Path(done.stdout.strip()).read_text() + json.dumps(entry)

@@ -146,6 +146,7 @@ REDIS_PARTS = ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")
 SENTINELS = REDIS_PARTS[1:]
 REPLICAS = ("postgres-replica", "redis-replica")
 START_TIMEOUT_S = 30.0
+STREAM_TIMEOUT_S = 90.0  # a fresh clone catching up on a loaded machine: the wait is a condition
 POOLER_LOGIN_RETRY_S = 0.25
 POOLER_POOL_SIZE = 2
 """Server connections per service (its database and role): each service checks one query at a
@@ -390,7 +391,7 @@ def start_sandbox_replicas(state: SandboxState, superuser: str, start_node: Star
         lambda: ha_servers.redis_replica_synced(port_of(state, "redis-replica"), password),
         "the Redis replica to sync",
     )
-    _wait_until(lambda: _streaming(primary), "the PostgreSQL replica to stream")
+    _wait_until(lambda: _streaming(primary), "the PostgreSQL replica to stream", STREAM_TIMEOUT_S)
     wait_for_sentinels(state, replicas=1)
 
 
@@ -411,7 +412,10 @@ def _wait_until(condition: Callable[[], object], what: str, timeout: float = STA
 
 def stop_sandbox_replicas(state: SandboxState, superuser: str) -> None:
     """Back to single instances (the planted variant): both replicas stopped, the PostgreSQL
-    replica's slot dropped so it holds no WAL meanwhile (its data directory stays, to restart)."""
+    replica's slot dropped so it holds no WAL meanwhile, and its data directory deleted: without
+    the slot the primary recycles the WAL a restarted copy would need, and such a copy never
+    streams again (seen in a full test run after a long planted spell), so the next hardened
+    start clones afresh."""
     primary, replica = sandbox_nodes(state, superuser)
     replica.stop()
     slot = ha_servers.slot_name(replica.name)
@@ -428,6 +432,7 @@ def stop_sandbox_replicas(state: SandboxState, superuser: str) -> None:
             return False
 
     _wait_until(dropped, f"the slot {slot} to be dropped")
+    shutil.rmtree(replica.datadir, ignore_errors=True)
     stop_part(state, "redis-replica")
     ha_record(state)["replicas"] = False
     publish_replicas(state, deployed=False)
