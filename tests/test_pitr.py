@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from vextrus_nb.backup import heartbeat, pgbackrest, pitr
-from vextrus_nb.backup.access import physical_stanza, postgres_login
+from vextrus_nb.backup.access import physical_stanza, postgres_login, s3_repository_endpoint
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import BackupError, RunRefused
@@ -79,7 +79,7 @@ def test_the_set_records_pgbackrests_label_lsn_range_and_times(
 def test_an_incremental_backup_builds_on_the_full_one(a_set: Manifest, stanza: pgbackrest.Stanza) -> None:
     taken = pgbackrest.backup(stanza, "incr")
     assert taken.kind == "incr" and taken.prior and a_set.physical is not None
-    assert pgbackrest.backups(stanza)[-1].label == taken.label
+    assert pgbackrest.backups(stanza, 1)[-1].label == taken.label
     with pytest.raises(RunRefused, match="kind must be"):
         backup.validate(runbook("dr/backup").env, {"kind": "weekly"})
 
@@ -162,6 +162,95 @@ def test_hint_bits_set_in_an_excluded_database_after_the_backup_replay_onto_its_
     rb = runbook("dr/restore", target="latest", services="auth")
     result = restore.restore(rb, restore.verify(rb))
     assert isinstance(result, pitr.PitrResult) and result.proven, (result.mismatches, rb.failures)
+
+
+def test_dr_backup_backs_up_into_each_repository_and_the_s3_one_restores_like_the_local_one(
+    healthy: SandboxState, a_set: Manifest, stanza: pgbackrest.Stanza, outputs: Path
+) -> None:
+    """repo2 is a bucket on the sandbox's S3 server, over its HTTPS listener: the set's backup is
+    in both, and a point-in-time restore from the S3 one alone verifies, recovers and proves."""
+    [copy] = a_set.physical_copies
+    assert copy.repo == 2 and copy.repository.startswith("s3://vextrus-pgbackrest/pgbackrest at localhost:")
+    assert copy.label in {b.label for b in pgbackrest.backups(stanza, 2)}
+    assert copy.label not in {b.label for b in pgbackrest.backups(stanza, 1)}
+    archived_now(healthy)  # every segment goes to both repositories
+    rb = runbook("dr/restore", target="latest", services="auth", repo=2)
+    restore.validate(rb.env, rb.parameters)
+    result = restore.restore(rb, restore.verify(rb))
+    assert isinstance(result, pitr.PitrResult) and result.proven, (result.mismatches, rb.failures)
+    assert result.repo == 2 and rb.summary["pitr_repo"] == 2
+    assert result.backup_label in {b.label for b in pgbackrest.backups(stanza, 2)}
+    assert result.recovery_gap_s is not None and 0 <= result.recovery_gap_s <= 60
+
+
+def test_a_corrupted_object_in_the_s3_repository_is_named_before_anything_is_restored(
+    healthy: SandboxState, a_set: Manifest, stanza: pgbackrest.Stanza
+) -> None:
+    [copy] = a_set.physical_copies
+    # rclone serves the bucket from a directory: an object is a file there.
+    bucket = healthy.root / "servers" / "s3" / "objects" / "vextrus-pgbackrest"
+    objects = [
+        p for p in (bucket / "pgbackrest" / "backup" / "vextrus" / copy.label).rglob("*") if p.is_file()
+    ]
+    victim = max((p for p in objects if "/pg_data/base/" in str(p)), key=lambda p: p.stat().st_size)
+    original = victim.read_bytes()
+    restores = stanza.work_dir / "r"
+    before = set(restores.iterdir()) if restores.exists() else set()
+    try:
+        victim.write_bytes(original[:64] + bytes([original[64] ^ 0xFF]) + original[65:])
+        rb = runbook("dr/restore", target="latest", repo=2)
+        with pytest.raises(BackupError, match="repository 2 of stanza vextrus failed verify") as raised:
+            restore.verify(rb)
+        assert victim.name in str(raised.value) and "checksum" in str(raised.value)
+        assert (set(restores.iterdir()) if restores.exists() else set()) == before
+        restore.verify(runbook("dr/restore", target="latest", repo=1))  # the local copy is sound
+    finally:
+        victim.write_bytes(original)
+
+
+def test_the_sandbox_and_a_runbook_write_the_same_pgbackrest_configuration(
+    sandbox: SandboxState, stanza: pgbackrest.Stanza
+) -> None:
+    """Both write the one file the server's archive-push reads: if they differed, each run
+    would repoint the archive (sandbox.yaml's backup.pgbackrest against the sandbox's own)."""
+    assert manager.stanza(SandboxState.load(sandbox.root)).config_text() == stanza.config_text()
+    assert "repo2-type=s3" in stanza.config_text() and stanza.repositories == [1, 2]
+
+
+def test_the_s3_repository_endpoint_is_host_port_or_an_endpoint_of_the_environment(
+    sandbox: SandboxState,
+) -> None:
+    rb = runbook("dr/restore")
+    assert s3_repository_endpoint(rb.env, rb.inventory, "s3.internal:9443") == ("s3.internal", 9443)
+    assert s3_repository_endpoint(rb.env, rb.inventory, "minio-tls") == (
+        "127.0.0.1",
+        SandboxState.load(sandbox.root).ports["minio-tls"],
+    )
+    with pytest.raises(BackupError, match="neither host:port nor an endpoint"):
+        s3_repository_endpoint(rb.env, rb.inventory, "nowhere")
+    with pytest.raises(BackupError, match="the port is not a number"):
+        s3_repository_endpoint(rb.env, rb.inventory, "s3.internal:https")
+
+
+def test_a_bad_repository_choice_is_refused() -> None:
+    env = runbook("dr/restore").env
+    with pytest.raises(RunRefused, match="repo must be 1"):
+        restore.validate(env, {"target": "latest", "repo": 3})
+    with pytest.raises(RunRefused, match="repo must be 1"):
+        restore.validate(env, {"target": "latest", "repo": "s3"})
+    with pytest.raises(RunRefused, match="for a point-in-time restore"):
+        restore.validate(env, {"repo": 2})
+    assert env.backup is not None and env.backup.pgbackrest is not None
+    local_only = env.model_copy(
+        update={
+            "backup": env.backup.model_copy(
+                update={"pgbackrest": env.backup.pgbackrest.model_copy(update={"s3": None})}
+            )
+        }
+    )
+    with pytest.raises(RunRefused, match="names no S3 repository"):
+        restore.validate(local_only, {"target": "latest", "repo": 2})
+    restore.validate(env, {"target": "latest", "repo": "2"})  # -p repo=2 from a shell
 
 
 def test_a_live_or_malformed_point_in_time_restore_is_refused() -> None:

@@ -197,15 +197,38 @@ class S3Target(_Strict):
     secret_key_secret: str
 
 
+class PgBackRestS3Settings(_Strict):
+    """pgBackRest's second repository (repo2) on an S3 server, off the database host. pgBackRest
+    speaks S3 only over HTTPS, and checks the server's certificate against a DNS name."""
+
+    bucket: str
+    # Where the server listens: "host:port", or the name of an endpoint of the environment
+    # (a component, or the sandbox's `minio-tls`) whose host and port are used.
+    endpoint: str
+    host_name: str = (
+        ""  # the DNS name to connect to and check the certificate against; empty: the endpoint's host
+    )
+    ca_file: str | None = None  # the certificate to trust (`{sandbox_dir}` works); None: the system's
+    region: str = "us-east-1"
+    path: str = "/pgbackrest"  # the repository's folder in the bucket
+    access_key_secret: str  # names of entries in the environment's secrets, never values
+    secret_key_secret: str
+
+
 class PgBackRestSettings(_Strict):
-    """The physical backups: pgBackRest's stanza for the environment's cluster, and its
-    repository (the backup directory + /pgbackrest unless named)."""
+    """The physical backups: pgBackRest's stanza for the environment's cluster, its repository
+    (the backup directory + /pgbackrest unless named) and, when `s3` is set, a second one on an
+    S3 server: WAL is archived to both, and dr/backup backs up into each."""
 
     stanza: str
     repository: str = ""  # empty: {backup.directory}/pgbackrest
+    s3: PgBackRestS3Settings | None = None
     process_max: Annotated[int, Field(ge=1, le=64)] = 2
     compress_type: Literal["lz4", "zst", "gz", "none"] = "lz4"
     kind: Literal["full", "incr", "diff"] = "full"  # what dr/backup takes unless told
+    # pgBackRest's io-timeout: a silent connection is retried after this long (four tries); it
+    # bounds how long archiving stalls, and a restore waits, while the S3 repository is down.
+    io_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
 
 
 class BackupSettings(_Strict):

@@ -13,7 +13,7 @@ from vextrus_nb.backup import pgbackrest, sets
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.backup.postgres import PostgresLogin
 from vextrus_nb.backup.s3_store import S3Store
-from vextrus_nb.config import Component, ConfigError, Environment, Inventory, load_inventory
+from vextrus_nb.config import Component, ConfigError, Environment, Inventory, load_inventory, resolve_path
 from vextrus_nb.errors import BackupError, RunRefused
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.targets import endpoints
@@ -109,9 +109,45 @@ def physical_stanza(rb: Runbook) -> pgbackrest.Stanza | None:
         repo_path=rb.env.backup.pgbackrest_repository(),
         process_max=settings.process_max,
         compress_type=settings.compress_type,
+        s3=s3_repository(rb),
+        io_timeout_s=settings.io_timeout_s,
     )
     pgbackrest.write_config(stanza)
     return stanza
+
+
+def s3_repository(rb: Runbook) -> pgbackrest.S3Repository | None:
+    """The stanza's second repository on an S3 server (backup.pgbackrest.s3), when named."""
+    settings = rb.env.backup.pgbackrest.s3 if rb.env.backup and rb.env.backup.pgbackrest else None
+    if settings is None:
+        return None
+    host, port = s3_repository_endpoint(rb.env, rb.inventory, settings.endpoint)
+    return pgbackrest.S3Repository(
+        host=settings.host_name or host,
+        port=port,
+        bucket=settings.bucket,
+        access_key=rb.secret(settings.access_key_secret),
+        secret_key=rb.secret(settings.secret_key_secret),
+        ca_file=resolve_path(settings.ca_file) if settings.ca_file else None,
+        region=settings.region,
+        path=settings.path,
+    )
+
+
+def s3_repository_endpoint(env: Environment, inventory: Inventory, endpoint: str) -> tuple[str, int]:
+    """ "host:port" as given, or the host and port of the environment's endpoint of that name."""
+    if ":" in endpoint:
+        host, _, port = endpoint.rpartition(":")
+        if not port.isdigit():
+            raise BackupError(f"backup.pgbackrest.s3.endpoint {endpoint!r}: the port is not a number")
+        return host, int(port)
+    where = endpoints(env, inventory)
+    if endpoint not in where:
+        raise BackupError(
+            f"backup.pgbackrest.s3.endpoint {endpoint!r} is neither host:port nor an endpoint of "
+            f"environment '{env.name}' ({', '.join(sorted(where))})"
+        )
+    return where[endpoint]
 
 
 def store(env: Environment) -> Path:

@@ -92,8 +92,9 @@ class PhysicalEntry(_Model):
 
     stanza: str
     repository: str
+    repo: int = 1  # pgBackRest's number for the repository: 1 the local one, 2 the S3 one
     label: str
-    kind: str  # full | incr | diff
+    kind: str  # full | incr | diff (pgBackRest takes a full one where a repository has none yet)
     prior: str = ""  # the backup an incremental one builds on
     start_lsn: str
     stop_lsn: str
@@ -118,7 +119,8 @@ class Manifest(_Model):
     redis_version: str = ""
     databases: list[DatabaseEntry] = []
     redis: RedisEntry | None = None
-    physical: PhysicalEntry | None = None
+    physical: PhysicalEntry | None = None  # in repo1
+    physical_copies: list[PhysicalEntry] = []  # the same run's backup in each further repository
     objects: list[ObjectEntry] = []
     kafka: KafkaEntry | None = None
     config_files: list[str] = []

@@ -105,10 +105,20 @@ class Stanza:
     process_max: int = 2
     compress_type: str = "lz4"
     s3: S3Repository | None = None  # repo2, when the environment names one
+    # How long pgBackRest waits on a silent connection before a retry (its default: 60 s). With
+    # a repository on another server it bounds the stall when that server is down: archive-push
+    # needs every repository, and pgBackRest tries four times (measured: 240 s at 60, 20 s at 5).
+    io_timeout_s: int = 60
 
     @property
     def repositories(self) -> list[int]:
         return [1, S3_REPO] if self.s3 is not None else [1]
+
+    def repository_location(self, repo: int) -> str:
+        """Where a repository is, for a record: the local directory, or s3://bucket/path at its server."""
+        if repo == S3_REPO and self.s3 is not None:
+            return f"s3://{self.s3.bucket}{self.s3.path} at {self.s3.host}:{self.s3.port}"
+        return str(self.repo_path)
 
     @property
     def work_dir(self) -> Path:
@@ -134,6 +144,7 @@ class Stanza:
                 *(self.s3.config_lines(S3_REPO, self.s3_ca_path) if self.s3 is not None else []),
                 f"compress-type={self.compress_type}",
                 f"process-max={self.process_max}",
+                f"io-timeout={self.io_timeout_s}",
                 f"log-path={self.work_dir / 'log'}",
                 f"lock-path={self.work_dir / 'lock'}",
                 f"spool-path={self.work_dir / 'spool'}",
@@ -310,16 +321,22 @@ def backup(stanza: Stanza, kind: BackupKind = "full", repo: int | None = None) -
     return new[-1]
 
 
-def choose_backup(stanza: Stanza, target_time: datetime | None = None) -> PhysicalBackup:
+def choose_backup(
+    stanza: Stanza, target_time: datetime | None = None, repo: int | None = None
+) -> PhysicalBackup:
     """The backup a restore to `target_time` starts from: the newest one that stopped before it
-    (a second's margin: info's times are whole seconds); the newest of all for the latest point."""
-    taken = backups(stanza)
+    (a second's margin: info's times are whole seconds); the newest of all for the latest point.
+    `repo`: among one repository's backups (a label is the repository's own)."""
+    taken = backups(stanza, repo)
     if target_time is not None:
         cutoff = target_time.timestamp() - 1
         taken = [b for b in taken if datetime.fromisoformat(b.stopped_at).timestamp() <= cutoff]
     if not taken:
         when = f"before {target_time.isoformat()}" if target_time else "at all"
-        raise BackupError(f"stanza {stanza.name} has no backup finished {when}: take one with dr/backup")
+        where = f" in repo{repo}" if repo is not None else ""
+        raise BackupError(
+            f"stanza {stanza.name} has no backup{where} finished {when}: take one with dr/backup"
+        )
     return taken[-1]
 
 

@@ -31,6 +31,7 @@ HEARTBEAT_SLACK_S = 5.0
 class PitrResult:
     target: str  # an ISO 8601 time, or "latest"
     backup_label: str = ""
+    repo: int = 1  # the repository restored from
     port: int = 0
     datadir: str = ""
     restore_s: float = 0.0
@@ -51,6 +52,7 @@ class PitrResult:
         return {
             "pitr_target": self.target,
             "pitr_backup_label": self.backup_label,
+            "pitr_repo": self.repo,
             "pitr_restore_s": round(self.restore_s, 2),
             "pitr_start_s": round(self.start_s, 2),
             "pitr_last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
@@ -76,19 +78,23 @@ class PitrResult:
         beat = self.last_heartbeat.isoformat() if self.last_heartbeat else "none"
         gap = f", {self.recovery_gap_s:.1f} s before the target" if self.recovery_gap_s is not None else ""
         return (
-            f"backup {self.backup_label} restored to {self.target} in {self.restore_s:.1f} s, recovered "
-            f"and promoted in {self.start_s:.1f} s; last heartbeat {beat}{gap}; "
+            f"backup {self.backup_label} (repo{self.repo}) restored to {self.target} in "
+            f"{self.restore_s:.1f} s, recovered and promoted in {self.start_s:.1f} s; "
+            f"last heartbeat {beat}{gap}; "
             + ("proven" if self.proven else "NOT proven: " + "; ".join(self.mismatches[:5]))
         )
 
 
-def verify_before_restore(stanza: pgbackrest.Stanza) -> None:
+def verify_before_restore(stanza: pgbackrest.Stanza, repo: int = 1) -> None:
     """Nothing is restored from a repository with a damaged file or a hole in its WAL."""
-    problems = pgbackrest.verify(stanza)
+    if repo not in stanza.repositories:
+        raise BackupError(f"stanza {stanza.name} has no repository {repo} (it has {stanza.repositories})")
+    problems = pgbackrest.verify(stanza, repo)
     if problems:
         named = "; ".join(str(p) for p in problems)
         raise BackupError(
-            f"pgbackrest repository of stanza {stanza.name} failed verify, nothing was restored: {named}"
+            f"pgbackrest repository {repo} of stanza {stanza.name} failed verify, "
+            f"nothing was restored: {named}"
         )
 
 
@@ -100,13 +106,15 @@ def point_in_time_restore(
     target_time: datetime | None = None,
     backup_label: str = "",
     keep: bool = False,
+    repo: int = 1,
 ) -> PitrResult:
     """Verify, restore into scratch, recover to `target_time` (None: the newest archived WAL),
     prove against the live cluster, then stop and delete the copy (unless `keep`, or the proof
-    failed: then it is stopped and its data directory kept for inspection)."""
-    result = PitrResult(target=target_time.isoformat() if target_time else "latest")
-    verify_before_restore(stanza)
-    result.backup_label = backup_label or pgbackrest.choose_backup(stanza, target_time).label
+    failed: then it is stopped and its data directory kept for inspection). `repo`: the
+    repository the backup and the WAL come from (2: the S3 one)."""
+    result = PitrResult(target=target_time.isoformat() if target_time else "latest", repo=repo)
+    verify_before_restore(stanza, repo)
+    result.backup_label = backup_label or pgbackrest.choose_backup(stanza, target_time, repo).label
     home = pgbackrest.scratch_home(stanza, f"{int(time.time() * 1000) % 10**9:09d}")
     restored = pgbackrest.restore(
         stanza,
@@ -115,6 +123,7 @@ def point_in_time_restore(
         target_time,
         result.backup_label,
         databases=[s.database for s in services if s.database],
+        repo=repo,
     )
     result.port, result.datadir = restored.port, str(restored.datadir)
     result.restore_s, result.start_s = restored.restore_s, restored.start_s

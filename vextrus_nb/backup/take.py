@@ -74,22 +74,26 @@ class BackupResult:
         physical = self.manifest.physical
         if physical is None:
             return {}
+        copies = self.manifest.physical_copies
         return {
             "pgbackrest_label": physical.label,
             "pgbackrest_kind": physical.kind,
             "pgbackrest_lsn": f"{physical.start_lsn}..{physical.stop_lsn}",
             "pgbackrest_seconds": physical.seconds,
             "pgbackrest_repository_bytes": physical.repository_bytes,
+            **({"pgbackrest_copies": {f"repo{c.repo}": c.label for c in copies}} if copies else {}),
         }
 
 
-def take_physical(stanza: pgbackrest.Stanza, kind: pgbackrest.BackupKind) -> PhysicalEntry:
-    """A pgBackRest backup of the whole cluster; its label, LSN range and times for the manifest."""
+def take_physical(stanza: pgbackrest.Stanza, kind: pgbackrest.BackupKind, repo: int = 1) -> PhysicalEntry:
+    """A pgBackRest backup of the whole cluster into one repository; its label, LSN range and
+    times for the manifest."""
     started = time.perf_counter()
-    taken = pgbackrest.backup(stanza, kind)
+    taken = pgbackrest.backup(stanza, kind, repo)
     return PhysicalEntry(
         stanza=stanza.name,
-        repository=str(stanza.repo_path),
+        repository=str(stanza.repo_path) if repo == 1 else stanza.repository_location(repo),
+        repo=repo,
         label=taken.label,
         kind=taken.kind,
         prior=taken.prior,
@@ -126,7 +130,7 @@ def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
     ]
     copies = 1 if rb.env.backup and rb.env.backup.s3 else 0
     stanza = physical_stanza(rb)
-    physical = 1 if stanza else 0
+    physical = len(stanza.repositories) if stanza else 0
     object_client, broker = object_store_client(rb), kafka_bootstrap(rb)
     others = (object_client is not None) + (broker is not None)
     bar = Progress(
@@ -138,8 +142,15 @@ def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
         if stanza is not None:
             settings = rb.env.backup.pgbackrest  # type: ignore[union-attr]
             chosen_kind = kind or (settings.kind if settings else "full")
-            manifest.physical = take_physical(stanza, chosen_kind)  # type: ignore[arg-type]
-            bar.step(f"pgbackrest {chosen_kind} backup {manifest.physical.label}")
+            # Into each repository in turn (one pgBackRest backup writes to one): the S3 one
+            # survives the loss of the database host and its disks.
+            for repo in stanza.repositories:
+                taken = take_physical(stanza, chosen_kind, repo)  # type: ignore[arg-type]
+                if repo == 1:
+                    manifest.physical = taken
+                else:
+                    manifest.physical_copies.append(taken)
+                bar.step(f"pgbackrest {taken.kind} backup {taken.label} in repo{repo}")
         path = store(rb.env) / set_id
         sets.take(
             path,

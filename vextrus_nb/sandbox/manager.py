@@ -38,7 +38,7 @@ from vextrus_nb.credentials import (
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState, free_ports, pid_alive, read_faults, write_faults
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.sandbox import events, ha_topology, links, real_platform, redis_server
+from vextrus_nb.sandbox import backup_repositories, events, ha_topology, links, real_platform, redis_server
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox.ha_servers import PgNode
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
@@ -120,6 +120,8 @@ def stanza(state: SandboxState) -> pgbackrest.Stanza:
         pg_user=ADMIN_USER,
         pg_password=state.secret("postgres_password"),
         repo_path=state.root / "backups" / "pgbackrest",
+        s3=backup_repositories.s3_repository(state),
+        io_timeout_s=backup_repositories.IO_TIMEOUT_S,
     )
 
 
@@ -285,6 +287,8 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         state.services_pid = _spawn_services(root)
         state.save()
         _wait_for_services(state)
+        backup_repositories.enable_s3_repository(state)
+        pgbackrest.stanza_create(stanza(state))  # in repo2 now: every segment goes to both
         ha_topology.start_sandbox_sentinels(state)
         _apply_ha_variant(state, deployment_variant(root) or DEFAULT_DEPLOYMENT)
         for name in names:
@@ -432,6 +436,11 @@ def _teardown(root: Path) -> None:
     except SandboxError:
         shutil.rmtree(root, ignore_errors=True)
         return
+    if state.pg_datadir:
+        # Before the S3 server goes (with the services process): the shutdown's last archive-push
+        # needs every repository, and would wait on a stopped one.
+        with contextlib.suppress(Exception):
+            cluster(state).stop()
     if pid_alive(state.services_pid):
         os.kill(state.services_pid, signal.SIGTERM)  # type: ignore[arg-type]
         deadline = time.monotonic() + SERVICES_STOP_TIMEOUT_S

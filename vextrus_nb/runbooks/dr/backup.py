@@ -38,9 +38,10 @@ def back_up(rb: Runbook) -> BackupResult:
     taken = take_set(rb, rb.parameters.get("services", ""), rb.parameters.get("kind", ""))
     rb.summary.update(taken.summary())
     # What this run wrote whatever dry_run says (dry_run only governs pruning): never a dry run.
-    rb.summary["writes"] = [f"backup set {taken.manifest.set_id}"] + (
-        [f"pgbackrest backup {taken.manifest.physical.label}"] if taken.manifest.physical else []
-    )
+    physical = [taken.manifest.physical] if taken.manifest.physical else []
+    rb.summary["writes"] = [f"backup set {taken.manifest.set_id}"] + [
+        f"pgbackrest backup {p.label} in repo{p.repo}" for p in [*physical, *taken.manifest.physical_copies]
+    ]
     return taken
 
 

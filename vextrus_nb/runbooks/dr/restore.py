@@ -7,6 +7,9 @@ in, keeping the old database). A point-in-time restore (`target_time=<ISO 8601>`
 a free port, recovered to that moment, and proves it against the live cluster; it is never
 swapped in by this runbook (refused with `target="live"`: see the notebook's header).
 
+`repo` (a point-in-time restore's): 1, the backup directory's repository, or 2, the S3 one
+(backup.pgbackrest.s3), which outlives the database host.
+
 `datastores` (comma-separated, default "postgres") adds the set's other datastores: redis,
 objects (the platform bucket's objects) and kafka (topic configuration and group offsets),
 each restored into scratch and proven, or swapped in with `target="live"`."""
@@ -59,6 +62,16 @@ def is_point_in_time(parameters: dict[str, Any]) -> bool:
     return parameters.get("target") == LATEST or bool(str(parameters.get("target_time", "") or "").strip())
 
 
+def repo_of(parameters: dict[str, Any]) -> int:
+    """The `repo` parameter: 1 (the local repository, the default) or 2 (the S3 one)."""
+    repo = parameters.get("repo", 1)
+    if isinstance(repo, str) and repo.strip().isdigit():
+        repo = int(repo)
+    if isinstance(repo, bool) or repo not in (1, pgbackrest.S3_REPO):
+        raise RunRefused(f"repo must be 1 (the backup directory) or 2 (the S3 repository), not {repo!r}")
+    return int(repo)
+
+
 def chosen_datastores(parameters: dict[str, Any]) -> list[str]:
     return datastores.chosen(str(parameters.get("datastores", "postgres") or "postgres"))
 
@@ -79,7 +92,13 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
     when = target_time_of(parameters)
     if when is not None and target == LATEST:
         raise RunRefused("give either target_time or target='latest', not both")
+    repo = repo_of(parameters)
     if not is_point_in_time(parameters):
+        if repo != 1:
+            raise RunRefused(
+                "repo names a pgBackRest repository, for a point-in-time restore (target_time=... or "
+                "target='latest'); a set's dumps come from from_store"
+            )
         check_set_choice(env, parameters)
         return
     if target == "live":
@@ -89,6 +108,8 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
         )
     if env.backup is None or env.backup.pgbackrest is None:
         raise RunRefused(f"environment '{env.name}' takes no physical backups (backup.pgbackrest)")
+    if repo == pgbackrest.S3_REPO and env.backup.pgbackrest.s3 is None:
+        raise RunRefused(f"environment '{env.name}' names no S3 repository (backup.pgbackrest.s3): repo=2")
     check_set_choice(env, {**parameters, "set_id": ""})
 
 
@@ -99,13 +120,15 @@ class Verified:
     path: Path | None = None
     manifest: Manifest | None = None
     stanza: pgbackrest.Stanza | None = None
+    repo: int = 1
 
     def note(self) -> Any:
         from vextrus_nb.display import note
 
         if self.stanza is not None:
             return note(
-                f"pgBackRest repository of stanza {self.stanza.name} verified: every backup file and "
+                f"pgBackRest repository {self.repo} of stanza {self.stanza.name} "
+                f"({self.stanza.repository_location(self.repo)}) verified: every backup file and "
                 "archived WAL segment checks out, and the WAL has no gap."
             )
         assert self.manifest is not None
@@ -120,8 +143,9 @@ def verify(rb: Runbook) -> Verified:
         stanza = physical_stanza(rb)
         if stanza is None:
             raise BackupError(f"environment '{rb.env.name}' takes no physical backups (backup.pgbackrest)")
-        pitr.verify_before_restore(stanza)
-        return Verified(stanza=stanza)
+        repo = repo_of(rb.parameters)
+        pitr.verify_before_restore(stanza, repo)
+        return Verified(stanza=stanza, repo=repo)
     path = find_set(rb, rb.parameters.get("set_id", ""), rb.parameters.get("from_store", "local"))
     return Verified(path=path, manifest=verify_set(rb, path))
 
@@ -129,7 +153,7 @@ def verify(rb: Runbook) -> Verified:
 def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
     """Restore and prove; a set fetched from S3 is a working copy, discarded whatever happens."""
     if verified.stanza is not None:
-        return point_in_time(rb, verified.stanza)
+        return point_in_time(rb, verified.stanza, verified.repo)
     assert verified.path is not None and verified.manifest is not None
     names = chosen_datastores(rb.parameters)
     if "postgres" not in names:
@@ -173,7 +197,7 @@ def restore_others(rb: Runbook, verified: Verified) -> datastores.DatastoresResu
     return result
 
 
-def point_in_time(rb: Runbook, stanza: pgbackrest.Stanza) -> pitr.PitrResult:
+def point_in_time(rb: Runbook, stanza: pgbackrest.Stanza, repo: int = 1) -> pitr.PitrResult:
     """The whole cluster into scratch, recovered to the target, proven against the live one."""
     login = postgres_login(rb)
     result = pitr.point_in_time_restore(
@@ -183,6 +207,7 @@ def point_in_time(rb: Runbook, stanza: pgbackrest.Stanza) -> pitr.PitrResult:
         choose_services(rb.inventory, rb.parameters.get("services", "")),
         target_time_of(rb.parameters),
         keep=bool(rb.parameters.get("keep_scratch", False)),
+        repo=repo,
     )
     rb.summary.update(result.summary())
     rb.summary["writes"] = [
