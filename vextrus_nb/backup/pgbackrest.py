@@ -243,14 +243,18 @@ def check(stanza: Stanza) -> None:
     _run(stanza, "check")
 
 
-def _repo_option(repo: int | None) -> list[str]:
+def _repo_option(stanza: Stanza, repo: int | None) -> list[str]:
+    """--repo=N for a command limited to one repository (none: pgBackRest's default), refused
+    when the stanza has no such repository."""
+    if repo is not None and repo not in stanza.repositories:
+        raise BackupError(f"stanza {stanza.name} has no repository {repo} (it has {stanza.repositories})")
     return [f"--repo={repo}"] if repo is not None else []
 
 
 def info(stanza: Stanza, repo: int | None = None) -> dict[str, Any]:
     """`pgbackrest info --output=json` for this stanza (in one repository, or all): its backups
     and archive range."""
-    done = _run(stanza, "info", "--output=json", *_repo_option(repo))
+    done = _run(stanza, "info", "--output=json", *_repo_option(stanza, repo))
     parsed = json.loads(done.stdout or "[]")
     if not parsed:
         raise BackupError(f"pgbackrest knows no stanza '{stanza.name}'")
@@ -311,10 +315,8 @@ def backup(stanza: Stanza, kind: BackupKind = "full", repo: int | None = None) -
     (pgBackRest's default: repo1) and return what `info` records of it."""
     if kind not in ("full", "incr", "diff"):
         raise BackupError(f"backup kind must be full, incr or diff, not {kind!r}")
-    if repo is not None and repo not in stanza.repositories:
-        raise BackupError(f"stanza {stanza.name} has no repository {repo} (it has {stanza.repositories})")
     before = {b.label for b in backups(stanza, repo)}
-    _run(stanza, "backup", f"--type={kind}", *_repo_option(repo))
+    _run(stanza, "backup", f"--type={kind}", *_repo_option(stanza, repo))
     new = [b for b in backups(stanza, repo) if b.label not in before]
     if not new:
         raise BackupError("pgbackrest backup exited 0 but info lists no new backup")
@@ -360,7 +362,12 @@ def verify(stanza: Stanza, repo: int | None = None) -> list[RepositoryProblem]:
     pgBackRest's verify exits 0 whatever it finds; what it finds is in its log lines (a file's
     checksum, a missing file, an unreadable segment) and its WAL ranges (two ranges: a gap)."""
     done = _run(
-        stanza, "verify", "--log-level-console=detail", "--job-retry=0", *_repo_option(repo), check=False
+        stanza,
+        "verify",
+        "--log-level-console=detail",
+        "--job-retry=0",
+        *_repo_option(stanza, repo),
+        check=False,
     )
     if done.returncode != 0:
         return [RepositoryProblem("repository", _last_error(done))]
@@ -568,11 +575,12 @@ def restore(
     that holds the backup)."""
     if into.exists():
         raise BackupError(f"{into} already exists: a restore goes into a fresh directory")
+    from_repo = _repo_option(stanza, repo)  # an unknown repository: refused before anything is made
     into.mkdir(mode=0o700)
     account = owner_of(into.parent)
     if account:
         os.chown(into, *account)
-    options = [f"--pg1-path={into}", "--archive-mode=off", *_repo_option(repo)]
+    options = [f"--pg1-path={into}", "--archive-mode=off", *from_repo]
     if backup_label:
         options.append(f"--set={backup_label}")
     for database in sorted(set(databases or ()) - SYSTEM_DATABASES):

@@ -87,8 +87,6 @@ class PitrResult:
 
 def verify_before_restore(stanza: pgbackrest.Stanza, repo: int = 1) -> None:
     """Nothing is restored from a repository with a damaged file or a hole in its WAL."""
-    if repo not in stanza.repositories:
-        raise BackupError(f"stanza {stanza.name} has no repository {repo} (it has {stanza.repositories})")
     problems = pgbackrest.verify(stanza, repo)
     if problems:
         named = "; ".join(str(p) for p in problems)
