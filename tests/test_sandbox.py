@@ -27,7 +27,10 @@ def _get(state: SandboxState, component: str, path: str, timeout: float = 3.0) -
 def _service_sweep():
     inventory = load_inventory()
     env = load_environment("sandbox", inventory)
-    return sweep(probe_targets(env, inventory, inventory.services(), all_health_paths=True), timeout=3.0)
+    # A service's readiness with PostgreSQL down answers after its own 2 s connect timeout (through
+    # PgBouncer, whose auth_query needs the server); 18 services at once on two cores can take
+    # longer than 3 s, and a probe that times out has no body naming the cause.
+    return sweep(probe_targets(env, inventory, inventory.services(), all_health_paths=True), timeout=8.0)
 
 
 def test_every_service_answers_all_three_health_paths(healthy: SandboxState) -> None:
