@@ -6,7 +6,6 @@ test; the services process would run it on its own loop."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,15 +13,14 @@ import time
 import redis
 
 from bench.common import median, report
+from vextrus_nb.ports import free_ports
 from vextrus_nb.sandbox.fault_proxy import FaultProxy
 
 ROUND_TRIPS = 5000
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _round_trips(port: int) -> list[float]:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import report
+from vextrus_nb.ports import free_ports
 
 TARGET_RATE = 200  # iterations per second: the engine's ceiling per target
 DURATION_S = 10
@@ -36,9 +37,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _wait_listening(port: int, deadline_s: float = 10.0) -> None:

@@ -35,7 +35,7 @@ def main() -> None:
     from vextrus_nb.backup import pgbackrest
     from vextrus_nb.backup.access import physical_stanza
     from vextrus_nb.config import load_environment, load_inventory
-    from vextrus_nb.local_platform import free_ports
+    from vextrus_nb.ports import free_ports
     from vextrus_nb.run.session import Runbook
     from vextrus_nb.sandbox import manager
 

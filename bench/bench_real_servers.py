@@ -15,7 +15,7 @@ REPEATS = 2
 
 def main() -> None:
     from vextrus_nb.config import load_inventory
-    from vextrus_nb.local_platform import free_ports
+    from vextrus_nb.ports import free_ports
     from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, RealPlatform, extra_port_roles
 
     names = list(REAL_COMPONENTS)

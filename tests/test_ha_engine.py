@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from vextrus_nb.ha import pgbouncer, postgres, sentinel
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
 from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 from vextrus_nb.sandbox.real_servers import LOOPBACK

@@ -9,7 +9,6 @@ import json
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import nbformat
 import pytest
 
 from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.ports import free_ports
 from vextrus_nb.sandbox import manager
 
 from .helpers import CLI, REPO, ledger_entries, run_cli, wait_until
@@ -68,9 +68,7 @@ class Lab:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,12 @@ import pytest
 
 from vextrus_nb.backup import pgbackrest
 from vextrus_nb.errors import BackupError
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import real_servers
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
+
+pytestmark = pytest.mark.servers
 
 BUCKET = "vextrus-pgbackrest"
 ADMIN = "vextrus_admin"

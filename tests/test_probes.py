@@ -12,7 +12,8 @@ from contextlib import suppress
 
 import pytest
 
-from vextrus_nb.local_platform import SandboxState, free_ports
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.ports import free_ports
 from vextrus_nb.probes import ProbeTarget, sweep
 
 LOCAL = "127.0.0.1"

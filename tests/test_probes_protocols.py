@@ -16,12 +16,14 @@ import pytest
 import yaml
 
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 from vextrus_nb.probes import ProbeResult, ProbeTarget, sweep
 from vextrus_nb.sandbox import real_servers as rs
 from vextrus_nb.targets import probe_targets
 
 from .helpers import REPO
+
+pytestmark = pytest.mark.servers
 
 LOCAL = "127.0.0.1"
 TIMEOUT = 2.0

@@ -25,7 +25,7 @@ import yaml
 from vextrus_nb import triage
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.ha import postgres
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 from vextrus_nb.sandbox import supervisor
 from vextrus_nb.sandbox.component import PORTS_VAR
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE, wait_for_sentinels_to_see_replicas

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,20 +67,6 @@ def write_faults(root: Path, faults: dict[str, dict[str, Any]]) -> None:
     tmp = root / (FAULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(faults, indent=2, sort_keys=True))
     os.replace(tmp, root / FAULTS_FILE)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out as free, all held until every one is chosen (no duplicates)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import psycopg
 
 from vextrus_nb.errors import BackupError
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 
 BINARY = "pgbackrest"
 REPO_STATUS_OTHER = 99  # `info`'s status for a repository it could not read (not "no backups")

@@ -29,7 +29,7 @@ import redis
 
 from vextrus_nb.backup.redis_snapshot import snapshot
 from vextrus_nb.errors import BackupError
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 
 SAMPLE_SIZE = 200
 START_TIMEOUT_S = 30.0

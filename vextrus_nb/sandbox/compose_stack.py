@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tarfile
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import yaml
 from vextrus_nb import paths
 from vextrus_nb.config import Component, Inventory
 from vextrus_nb.errors import StackError
+from vextrus_nb.ports import free_ports
 
 BASE_IMAGE = "vextrus/base:local"
 PG_USER = "vextrus_admin"
@@ -63,17 +63,6 @@ def ensure_base_image(client: Any) -> str:
     repository, tag = BASE_IMAGE.split(":")
     client.api.import_image_from_data(archive.getvalue(), repository=repository, tag=tag)
     return BASE_IMAGE
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def postgres_bindir() -> Path:

@@ -20,7 +20,8 @@ import redis
 
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.ha import postgres
-from vextrus_nb.local_platform import SandboxState, free_ports
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import ha_servers, supervisor
 from vextrus_nb.sandbox.ha_servers import PgNode

@@ -36,7 +36,8 @@ from vextrus_nb.credentials import (
     redis_secret_name,
 )
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import SandboxState, free_ports, pid_alive, read_faults, write_faults
+from vextrus_nb.local_platform import SandboxState, pid_alive, read_faults, write_faults
+from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import backup_repositories, events, ha_topology, links, real_platform, redis_server
 from vextrus_nb.sandbox import faults as fault_modes

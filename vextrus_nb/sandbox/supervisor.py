@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from vextrus_nb.errors import ServerNotReady
-from vextrus_nb.local_platform import free_ports
+from vextrus_nb.ports import free_ports
 
 POLL_INTERVAL_S = 0.05
 DEFAULT_GRACE_S = 15.0
@@ -44,7 +44,7 @@ _live_lock = threading.Lock()
 
 
 def free_port() -> int:
-    """One free loopback port (the kernel's choice; a tiny race with other binders remains)."""
+    """One free loopback port, reserved for this process (vextrus_nb.ports)."""
     return free_ports(1)[0]
 
 
