@@ -416,3 +416,22 @@ def test_the_sandbox_archives_and_beats(healthy: SandboxState) -> None:
         assert int(settings["archive_timeout"]) <= 60
         wait_until(lambda: heartbeat.digest(conn).last_seq > first.last_seq, "the next heartbeat")
     assert first.last_beat_at is not None and (datetime.now(UTC) - first.last_beat_at).total_seconds() < 30
+
+
+@pytest.mark.parametrize(
+    ("newest", "archived", "held"),
+    [
+        ("000000010000000000000058", "000000010000000000000058", True),
+        ("000000010000000000000058", "000000010000000000000059", False),
+        # A switchover archives the old timeline's last segment as .partial: pgBackRest's `max`
+        # leaves it out, so the whole segment before it is what the repository must have.
+        ("000000020000000000000058", "000000020000000000000059.partial", True),
+        ("000000020000000000000057", "000000020000000000000059.partial", False),
+        ("0000000200000000000000FF", "000000020000000100000000.partial", True),
+        ("", "000000010000000000000001", False),
+    ],
+)
+def test_the_repository_holds_what_the_server_archived_a_partial_segment_included(
+    newest: str, archived: str, held: bool
+) -> None:
+    assert pgbackrest.repository_holds(newest, archived) is held

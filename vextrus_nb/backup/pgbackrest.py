@@ -646,12 +646,30 @@ def archive_status(conn: psycopg.Connection, stanza: Stanza | None = None) -> Ar
     if stanza is not None and wal:
         archives = info(stanza).get("archive", [])
         newest = max((a.get("max") or "" for a in archives), default="")
-        if newest < wal[:24]:
+        if not repository_holds(newest, wal):
             raise BackupError(
                 f"the server archived {wal} but the repository's newest segment is {newest or 'none'}"
             )
     rpo = (now - archived_at).total_seconds() if archived_at else float("inf")
     return ArchiveStatus(wal or "", archived_at, int(failed), bool(failing), rpo)
+
+
+def repository_holds(newest: str, archived: str) -> bool:
+    """Whether a repository whose newest whole segment is `newest` holds the server's last
+    archived file. A promotion archives the old timeline's last, unfinished segment as
+    `<segment>.partial`, which pgBackRest keeps but leaves out of its `max`: the whole segments
+    before it are what must be there."""
+    segment = archived[:24]
+    if archived.endswith(".partial"):
+        segment = _previous_segment(segment)
+    return newest >= segment
+
+
+def _previous_segment(name: str) -> str:
+    """The WAL file name before `name` on the same timeline (16 MiB segments: 256 per log)."""
+    timeline, log, seg = int(name[:8], 16), int(name[8:16], 16), int(name[16:24], 16)
+    log, seg = (log, seg - 1) if seg else (log - 1, 0xFF)
+    return f"{timeline:08X}{log:08X}{seg:08X}"
 
 
 def switch_wal(conn: psycopg.Connection) -> str:
