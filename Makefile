@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test lint lab bench sandbox-down clean
+.PHONY: setup system-deps demo test test-fast lint lab bench sandbox-down clean
 
 setup: system-deps $(STAMP)
 
@@ -47,8 +47,15 @@ demo: setup
 	$(BIN)/vextrus-nb run verify/smoke --env sandbox
 	@echo "open it with: make lab   (the sandbox keeps running; stop it with: $(BIN)/vextrus-nb sandbox down)"
 
+# Two pytest-xdist workers, the tests of one expensive server on one worker (tests/conftest.py).
+PYTEST := $(BIN)/pytest -q -n 2 --dist loadgroup
+
 test: setup lint
-	$(BIN)/pytest -q
+	$(PYTEST)
+
+# The inner loop: the tests that need no real server beyond PostgreSQL and Redis.
+test-fast: setup
+	$(PYTEST) -m "not sandbox and not docker and not servers"
 
 lint: $(STAMP)
 	$(BIN)/ruff check vextrus_nb tests bench

@@ -24,6 +24,8 @@ from vextrus_nb.errors import ConfigError
 from vextrus_nb.evidence import ledger, metrics
 from vextrus_nb.sandbox import observability, real_servers, supervisor
 
+pytestmark = pytest.mark.servers
+
 RULES = observability.rules_path()
 RULE_TESTS = RULES.with_name("alerts.test.yml")
 RPO_TARGET_S = 24 * 3600.0

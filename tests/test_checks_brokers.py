@@ -28,6 +28,8 @@ from vextrus_nb.deploy.kafka_topics import wanted_topics
 from vextrus_nb.sandbox import real_servers as rs
 from vextrus_nb.sandbox import supervisor
 
+pytestmark = pytest.mark.servers
+
 ENV = "brokers-test"
 RULE_GROUPS = ("vextrus-evidence", "vextrus-components")
 RULES = {

@@ -17,6 +17,8 @@ from vextrus_nb.errors import ConfigError, DeployError
 from vextrus_nb.sandbox import real_servers
 from vextrus_nb.sandbox.real_servers import RealServer
 
+pytestmark = pytest.mark.servers
+
 TIMEOUT_S = 5.0
 
 

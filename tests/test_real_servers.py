@@ -19,6 +19,8 @@ from vextrus_nb.errors import ServerNotReady, ServerUnavailable
 from vextrus_nb.sandbox import real_servers as rs
 from vextrus_nb.sandbox import supervisor
 
+pytestmark = pytest.mark.servers
+
 
 def assert_gone(server: rs.RealServer) -> None:
     """Stopped cleanly (143/-15 count), every process group empty, every port closed."""

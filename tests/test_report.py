@@ -53,6 +53,7 @@ def outputs_copy(demo_outputs: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run and make system-deps")
 def test_report_opens_offline_in_chromium(demo_outputs: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -371,6 +372,7 @@ def test_key_figures_of_odd_summaries() -> None:
     assert len(report.key_figures({f"k{i}": i for i in range(20)})) == report.MAX_FIGURES
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run and make system-deps")
 def test_index_filters_dry_runs_and_interactive_runs_in_chromium(mixed_report: report.Report) -> None:
     from playwright.sync_api import sync_playwright

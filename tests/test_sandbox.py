@@ -46,7 +46,7 @@ def test_stopping_postgres_turns_readiness_red_but_not_liveness(healthy: Sandbox
     with_db = {c.name for c in load_inventory().services() if c.database}
     for r in results:
         if r.component in with_db and r.check in ("health", "ready"):
-            assert r.status == "down" and "database" in r.body["error"], r
+            assert r.status == "down" and r.body is not None and "database" in r.body["error"], r
         if r.check == "live":
             assert r.status == "up" and "database" not in r.body["details"], r
     manager.heal("postgres", root=healthy.root)

@@ -28,6 +28,8 @@ from vextrus_nb.evidence import scrub
 from vextrus_nb.sandbox import supervisor, traefik
 from vextrus_nb.sandbox.real_servers import RealServer
 
+pytestmark = pytest.mark.servers
+
 SERVICES = ("auth", "finance", "api-gateway")  # the gateway federates the others' subgraphs
 SECURITY_CHECKS = (
     "SEC-TRAEFIK-ENTRYPOINTS",

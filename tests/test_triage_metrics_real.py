@@ -26,6 +26,8 @@ from vextrus_nb.triage.context import TriageContext, TriageSettings
 from vextrus_nb.triage.metrics import collect_kafka_lag, collect_metrics
 from vextrus_nb.triage.model import CollectorReport
 
+pytestmark = pytest.mark.servers
+
 # Generous against a loaded machine; a low lag threshold so a small seeded lag is a finding.
 SETTINGS = TriageSettings(timeout_s=5.0, kafka_lag_max=10)
 
