@@ -105,22 +105,24 @@ def ha_environment_document(
     secrets_dir: Path,
     postgres_ha: dict[str, Any] | None = None,
     ports: dict[str, int] | None = None,
+    postgres_login: tuple[str, str] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """An environment naming a standalone HA topology (vextrus_nb/sandbox/ha_topology.py: the
-    `pair` and `redis_set` fixtures): its logins as secret files written into `secrets_dir`, its
-    parts' ports (plus `ports`), and `ha:` (plus `postgres_ha` settings); `fields` add or replace
-    top-level keys."""
+    `pair` and `redis_set` fixtures): its logins as secret files written into `secrets_dir` (the
+    PostgreSQL one `postgres_login`, user and password, when given), its parts' ports (plus
+    `ports`), and `ha:` (plus `postgres_ha` settings); `fields` add or replace top-level keys."""
     from vextrus_nb.sandbox.ha_topology import SUPERUSER
 
-    logins = {"postgres_password": pair.password, "redis_password": redis_set.password}
+    pg_user, pg_password = postgres_login or (SUPERUSER, pair.password)
+    logins = {"postgres_password": pg_password, "redis_password": redis_set.password}
     for secret, value in logins.items():
         (secrets_dir / secret).write_text(value)
     return {
         "name": name,
         "driver": "local",
         "secrets": {secret: {"file": str(secrets_dir / secret)} for secret in logins},
-        "postgres": {"user": SUPERUSER, "password_secret": "postgres_password"},
+        "postgres": {"user": pg_user, "password_secret": "postgres_password"},
         "redis": {"user": "default", "password_secret": "redis_password"},
         "ports": {
             "postgres": pair.primary.port,
@@ -134,3 +136,25 @@ def ha_environment_document(
         "ha": {"postgres": {"pooler_config": str(pair.config), **(postgres_ha or {})}, "redis": {}},
         **fields,
     }
+
+
+# A password libpq must quote and escape inside a connection string: a space, both quotes, a
+# backslash. Built by hand (`password=...`), the string is refused or reads another password.
+AWKWARD_PASSWORD = 'a pass\'word \\with "quotes"'
+AWKWARD_ADMIN = "vextrus awkward admin"
+
+
+def awkward_admin(pair: Any) -> tuple[str, str]:
+    """A superuser on the HA pair whose name and password both need quoting (created once; the
+    replica gets it by streaming)."""
+    from psycopg import sql
+
+    with psycopg.connect(pair.primary.dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (AWKWARD_ADMIN,)).fetchone()
+        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+        conn.execute(
+            sql.SQL("{} ROLE {} SUPERUSER LOGIN PASSWORD {}").format(
+                verb, sql.Identifier(AWKWARD_ADMIN), sql.Literal(AWKWARD_PASSWORD)
+            )
+        )
+    return AWKWARD_ADMIN, AWKWARD_PASSWORD

@@ -16,7 +16,7 @@ from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.ha import postgres
 from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 
-from .helpers import ha_environment_document, wait_until
+from .helpers import AWKWARD_PASSWORD, awkward_admin, ha_environment_document, wait_until
 
 ENV = "ha-checks-test"
 HA_CHECKS = (
@@ -128,3 +128,18 @@ def test_losing_the_redis_replica_and_two_sentinels_fails_naming_them(
     details = " ".join(f.detail for f in quorum.findings)
     assert all(f"127.0.0.1:{s.port}" in details for s in lost), details
     assert "redis" in quorum.subjects and "1 of 3 Sentinel(s) answer" in quorum.evidence
+
+
+def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
+    own_parameters: Path, tmp_path: Path, pair: PgPair, redis_set: RedisSet
+) -> None:
+    document = ha_environment_document(
+        ENV, pair, redis_set, tmp_path, probe={"timeout_s": 3.0}, postgres_login=awkward_admin(pair)
+    )
+    (own_parameters / "environments" / f"{ENV}.yaml").write_text(yaml.safe_dump(document))
+    replication = ("INF-PG-REPLICA", "INF-PG-REPLICA-LAG", "INF-PG-SLOTS")
+    results = run_all(load_environment(ENV), *replication)
+    assert {i: r.status for i, r in results.items()} == dict.fromkeys(replication, "passed"), {
+        i: r.evidence for i, r in results.items()
+    }
+    assert AWKWARD_PASSWORD not in str([r.as_row() for r in results.values()])

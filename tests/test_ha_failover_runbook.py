@@ -7,6 +7,7 @@ FailoverControl, and says so); Redis fails over through its Sentinels, and not w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from vextrus_nb.ha import pgbouncer, postgres
 from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 from vextrus_nb.sandbox.real_servers import LOOPBACK
 
-from .helpers import ha_environment_document, ledger_entries, run_cli
+from .helpers import AWKWARD_PASSWORD, awkward_admin, ha_environment_document, ledger_entries, run_cli
 
 ENV = "ha-runbook-test"
 
@@ -95,3 +96,17 @@ def test_redis_fails_over_through_its_sentinels_and_not_without_a_quorum(
     code, entry, said = _run(tmp_path / "b", environment, "dry_run=false", "datastore=redis")
     assert code == 1, said
     assert any("fewer than 3: no quorum" in f for f in entry["failures"]), entry["failures"]
+
+
+def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
+    own_parameters: Path, pair: PgPair, redis_set: RedisSet, tmp_path: Path
+) -> None:
+    name = "ha-runbook-awkward"
+    document = ha_environment_document(name, pair, redis_set, tmp_path, postgres_login=awkward_admin(pair))
+    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    # Refused as with the pair's own superuser: it asked both nodes, logged in with the password.
+    code, entry, said = _run(tmp_path / "outputs", name, "dry_run=false", "mode=unplanned")
+    assert code == 1, said
+    assert any("primary still answers" in f for f in entry["failures"]), entry["failures"]
+    assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.primary.port)
+    assert AWKWARD_PASSWORD not in said and AWKWARD_PASSWORD not in json.dumps(entry)

@@ -22,6 +22,7 @@ from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.ha import failover as ha_failover
 from vextrus_nb.ha import sentinel
 from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.sandbox import ha_topology, manager
 from vextrus_nb.sandbox.driver import LocalDriver
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
@@ -86,7 +87,7 @@ def switch_postgres_back(state: SandboxState) -> ha_failover.FailoverRecord:
     password = state.secret("postgres_password")
 
     def dsn(port: int) -> str:
-        return f"host=127.0.0.1 port={port} user={manager.ADMIN_USER} password={password} dbname=postgres"
+        return conninfo("127.0.0.1", port, manager.ADMIN_USER, password)
 
     ports = state.ports
     ends = ha_failover.Endpoints(

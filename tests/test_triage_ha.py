@@ -32,7 +32,7 @@ from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE, wait_for_sentinels_t
 from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet
 from vextrus_nb.triage import Finding, TriageResult, TriageSettings
 
-from .helpers import ha_environment_document, wait_until
+from .helpers import awkward_admin, ha_environment_document, wait_until
 
 ENV = "ha-triage-test"
 SERVICE = "auth"  # depends on postgres and redis only: its readiness names whichever is down
@@ -315,3 +315,25 @@ def test_a_killed_redis_primary_ranks_as_the_root_cause_above_the_service(
     assert ("redis", "down") not in findings(result)
     service = findings(result)[(SERVICE, "dependency_down")]
     assert service.explained_by == ["redis"] and not service.root_cause
+
+
+def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
+    own_parameters: Path, tmp_path: Path, pair: PgPair, redis_set: RedisSet, service_port: int
+) -> None:
+    name = f"{ENV}-awkward"
+    document = ha_environment_document(
+        name,
+        pair,
+        redis_set,
+        tmp_path,
+        {"max_lag_bytes": LAG_BOUND_BYTES},
+        ports={SERVICE: service_port},
+        postgres_login=awkward_admin(pair),
+        exclude=sorted(set(load_inventory().components) - IN_SCOPE),
+    )
+    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    result = run_triage(load_environment(name))
+    replication = result.report("replication")
+    assert replication.status == "ok", replication.detail
+    assert "1 replica(s) connected" in replication.detail and "in recovery" in replication.detail
+    assert result.findings == [], [f.as_row() for f in result.findings]

@@ -18,6 +18,7 @@ from vextrus_nb.checks.context import CheckContext, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
 from vextrus_nb.config import PostgresHA, RedisHA
 from vextrus_nb.ha import pgbouncer, postgres, sentinel
+from vextrus_nb.pg_conninfo import conninfo
 
 
 def _postgres_ha(ctx: CheckContext) -> PostgresHA | None:
@@ -37,10 +38,7 @@ def dsn(ctx: CheckContext, component: str, dbname: str = "postgres") -> str:
     login = ctx.env.postgres
     assert login is not None
     password = ctx.secret(login.password_secret)
-    return (
-        f"host={host} port={port} user={login.user} password={password} dbname={dbname} "
-        "application_name=vextrus-nb-checklist"
-    )
+    return conninfo(host, port, login.user, password, dbname, application_name="vextrus-nb-checklist")
 
 
 async def _in_thread(ctx: CheckContext, work: Any) -> Any:

@@ -23,6 +23,7 @@ import psycopg
 
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import pid_alive
+from vextrus_nb.pg_conninfo import conninfo, with_password
 from vextrus_nb.sandbox import supervisor
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
 from vextrus_nb.sandbox.redis_server import find_redis_server
@@ -87,9 +88,7 @@ class PgNode:
 
     @property
     def dsn(self) -> str:
-        return (
-            f"host={LOOPBACK} port={self.port} user={self.superuser} password={self.password} dbname=postgres"
-        )
+        return conninfo(LOOPBACK, self.port, self.superuser, self.password)
 
     @property
     def conninfo_without_password(self) -> str:
@@ -234,10 +233,12 @@ def rejoin_as_replica(
         # not outlive it: this node is promoted in the next failover.
         if not line.startswith(("primary_conninfo", "primary_slot_name", "default_transaction_read_only"))
     ]
-    conninfo = (
-        f"{new_primary.conninfo_without_password} password={new_primary.password} application_name={old.name}"
+    upstream = with_password(
+        new_primary.conninfo_without_password, new_primary.password, application_name=old.name
     )
-    kept += [f"primary_conninfo = '{conninfo}'", f"primary_slot_name = '{slot}'"]
+    # A configuration string: its own quotes doubled, as postgresql.conf reads them.
+    quoted = upstream.replace("'", "''")
+    kept += [f"primary_conninfo = '{quoted}'", f"primary_slot_name = '{slot}'"]
     auto_conf.write_text("\n".join(kept) + "\n")
     _own(auto_conf)
     (old.datadir / "standby.signal").touch()

@@ -21,6 +21,7 @@ import redis
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.ha import postgres
 from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import ha_servers, supervisor
@@ -40,8 +41,7 @@ class PgPair:
 
     @property
     def pooled_dsn(self) -> str:
-        where = f"host={LOOPBACK} port={self.pooler.port}"
-        return f"{where} user={SUPERUSER} password={self.password} dbname=postgres"
+        return conninfo(LOOPBACK, self.pooler.port, SUPERUSER, self.password)
 
     @property
     def console_dsn(self) -> str:
@@ -507,8 +507,7 @@ def kill_primary(state: SandboxState, superuser: str) -> None:
 def wait_for_pooler(state: SandboxState, superuser: str, timeout: float = START_TIMEOUT_S) -> None:
     """Until a query through PgBouncer reaches the primary (after a heal restarted it)."""
     password = state.secret("postgres_password")
-    where = f"host={LOOPBACK} port={state.ports['pgbouncer']}"
-    dsn = f"{where} user={superuser} password={password} dbname=postgres"
+    dsn = conninfo(LOOPBACK, state.ports["pgbouncer"], superuser, password)
 
     def serves() -> bool:
         with psycopg.connect(dsn, connect_timeout=2, prepare_threshold=None) as conn:

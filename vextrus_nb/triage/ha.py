@@ -21,6 +21,7 @@ import redis
 from vextrus_nb.config import PostgresHA, RedisHA
 from vextrus_nb.ha import postgres as replication
 from vextrus_nb.ha import sentinel
+from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.probes import describe_error
 from vextrus_nb.triage.context import TriageContext
 from vextrus_nb.triage.model import CollectorReport, Signal
@@ -54,10 +55,13 @@ def _dsn(ctx: TriageContext, component: str) -> str:
     host, port = ctx.where[component]
     login = ctx.env.postgres
     assert login is not None
-    return (
-        f"host={host} port={port} user={login.user} password={ctx.secret(login.password_secret)} "
-        f"dbname=postgres application_name={OWN_APPLICATION} "
-        "options='-c default_transaction_read_only=on'"
+    return conninfo(
+        host,
+        port,
+        login.user,
+        ctx.secret(login.password_secret),
+        application_name=OWN_APPLICATION,
+        options="-c default_transaction_read_only=on",
     )
 
 

@@ -18,6 +18,7 @@ from vextrus_nb import drivers
 from vextrus_nb.config import Environment, PostgresHA, RedisHA, load_inventory, resolve_path
 from vextrus_nb.errors import RunRefused, VextrusError
 from vextrus_nb.ha import failover, pgbouncer, sentinel
+from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.targets import endpoints
 
 if TYPE_CHECKING:
@@ -89,9 +90,8 @@ def _dsn(rb: Runbook, component: str) -> str:
     host, port = endpoints(rb.env, rb.inventory)[component]
     login = rb.env.postgres
     assert login is not None
-    return (
-        f"host={host} port={port} user={login.user} password={rb.secret(login.password_secret)} "
-        "dbname=postgres application_name=vextrus-nb-failover"
+    return conninfo(
+        host, port, login.user, rb.secret(login.password_secret), application_name="vextrus-nb-failover"
     )
 
 
