@@ -2,6 +2,12 @@
 "you asked for something wrong" from "the platform is broken"."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An error in one line, for a finding or a log: its message's first line, else its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class VextrusError(Exception):
     """Base class of every error this package raises on purpose."""
 

@@ -24,7 +24,7 @@ from vextrus_nb.drivers.base import (
     LogLine,
     PlatformEvent,
 )
-from vextrus_nb.errors import DriverError, DriverUnavailable
+from vextrus_nb.errors import DriverError, DriverUnavailable, first_line
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -64,7 +64,7 @@ class ComposeDriver:
             client = docker.from_env(timeout=30)
             client.ping()
         except Exception as exc:
-            raise DriverUnavailable(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+            raise DriverUnavailable(f"cannot reach the Docker engine: {first_line(exc)}") from None
         project = env.deployment.get("compose_project") or compose_file.parent.name
         return cls(compose_file, project, client=client)
 
@@ -211,8 +211,3 @@ def _docker_time(stamp: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -32,7 +32,7 @@ from vextrus_nb.drivers.base import (
     LogLine,
     PlatformEvent,
 )
-from vextrus_nb.errors import DriverError, DriverUnavailable
+from vextrus_nb.errors import DriverError, DriverUnavailable, first_line
 
 NAME_LABEL = "app.kubernetes.io/name"
 PART_OF_SELECTOR = "app.kubernetes.io/part-of=vextrus"
@@ -64,7 +64,7 @@ class KubeDriver:
             else:
                 config.load_kube_config(client_configuration=configuration)
         except Exception as exc:
-            raise DriverUnavailable(f"no Kubernetes API configuration: {_first_line(exc)}") from None
+            raise DriverUnavailable(f"no Kubernetes API configuration: {first_line(exc)}") from None
         api_client = client.ApiClient(configuration)
         namespace = env.deployment.get("namespace", "vextrus")
         try:
@@ -72,7 +72,7 @@ class KubeDriver:
                 namespace, label_selector=PART_OF_SELECTOR, limit=1
             )
         except Exception as exc:
-            raise DriverUnavailable(f"cannot reach the Kubernetes API: {_first_line(exc)}") from None
+            raise DriverUnavailable(f"cannot reach the Kubernetes API: {first_line(exc)}") from None
         return cls(api_client, namespace, env.deployment_files().get("kube_manifests"))
 
     # -- API handles ------------------------------------------------------------------
@@ -267,8 +267,3 @@ def _api_time(stamp: str) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

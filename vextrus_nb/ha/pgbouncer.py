@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from vextrus_nb.errors import first_line
+
 ADMIN_DATABASE = "pgbouncer"
 
 
@@ -49,11 +51,7 @@ def _console(admin_dsn: str, timeout_s: float) -> psycopg.Connection[Any]:
             connect_timeout=max(1, round(timeout_s)),
         )
     except psycopg.Error as exc:
-        raise PoolerError(f"PgBouncer's console refused: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PoolerError(f"PgBouncer's console refused: {first_line(exc)}") from None
 
 
 def show(admin_dsn: str, what: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
@@ -103,7 +101,7 @@ def repoint(config_path: Path, host: str, port: int, admin_dsn: str, timeout_s: 
             try:
                 conn.execute(command)
             except psycopg.Error as exc:
-                raise PoolerError(f"PgBouncer refused {command}: {_first_line(exc)}") from None
+                raise PoolerError(f"PgBouncer refused {command}: {first_line(exc)}") from None
 
 
 def _read(config_path: Path) -> configparser.ConfigParser:

@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from vextrus_nb.errors import first_line
+
 
 class ReplicationError(Exception):
     """A replication view could not be read, or a promotion did not take."""
@@ -63,11 +65,7 @@ def _connect(dsn: str, timeout_s: float) -> psycopg.Connection[dict[str, Any]]:
             dsn, connect_timeout=max(1, round(timeout_s)), autocommit=True, row_factory=dict_row
         )
     except psycopg.Error as exc:
-        raise ReplicationError(f"cannot connect: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReplicationError(f"cannot connect: {first_line(exc)}") from None
 
 
 def primary_view(dsn: str, timeout_s: float = 5.0) -> PrimaryView:

@@ -38,6 +38,7 @@ from vextrus_nb.credentials import (
     redis_secret_name,
     split_login,
 )
+from vextrus_nb.errors import first_line
 from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.probes import ProbeTarget
 from vextrus_nb.sandbox import faults as fault_modes
@@ -52,7 +53,6 @@ from vextrus_nb.sandbox.service_app import (
     ComponentServer,
     JwtKeys,
     LoopbackReachability,
-    first_line,
 )
 
 log = logging.getLogger("vextrus.sandbox")

@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from vextrus_nb.config import Component
+from vextrus_nb.errors import first_line
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox.simulated import SimulatedInfrastructure
 
@@ -297,8 +298,3 @@ class LoopbackReachability:
             return None
         except (OSError, TimeoutError) as exc:
             return f"{name} unreachable: {first_line(exc)}"
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
