@@ -279,6 +279,12 @@ def test_retention_keeps_the_newest_and_the_young_and_prunes_only_when_not_a_dry
     healthy: SandboxState, a_set: Path, tmp_path: Path
 ) -> None:
     now = datetime.now(UTC)
+    # Sets that other modules left on this worker's sandbox would count toward keep_last: parked
+    # for the test, so the store holds the module's set and the old ones alone.
+    parked = tmp_path / "parked"
+    parked.mkdir()
+    for other in [p for p in store(healthy).iterdir() if p.is_dir() and p != a_set]:
+        shutil.move(other, parked / other.name)
     old = [f"20250101T00000{i}Z-old{i}" for i in range(6)]
     for i, set_id in enumerate(old):
         _fake_set(store(healthy), set_id, now - timedelta(days=30, minutes=i))
@@ -302,6 +308,8 @@ def test_retention_keeps_the_newest_and_the_young_and_prunes_only_when_not_a_dry
     finally:
         for set_id in old:
             shutil.rmtree(store(healthy) / set_id, ignore_errors=True)
+        for other in parked.iterdir():
+            shutil.move(other, store(healthy) / other.name)
 
 
 def test_retention_needs_both_count_and_age_to_prune() -> None:

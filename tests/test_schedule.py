@@ -27,8 +27,25 @@ def crontab() -> Iterator[None]:
         subprocess.run(["crontab", "-r"], capture_output=True, check=False)
 
 
+@pytest.fixture(scope="module")
+def a_backup_of_auth(sandbox: SandboxState, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The set the scheduled drill restores: taken here, not left by whichever module ran earlier
+    on this worker's sandbox."""
+    outputs = tmp_path_factory.mktemp("schedule-backup")
+    done = run_cli(
+        "run",
+        "dr/backup",
+        "--env",
+        "sandbox",
+        "-p",
+        "services=auth",
+        env={"VEXTRUS_OUTPUTS_DIR": str(outputs)},
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_printed_line_runs_the_drill_in_crons_bare_environment(
-    sandbox: SandboxState, outputs: Path
+    sandbox: SandboxState, a_backup_of_auth: None, outputs: Path
 ) -> None:
     done = run_cli("schedule", "dr/drill", "--env", "sandbox", "--cron", "0 2 * * *", "-p", "services=auth")
     assert done.returncode == 0, done.stderr
