@@ -58,6 +58,22 @@ def test_a_healthy_topology_passes_every_ha_check(environment: Environment) -> N
     assert "3 of 3 Sentinel(s) answer" in results["INF-SENTINEL-QUORUM"].evidence
 
 
+def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
+    own_parameters: Path, tmp_path: Path, pair: PgPair, redis_set: RedisSet
+) -> None:
+    name = f"{ENV}-awkward"
+    document = ha_environment_document(
+        name, pair, redis_set, tmp_path, probe={"timeout_s": 3.0}, postgres_login=awkward_admin(pair)
+    )
+    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    replication = ("INF-PG-REPLICA", "INF-PG-REPLICA-LAG", "INF-PG-SLOTS")
+    results = run_all(load_environment(name), *replication)
+    assert {i: r.status for i, r in results.items()} == dict.fromkeys(replication, "passed"), {
+        i: r.evidence for i, r in results.items()
+    }
+    assert AWKWARD_PASSWORD not in str([r.as_row() for r in results.values()])
+
+
 def test_an_environment_without_ha_has_nothing_to_check(environment: Environment) -> None:
     single = environment.model_copy(update={"ha": None})
     results = run_all(single)
@@ -128,18 +144,3 @@ def test_losing_the_redis_replica_and_two_sentinels_fails_naming_them(
     details = " ".join(f.detail for f in quorum.findings)
     assert all(f"127.0.0.1:{s.port}" in details for s in lost), details
     assert "redis" in quorum.subjects and "1 of 3 Sentinel(s) answer" in quorum.evidence
-
-
-def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
-    own_parameters: Path, tmp_path: Path, pair: PgPair, redis_set: RedisSet
-) -> None:
-    document = ha_environment_document(
-        ENV, pair, redis_set, tmp_path, probe={"timeout_s": 3.0}, postgres_login=awkward_admin(pair)
-    )
-    (own_parameters / "environments" / f"{ENV}.yaml").write_text(yaml.safe_dump(document))
-    replication = ("INF-PG-REPLICA", "INF-PG-REPLICA-LAG", "INF-PG-SLOTS")
-    results = run_all(load_environment(ENV), *replication)
-    assert {i: r.status for i, r in results.items()} == dict.fromkeys(replication, "passed"), {
-        i: r.evidence for i, r in results.items()
-    }
-    assert AWKWARD_PASSWORD not in str([r.as_row() for r in results.values()])

@@ -64,6 +64,20 @@ def test_a_refused_failover_changes_nothing(environment: str, pair: PgPair, tmp_
     assert postgres.replica_view(pair.replica.dsn).in_recovery
 
 
+def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
+    own_parameters: Path, pair: PgPair, redis_set: RedisSet, tmp_path: Path
+) -> None:
+    name = "ha-runbook-awkward"
+    document = ha_environment_document(name, pair, redis_set, tmp_path, postgres_login=awkward_admin(pair))
+    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    # Refused as with the pair's own superuser: it asked both nodes, logged in with the password.
+    code, entry, said = _run(tmp_path / "outputs", name, "dry_run=false", "mode=unplanned")
+    assert code == 1, said
+    assert any("primary still answers" in f for f in entry["failures"]), entry["failures"]
+    assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.primary.port)
+    assert AWKWARD_PASSWORD not in said and AWKWARD_PASSWORD not in json.dumps(entry)
+
+
 def test_an_unplanned_failover_after_kill_9_repoints_the_same_pooler(
     environment: str, pair: PgPair, tmp_path: Path
 ) -> None:
@@ -96,17 +110,3 @@ def test_redis_fails_over_through_its_sentinels_and_not_without_a_quorum(
     code, entry, said = _run(tmp_path / "b", environment, "dry_run=false", "datastore=redis")
     assert code == 1, said
     assert any("fewer than 3: no quorum" in f for f in entry["failures"]), entry["failures"]
-
-
-def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
-    own_parameters: Path, pair: PgPair, redis_set: RedisSet, tmp_path: Path
-) -> None:
-    name = "ha-runbook-awkward"
-    document = ha_environment_document(name, pair, redis_set, tmp_path, postgres_login=awkward_admin(pair))
-    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
-    # Refused as with the pair's own superuser: it asked both nodes, logged in with the password.
-    code, entry, said = _run(tmp_path / "outputs", name, "dry_run=false", "mode=unplanned")
-    assert code == 1, said
-    assert any("primary still answers" in f for f in entry["failures"]), entry["failures"]
-    assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.primary.port)
-    assert AWKWARD_PASSWORD not in said and AWKWARD_PASSWORD not in json.dumps(entry)

@@ -135,6 +135,28 @@ def test_a_healthy_topology_gives_no_finding(environment: Environment) -> None:
     assert [row["flags"] for row in sentinels.data["sentinels"]] == ["master"] * 3
 
 
+def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
+    own_parameters: Path, tmp_path: Path, pair: PgPair, redis_set: RedisSet, service_port: int
+) -> None:
+    name = f"{ENV}-awkward"
+    document = ha_environment_document(
+        name,
+        pair,
+        redis_set,
+        tmp_path,
+        {"max_lag_bytes": LAG_BOUND_BYTES},
+        ports={SERVICE: service_port},
+        postgres_login=awkward_admin(pair),
+        exclude=sorted(set(load_inventory().components) - IN_SCOPE),
+    )
+    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    result = run_triage(load_environment(name))
+    replication = result.report("replication")
+    assert replication.status == "ok", replication.detail
+    assert "1 replica(s) connected" in replication.detail and "in recovery" in replication.detail
+    assert result.findings == [], [f.as_row() for f in result.findings]
+
+
 def test_an_environment_without_ha_has_no_ha_signal(environment: Environment) -> None:
     result = run_triage(environment.model_copy(update={"ha": None}))
     assert not {"replication", "sentinels"} & {r.name for r in result.reports}
@@ -315,25 +337,3 @@ def test_a_killed_redis_primary_ranks_as_the_root_cause_above_the_service(
     assert ("redis", "down") not in findings(result)
     service = findings(result)[(SERVICE, "dependency_down")]
     assert service.explained_by == ["redis"] and not service.root_cause
-
-
-def test_an_admin_password_libpq_must_quote_reaches_both_nodes(
-    own_parameters: Path, tmp_path: Path, pair: PgPair, redis_set: RedisSet, service_port: int
-) -> None:
-    name = f"{ENV}-awkward"
-    document = ha_environment_document(
-        name,
-        pair,
-        redis_set,
-        tmp_path,
-        {"max_lag_bytes": LAG_BOUND_BYTES},
-        ports={SERVICE: service_port},
-        postgres_login=awkward_admin(pair),
-        exclude=sorted(set(load_inventory().components) - IN_SCOPE),
-    )
-    (own_parameters / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
-    result = run_triage(load_environment(name))
-    replication = result.report("replication")
-    assert replication.status == "ok", replication.detail
-    assert "1 replica(s) connected" in replication.detail and "in recovery" in replication.detail
-    assert result.findings == [], [f.as_row() for f in result.findings]
