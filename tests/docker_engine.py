@@ -74,7 +74,10 @@ def remove_compose_project(client: Any, project: str) -> int:
     leaves its containers behind with `restart: unless-stopped`, so the next
     dockerd start brings them back on the same host ports.
     """
-    leftovers = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    # The low-level listing: one request, where containers.list() inspects each container too,
+    # and an inspect waits behind a container being stopped (a 30 s read timeout seen on a loaded
+    # machine in the stack's teardown).
+    leftovers = client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"})
     for container in leftovers:
-        container.remove(force=True, v=True)
+        client.api.remove_container(container["Id"], force=True, v=True)
     return len(leftovers)
