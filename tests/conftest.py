@@ -140,9 +140,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in fixtures:
                 item.add_marker(marker)
         item.add_marker(pytest.mark.xdist_group(worker_group(item, fixtures)))
-    # The Docker tests first (a stable sort): the compose cold start is the longest group, and
-    # scheduled last it would leave the other worker idle for its two minutes.
-    items.sort(key=lambda item: "docker_client" not in getattr(item, "fixturenames", ()))
 
 
 @pytest.hookimpl(trylast=True)
