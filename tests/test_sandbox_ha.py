@@ -187,6 +187,12 @@ def test_kill_9_of_the_postgres_primary_then_a_live_failover_and_a_planned_switc
     assert (restored.ports["postgres"], restored.ports["postgres-replica"]) == (primary, replica)
     wait_all_ready(restored)
     assert failed(ha_results()) == {}
+    # Both nodes were replicas once (a clone, a rejoin): their stored primary_conninfo names a
+    # password file, so a backup of either data directory holds no password.
+    password = restored.secret("postgres_password")
+    stored = list(Path(ha_topology.ha_record(restored)["pg_home"]).rglob("postgresql.auto.conf"))
+    assert len(stored) == 2 and all("primary_conninfo" in c.read_text() for c in stored), stored
+    assert not [c for c in stored if password in c.read_text()]
 
 
 def test_kill_9_of_the_redis_primary_then_a_live_failover_through_the_sentinels_and_back(

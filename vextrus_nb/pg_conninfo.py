@@ -19,3 +19,9 @@ def conninfo(host: str, port: int, user: str, password: str, dbname: str = "post
 def with_password(base: str, password: str, **options: str) -> str:
     """`base` (a connection string without a password) with the password and `options` added."""
     return make_conninfo(base, password=password, **options)
+
+
+def with_passfile(base: str, passfile: str, **options: str) -> str:
+    """`base` naming a libpq password file instead of holding the password: for a connection
+    string that is stored (a replica's primary_conninfo), where the password must not be."""
+    return make_conninfo(base, passfile=passfile, **options)

@@ -23,7 +23,7 @@ import psycopg
 
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import pid_alive
-from vextrus_nb.pg_conninfo import conninfo, with_password
+from vextrus_nb.pg_conninfo import conninfo, with_passfile
 from vextrus_nb.sandbox import supervisor
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
 from vextrus_nb.sandbox.redis_server import find_redis_server
@@ -94,14 +94,34 @@ class PgNode:
     def conninfo_without_password(self) -> str:
         return f"host={LOOPBACK} port={self.port} user={self.superuser}"
 
+    @property
+    def passfile(self) -> Path:
+        """The node's libpq password file, beside its data directory and never inside it: what
+        a replica's primary_conninfo names instead of the password itself, so neither the
+        replica's postgresql.auto.conf nor a backup of it holds a secret."""
+        return self.datadir.parent / "pgpass"
+
+    def write_passfile(self) -> Path:
+        # libpq's escapes in a password file: a backslash and a colon each take a backslash.
+        escaped = self.password.replace("\\", "\\\\").replace(":", "\\:")
+        line = f"{LOOPBACK}:*:*:{self.superuser}:{escaped}\n"
+        if not self.passfile.exists() or self.passfile.read_text() != line:
+            self.passfile.write_text(line)
+        self.passfile.chmod(0o600)  # libpq ignores a password file others can read
+        _own(self.passfile)
+        return self.passfile
+
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         account = _account()
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [str(self.bindir / args[0]), *args[1:]],
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "PGPASSWORD": self.password},
+            # A password file, not PGPASSWORD: pg_basebackup -R writes the connection it used
+            # into the replica's primary_conninfo, the password with it when given directly.
+            env={**os.environ, "PGPASSFILE": str(self.write_passfile())},
             cwd=self.datadir.parent,
             user=account.pw_uid if account else None,
             group=account.pw_gid if account else None,
@@ -233,8 +253,8 @@ def rejoin_as_replica(
         # not outlive it: this node is promoted in the next failover.
         if not line.startswith(("primary_conninfo", "primary_slot_name", "default_transaction_read_only"))
     ]
-    upstream = with_password(
-        new_primary.conninfo_without_password, new_primary.password, application_name=old.name
+    upstream = with_passfile(
+        new_primary.conninfo_without_password, str(old.write_passfile()), application_name=old.name
     )
     # A configuration string: its own quotes doubled, as postgresql.conf reads them.
     quoted = upstream.replace("'", "''")
