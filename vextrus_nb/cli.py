@@ -22,8 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 ledger_app = typer.Typer(help="The tamper-evident record of every run.", no_args_is_help=True)
+control_app = typer.Typer(help="The control store: ledger, leases, evidence.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="The embedded sandbox environment.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(control_app, name="control")
 app.add_typer(sandbox_app, name="sandbox")
 
 
@@ -149,13 +151,14 @@ def locks() -> None:
     from vextrus_nb.run import locks as environment_locks
 
     for env in available_environments():
-        held = environment_locks.holder(env)
+        held = _guard(lambda env=env: environment_locks.holder(env))
         if held is None:
             typer.echo(f"{env}: free")
         else:
+            where = f"host {held['host']}, operator {held.get('operator', '?')}" if "host" in held else ""
             typer.echo(
                 f"{env}: locked by run {held.get('run_id', '?')} ({held.get('runbook', '?')}, "
-                f"pid {held.get('pid', '?')}, since {held.get('started_at', '?')})"
+                f"{where or 'pid ' + str(held.get('pid', '?'))}, since {held.get('started_at', '?')})"
             )
 
 
@@ -222,11 +225,18 @@ def list_runbooks() -> None:
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
+def ledger_verify(
+    file: Annotated[
+        Path | None, typer.Option("--file", help="a JSONL ledger `ledger export` wrote, checked offline")
+    ] = None,
+    notebooks: Annotated[
+        Path | None, typer.Option(help="where that file's notebooks are (default: beside it)")
+    ] = None,
+) -> None:
     """Exit 0 if every entry and output notebook is intact, else 1 naming the first broken entry."""
-    from vextrus_nb.evidence.ledger import verify_ledger
+    from vextrus_nb.evidence.ledger import verify_file, verify_ledger
 
-    verdict = verify_ledger()
+    verdict = verify_file(file, notebooks or file.parent) if file is not None else _guard(verify_ledger)
     if verdict.ok:
         typer.echo(verdict.message())
         return
@@ -236,22 +246,109 @@ def ledger_verify() -> None:
 
 @ledger_app.command("export")
 def ledger_export(
-    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (verifiable offline), json or csv")] = "json",
     out: Annotated[Path | None, typer.Option("--out", help="file to write; stdout when omitted")] = None,
+    notebooks: Annotated[
+        Path | None,
+        typer.Option(help="also copy each sealed notebook here, by its outputs path (for `verify --file`)"),
+    ] = None,
 ) -> None:
-    """The ledger for auditors' own tools (CSV flattens the key figures into columns)."""
-    from vextrus_nb.evidence.export import export
+    """The ledger for auditors: JSONL exactly as chained (`ledger verify --file` checks it offline),
+    or JSON / CSV for their own tools (CSV flattens the key figures into columns)."""
+    from vextrus_nb.evidence.export import EXPORT_FORMATS, export
     from vextrus_nb.evidence.ledger import read_entries
 
-    if fmt not in ("csv", "json"):
-        _err(f"unknown format '{fmt}'; use csv or json")
+    if fmt not in EXPORT_FORMATS:
+        _err(f"unknown format '{fmt}'; use {', '.join(EXPORT_FORMATS)}")
         raise typer.Exit(2)
-    text = export(read_entries(), fmt)  # type: ignore[arg-type]
+    entries = _guard(read_entries)
+    if notebooks is not None:
+        from vextrus_nb.evidence.ledger import copy_notebooks
+
+        _guard(lambda: copy_notebooks(entries, notebooks))
+    text = export(entries, fmt)  # type: ignore[arg-type]
     if out:
         out.write_text(text)
         typer.echo(str(out))
     else:
         typer.echo(text, nl=False)
+
+
+@ledger_app.command("import")
+def ledger_import(
+    file: Annotated[Path, typer.Argument(help="a host's ledger.jsonl")],
+    notebooks: Annotated[
+        Path | None, typer.Option(help="that host's outputs directory (default: beside the file)")
+    ] = None,
+) -> None:
+    """Move a file ledger into the shared store: verified first, every entry kept, in order."""
+    from vextrus_nb.control import settings, shared_store
+
+    control = _guard(settings.load)
+    if not control.is_shared:
+        _err("no shared control store is configured ($VEXTRUS_CONTROL or parameters/control.yaml)")
+        raise typer.Exit(2)
+    store = shared_store.SharedStore(control)
+    result = _guard(lambda: shared_store.import_file_ledger(store, file, notebooks or file.parent))
+    typer.echo(f"imported {result.imported} entries, {result.already_there} already in {store.describe()}")
+
+
+@ledger_app.command("sync")
+def ledger_sync() -> None:
+    """Append the runs this host sealed while the shared store was unreachable (marked late)."""
+    from vextrus_nb import paths
+    from vextrus_nb.control import settings, shared_store
+
+    control = _guard(settings.load)
+    if not control.is_shared:
+        typer.echo("the embedded ledger needs no sync: every run is appended where it ran")
+        return
+    result = _guard(lambda: shared_store.SharedStore(control).sync(paths.outputs_dir()))
+    typer.echo(f"appended late: {', '.join(result.appended) or 'nothing'}; still waiting: {result.waiting}")
+    if result.problem:
+        _err(result.problem)
+        raise typer.Exit(1)
+
+
+@control_app.command("status")
+def control_status() -> None:
+    """Which control store is in use, whether it answers, and who holds each environment's lease.
+    Exit 0 when it answers, 1 when the shared store cannot be reached."""
+    from vextrus_nb import paths
+    from vextrus_nb.control import settings
+
+    control = _guard(settings.load)
+    typer.echo(f"control store: {control.describe()} (from {control.source})")
+    if not control.is_shared:
+        return
+    from vextrus_nb.control import evidence_bucket, leases, shared_ledger, shared_store
+    from vextrus_nb.errors import ControlStoreUnavailable
+
+    waiting = shared_store.pending_path(paths.outputs_dir())
+    if waiting.exists():
+        count = len([line for line in waiting.read_text().splitlines() if line.strip()])
+        typer.echo(f"waiting on this host for `ledger sync`: {count} runs")
+    try:
+        held = leases.holders(control)
+        typer.echo(f"ledger: answers, {len(shared_ledger.run_ids(control))} entries")
+        evidence_bucket.client(control).head_bucket(Bucket=control.shared.s3.bucket)  # type: ignore[union-attr]
+        typer.echo("bucket: answers")
+    except ControlStoreUnavailable as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from None
+    except Exception as exc:  # botocore's own errors: the bucket does not answer
+        from vextrus_nb.errors import first_line
+
+        _err(f"{evidence_bucket.where(control)} cannot be reached: {first_line(exc)}")
+        raise typer.Exit(1) from None
+    for env, lease in held.items():
+        typer.echo(
+            f"lease {env}: run {lease['run_id']} ({lease['runbook']}), host {lease['host']}, operator "
+            f"{lease['operator']}, since {lease['started_at']}, expires {lease['expires_at']}, "
+            f"token {lease['token']}"
+        )
+    if not held:
+        typer.echo("leases: none held")
 
 
 @ledger_app.command("keygen")

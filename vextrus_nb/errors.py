@@ -81,3 +81,18 @@ class ServerUnavailable(SandboxError):
 class ServerNotReady(SandboxError):
     """A real server did not answer its own protocol by its deadline; the message names it and
     quotes the end of its log."""
+
+
+class ControlStoreError(VextrusError):
+    """The shared control store (ledger, leases, evidence bucket) refused or failed an operation."""
+
+
+class ControlStoreUnavailable(ControlStoreError):
+    """The shared control store cannot be reached; the message names the store and the error."""
+
+
+class LeaseLost(_Verdict):
+    """This run's lease on its environment expired or was taken over: it stops before its next
+    destructive step rather than race the lease's new holder."""
+
+    label = "STOPPED"

@@ -1,14 +1,19 @@
-"""The ledger in formats auditors' own tools read: JSON (as is) or CSV (flattened)."""
+"""The ledger in formats auditors read: JSONL as chained (verifiable offline), JSON, CSV (flattened)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Literal
 
-ExportFormat = Literal["csv", "json"]
+from vextrus_nb.evidence.chain import to_line
+
+ExportFormat = Literal["jsonl", "json", "csv"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("jsonl", "json", "csv")
 
 
 def export(entries: list[dict[str, Any]], fmt: ExportFormat) -> str:
+    if fmt == "jsonl":  # each entry as chained: `vextrus-nb ledger verify --file` checks it offline
+        return "".join(to_line(entry) + "\n" for entry in entries)
     if fmt == "json":
         return json.dumps(entries, indent=2, sort_keys=True, default=str) + "\n"
     import pandas as pd

@@ -16,8 +16,13 @@ def operator() -> str:
     return os.environ.get("VEXTRUS_OPERATOR") or getpass.getuser()
 
 
+HOST_VAR = "VEXTRUS_HOST"
+
+
 def host() -> str:
-    return socket.gethostname()
+    """The host a run is recorded from; VEXTRUS_HOST names it where the machine's name does not
+    (a container's random name, or several "hosts" on one machine in the tests)."""
+    return os.environ.get(HOST_VAR) or socket.gethostname()
 
 
 def git_commit() -> str:

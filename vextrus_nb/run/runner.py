@@ -22,7 +22,7 @@ from typing import Any
 from vextrus_nb import paths
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.errors import ControlStoreUnavailable, RunRefused
 from vextrus_nb.evidence import identity, seal
 from vextrus_nb.run import locks, parameters, steps
 from vextrus_nb.run.naming import (
@@ -112,8 +112,15 @@ def prepare(
         raise RunRefused(
             f"'{runbook}' changes '{env}', which is production: pass -p confirm={env} to proceed"
         )
-    if metadata.get("destructive") and live and (held := locks.holder(env)) is not None:
-        raise locks.refusal(env, held)
+    if metadata.get("destructive") and live:
+        try:
+            held = locks.holder(env)
+        except ControlStoreUnavailable as exc:
+            raise RunRefused(
+                f"'{runbook}' would change '{env}' live, and no lock can be taken: {exc}"
+            ) from None
+        if held is not None:
+            raise locks.refusal(env, held)
     # The runbook's own checks come after the guards, so a refusal names the guard first.
     steps.validate(runbook, environment, values)
     return _Plan(notebook, runbook.removesuffix(".ipynb"), environment, values, metadata)
@@ -143,19 +150,46 @@ def run(
     outputs_dir: Path | None = None,
     cell_timeout_s: int = DEFAULT_CELL_TIMEOUT_S,
 ) -> RunOutcome:
+    run_id = new_run_id()
     try:
         plan = prepare(runbook, env, given, parameters_file, notebooks_dir)
+        lease = _take_shared_lease(plan, run_id)
     except (RunRefused, ConfigError) as exc:
         return RunOutcome(EXIT_REFUSED, "refused", str(exc))
-    return _execute(plan, outputs_dir or paths.outputs_dir(), cell_timeout_s)
+    try:
+        return _execute(plan, outputs_dir or paths.outputs_dir(), cell_timeout_s, run_id, lease)
+    finally:
+        if lease is not None:
+            lease.release()
 
 
-def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
+def _take_shared_lease(plan: _Plan, run_id: str) -> Any:
+    """With a shared control store, a live destructive run's lease is taken here, before a kernel
+    starts, so of N hosts starting at once all but one are refused before anything runs; it is
+    renewed here while the kernel works and handed to the kernel to fence its steps."""
+    from vextrus_nb.control import settings
+
+    live = not plan.parameters.get("dry_run", True)
+    control = settings.load()
+    if not (plan.metadata.get("destructive") and live and control.is_shared):
+        return None
+    from vextrus_nb.control import leases
+
+    try:
+        lease = leases.acquire(control, plan.env.name, run_id, plan.runbook)
+    except ControlStoreUnavailable as exc:
+        raise RunRefused(
+            f"'{plan.runbook}' would change '{plan.env.name}' live, and no lock can be taken: {exc}"
+        ) from None
+    lease.keep_renewed()
+    return lease
+
+
+def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, lease: Any) -> RunOutcome:
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    run_id = new_run_id()
     started = datetime.now(UTC)
     output = output_path_for(outputs_dir, plan.env.name, plan.runbook, run_id, started)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +208,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int) -> RunOutcome:
         "VEXTRUS_OUTPUTS_DIR": str(outputs_dir),
         "VEXTRUS_SANDBOX_DIR": str(paths.sandbox_dir()),
         "VEXTRUS_PARAMETERS_DIR": str(paths.parameters_dir()),
+        locks.LEASE_VAR: json.dumps(lease.handover()) if lease is not None else "",
     }
     status, cause = "passed", ""
     try:

@@ -68,7 +68,7 @@ class Runbook:
     failures: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
     scrubber: scrub.Scrubber = field(default_factory=lambda: scrub.Scrubber(spill=_spill_path()), repr=False)
-    lock: locks.EnvironmentLock | None = field(default=None, repr=False)
+    lock: Any = field(default=None, repr=False)  # locks.acquire(): an flock or a lease
     interactive: bool = False  # a working copy from `vextrus-nb open`, sealed when saved after finish
     finished: bool = False  # finish() ran: steps are refused until the start cell reopens the run
     # Which step registered each finding, so a re-attempt of that step withdraws its old ones.
@@ -107,6 +107,8 @@ class Runbook:
         started = time.perf_counter()
         self._current_step = title
         try:
+            if self.lock is not None:  # a live destructive run: its lock must still be its own
+                self.lock.check_fence()
             yield record
         except Exception as exc:
             record.seconds = round(time.perf_counter() - started, 3)
@@ -209,6 +211,7 @@ class Runbook:
             "steps": [asdict(s) for s in self.steps],
             "resume_from": failed.title if failed else None,
             "artifacts": list(self.artifacts),
+            **({"lock": self.lock.as_record()} if self.lock is not None else {}),
         }
 
     def _write_record(self, status: str) -> dict[str, Any]:
