@@ -35,6 +35,7 @@ from vextrus_nb.checks.context import CheckContext, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
 from vextrus_nb.config import resolve_path
 from vextrus_nb.deploy.kafka_topics import wanted_topics
+from vextrus_nb.errors import LagUnsupported
 
 # The reference plan's Kafka cluster: 3 brokers, every topic replicated 3 times (critical gap 5).
 MIN_REPLICATION = 3
@@ -251,10 +252,6 @@ class GroupLag:
     def worst(self, count: int = 3) -> str:
         ranked = sorted(self.partitions.items(), key=lambda item: -item[1])[:count]
         return ", ".join(f"{topic}[{partition}] {lag}" for (topic, partition), lag in ranked)
-
-
-class LagUnsupported(Exception):
-    """The broker does not implement the consumer-group API the lag is read with."""
 
 
 def read_consumer_lag(config: dict[str, Any], timeout_s: float) -> list[GroupLag]:
