@@ -1,5 +1,38 @@
-"""Named exception types, so callers (the CLI, the runner, tests) can tell
-"you asked for something wrong" from "the platform is broken"."""
+"""Every error this package raises, in one place, so callers (the CLI, the runner, tests) can
+tell "you asked for something wrong" from "the platform is broken", and a newcomer can see
+them all at once. The tree (tests/test_errors_tree.py keeps it true: each class is in it, under
+its base):
+
+* VextrusError
+  * ConfigError
+    * SecretUnavailable
+    * StoreUnwritable
+  * _Verdict
+    * RunRefused
+    * RunbookFailed
+  * ProbeDown
+  * LagUnsupported
+  * DriverUnavailable
+  * DriverError
+  * DeployError
+  * StackError
+  * SandboxError
+    * ServerUnavailable
+    * ServerNotReady
+    * ProcessExited
+    * LinkError (also ValueError)
+  * ReplicationError
+  * PoolerError
+  * SentinelError
+  * BackupError
+  * RotationError
+  * LoadError
+    * LoadPlanRefused
+  * ExperimentError
+  * FaultError
+
+A module that needs a new error adds it here, in the tree, and imports it from here.
+"""
 
 
 def first_line(exc: BaseException) -> str:
