@@ -97,7 +97,7 @@ class ProbeDown(VextrusError):
 
 class LagUnsupported(VextrusError):
     """The Kafka broker does not implement the consumer-group API the lag is read with: the lag
-    check is not applicable there, rather than failed (checks/brokers.py)."""
+    check is not applicable there, rather than failed (checks/kafka.py)."""
 
 
 # ---------------------------------------------------------------- driving and building the platform

@@ -29,6 +29,11 @@ DEADLINE_SLACK_S = 0.5
 CHECK_MODULES = (
     "infrastructure",
     "ha",
+    "kafka",
+    "temporal",
+    "object_store",
+    "zookeeper",
+    "rabbitmq",
     "brokers",
     "manifests",
     "services",

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from vextrus_nb import probes
-from vextrus_nb.checks.brokers import TEMPORAL_NAMESPACE
+from vextrus_nb.checks.temporal import TEMPORAL_NAMESPACE
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
