@@ -1,5 +1,5 @@
 """The checks that speak the servers' own protocols (checks/kafka.py, temporal.py,
-object_store.py, zookeeper.py, rabbitmq.py, and brokers.py's Prometheus and Alertmanager
+object_store.py, zookeeper.py, rabbitmq.py, and observability.py's Prometheus and Alertmanager
 checks), each passing and failing against real servers on loopback: Tansu (Kafka protocol),
 ZooKeeper, rclone `serve s3` (and moto's S3 server where versioning is needed), the Temporal dev
 server, RabbitMQ, Prometheus and Alertmanager. The environment is a YAML file in this module's
@@ -23,7 +23,6 @@ from confluent_kafka.admin import AdminClient, NewTopic, PartitionMetadata, Topi
 
 from vextrus_nb import checks
 from vextrus_nb.checks import CheckResult
-from vextrus_nb.checks.brokers import target_name
 from vextrus_nb.checks.kafka import (
     LAG_CEILING,
     replicas_placement,
@@ -31,6 +30,7 @@ from vextrus_nb.checks.kafka import (
     under_replication_findings,
 )
 from vextrus_nb.checks.object_store import PLATFORM_BUCKETS
+from vextrus_nb.checks.observability import target_name
 from vextrus_nb.checks.temporal import MIN_RETENTION_DAYS, TEMPORAL_NAMESPACE
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.deploy.kafka_topics import wanted_topics

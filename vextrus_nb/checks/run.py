@@ -34,7 +34,6 @@ CHECK_MODULES = (
     "object_store",
     "zookeeper",
     "rabbitmq",
-    "brokers",
     "manifests",
     "services",
     "edge",
@@ -62,8 +61,9 @@ def select(ids: Iterable[str] = (), categories: Iterable[str] = ()) -> list[Chec
     ids, categories = list(ids), list(categories)
     unknown = [i for i in ids if i not in CATALOGUE] + [c for c in categories if c not in CATEGORY_WEIGHTS]
     if unknown:
+        listed = ", ".join(c.id for c in everything)  # catalogue order, not the modules' import order
         raise ConfigError(
-            f"unknown check or category: {', '.join(unknown)}; checks: {', '.join(CATALOGUE)}; "
+            f"unknown check or category: {', '.join(unknown)}; checks: {listed}; "
             f"categories: {', '.join(CATEGORY_WEIGHTS)}"
         )
     if not ids and not categories:
