@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from vextrus_nb.config import load_environment, load_inventory
+from vextrus_nb.errors import LinkError
 from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.resilience.chaos import journal
 from vextrus_nb.resilience.chaos.context import ChaosContext
@@ -35,7 +36,7 @@ from vextrus_nb.resilience.chaos.experiment import Experiment, load_experiment
 from vextrus_nb.resilience.chaos.hypothesis import check_all
 from vextrus_nb.sandbox.driver import LocalDriver
 from vextrus_nb.sandbox.fault_proxy import FaultProxy
-from vextrus_nb.sandbox.links import LinkError, restore_all
+from vextrus_nb.sandbox.links import restore_all
 
 from .docker_engine import remove_compose_project
 from .helpers import REPO, ledger_entries, notebook_plain_text, run_cli, wait_until

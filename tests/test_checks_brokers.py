@@ -1,8 +1,9 @@
-"""The brokers', object store's, orchestrator's and monitoring's checks (checks/brokers.py),
-each passing and failing against real servers on loopback: Tansu (Kafka protocol), ZooKeeper,
-rclone `serve s3` (and moto's S3 server where versioning is needed), the Temporal dev server,
-RabbitMQ, Prometheus and Alertmanager. The environment is a YAML file in this module's own
-parameters dir, with `ports:` pointing at these servers and its secrets in files."""
+"""The checks that speak the servers' own protocols (checks/kafka.py, temporal.py,
+object_store.py, zookeeper.py, rabbitmq.py, and observability.py's Prometheus and Alertmanager
+checks), each passing and failing against real servers on loopback: Tansu (Kafka protocol),
+ZooKeeper, rclone `serve s3` (and moto's S3 server where versioning is needed), the Temporal dev
+server, RabbitMQ, Prometheus and Alertmanager. The environment is a YAML file in this module's
+own parameters dir, with `ports:` pointing at these servers and its secrets in files."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from confluent_kafka.admin import AdminClient, NewTopic, PartitionMetadata, Topi
 
 from vextrus_nb import checks
 from vextrus_nb.checks import CheckResult
-from vextrus_nb.checks import brokers as b
+from vextrus_nb.checks.kafka import (
+    LAG_CEILING,
+    replicas_placement,
+    replication_findings,
+    under_replication_findings,
+)
+from vextrus_nb.checks.object_store import PLATFORM_BUCKETS
+from vextrus_nb.checks.observability import target_name
+from vextrus_nb.checks.temporal import MIN_RETENTION_DAYS, TEMPORAL_NAMESPACE
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.deploy.kafka_topics import wanted_topics
 from vextrus_nb.sandbox import real_servers as rs
@@ -119,7 +128,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         if failures:
             raise failures[0]
         client = rs.s3_client(started["s3"])
-        for bucket in b.PLATFORM_BUCKETS:
+        for bucket in PLATFORM_BUCKETS:
             client.create_bucket(Bucket=bucket)
         yield started
 
@@ -314,14 +323,14 @@ def topic(name: str, *partitions: PartitionMetadata) -> TopicMetadata:
 def test_replication_passes_with_three_distinct_brokers() -> None:
     """No 3-broker cluster runs here: the rule itself, on the metadata a 3-broker cluster returns."""
     topics = {"vextrus.finance.events": topic("vextrus.finance.events", partition(0, [1, 2, 3], [1, 2, 3]))}
-    assert b.replication_findings(["vextrus.finance.events"], topics) == []
+    assert replication_findings(["vextrus.finance.events"], topics) == []
     thin = {"vextrus.finance.events": topic("vextrus.finance.events", partition(0, [1, 2], [1, 2]))}
-    (finding,) = b.replication_findings(["vextrus.finance.events"], thin)
+    (finding,) = replication_findings(["vextrus.finance.events"], thin)
     assert finding.detail == "replication factor 2 < 3"
     single = {"vextrus.finance.events": topic("vextrus.finance.events", partition(0, [1], [1]))}
-    (finding,) = b.replication_findings(["vextrus.finance.events"], single)
+    (finding,) = replication_findings(["vextrus.finance.events"], single)
     assert finding.detail == "replication factor 1 < 3"
-    assert b.replicas_placement(topics) == ""
+    assert replicas_placement(topics) == ""
 
 
 def test_no_under_replicated_partitions_on_the_broker(
@@ -340,7 +349,7 @@ def test_under_replicated_and_offline_partitions_are_named_by_topic() -> None:
         "vextrus.hr.events": topic("vextrus.hr.events", partition(0, [2, 3, 1], [], leader=-1)),
         "vextrus.crm.events": topic("vextrus.crm.events", partition(0, [1, 2, 3], [3, 2, 1])),
     }  # fmt: skip
-    findings = {(f.subject, f.detail) for f in b.under_replication_findings(topics)}
+    findings = {(f.subject, f.detail) for f in under_replication_findings(topics)}
     assert findings == {
         ("vextrus.audit.events", "partition(s) 0 under-replicated (isr < replicas)"),
         ("vextrus.hr.events", "partition(s) 0 have no leader"),
@@ -362,7 +371,7 @@ def test_consumer_lag_passes_caught_up_and_fails_behind_naming_the_group(
     # many records that batch held (seen: 1500 records in one batch, high watermark 1), so one
     # record per batch here, or the lag it reports is short by the batches' sizes.
     producer = Producer({"bootstrap.servers": bootstrap, "log_level": 0, "batch.num.messages": 1})
-    sent = b.LAG_CEILING + 500
+    sent = LAG_CEILING + 500
     for number in range(sent):
         producer.produce("lag.orders", str(number).encode())
     assert producer.flush(10) == 0
@@ -381,9 +390,7 @@ def test_consumer_lag_passes_caught_up_and_fails_behind_naming_the_group(
     assert result.status == "failed", (result.evidence, result.findings)
     (finding,) = result.findings
     assert finding.subject == "audit-consumers"
-    assert finding.detail.startswith(
-        f"{sent} messages behind (> {b.LAG_CEILING}; worst: lag.orders[0] {sent}"
-    )
+    assert finding.detail.startswith(f"{sent} messages behind (> {LAG_CEILING}; worst: lag.orders[0] {sent}")
 
 
 # ---------------------------------------------------------------- Temporal
@@ -398,7 +405,7 @@ def namespaces(temporal: rs.RealServer) -> dict[str, int]:
 
     from vextrus_nb.asyncio_bridge import run_sync
 
-    wanted = {b.TEMPORAL_NAMESPACE: b.MIN_RETENTION_DAYS, "vextrus-short": 1}
+    wanted = {TEMPORAL_NAMESPACE: MIN_RETENTION_DAYS, "vextrus-short": 1}
 
     async def register() -> None:
         client = await Client.connect(temporal.extra["address"])
@@ -472,7 +479,7 @@ def test_wrong_keys_are_refused_on_every_bucket_and_never_shown(
     env = with_s3_keys(environment, secrets_dir, s3.port, s3.credentials["access_key"], wrong_secret)
     result = run(env, "INF-OBJECT-BUCKETS")
     assert result.status == "failed"
-    assert subjects(result) == set(b.PLATFORM_BUCKETS)
+    assert subjects(result) == set(PLATFORM_BUCKETS)
     assert all("access denied" in f.detail for f in result.findings)
     assert wrong_secret not in recorded(result) and s3.credentials["secret_key"] not in recorded(result)
 
@@ -504,7 +511,7 @@ def moto_s3() -> Iterator[tuple[int, Any]]:
         aws_access_key_id="AKIATESTBROKERS00001",
         aws_secret_access_key="moto-secret-for-the-broker-checks",
     )
-    for bucket in b.PLATFORM_BUCKETS:
+    for bucket in PLATFORM_BUCKETS:
         client.create_bucket(Bucket=bucket)
     yield port, client
     server.stop()
@@ -596,7 +603,7 @@ def test_a_dead_scrape_target_is_named(
     assert result.status == "failed"
     (finding,) = result.findings
     assert finding.subject.startswith("billing/127.0.0.1:") and finding.detail.startswith("down: ")
-    assert b.target_name({"labels": {"component": "billing", "job": "services"}}) == "billing"
+    assert target_name({"labels": {"component": "billing", "job": "services"}}) == "billing"
 
 
 def test_the_alert_rules_are_loaded(

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 import redis
 
+from vextrus_nb.errors import PoolerError, ReplicationError, SentinelError
 from vextrus_nb.ha import pgbouncer, postgres, sentinel
 from vextrus_nb.ports import free_ports
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
@@ -69,11 +70,11 @@ def test_a_paused_replay_shows_as_lag_and_resumes_to_zero(pair: PgPair) -> None:
 
 
 def test_views_and_promotion_refuse_the_wrong_role_naming_it(pair: PgPair) -> None:
-    with pytest.raises(postgres.ReplicationError, match="is a replica"):
+    with pytest.raises(ReplicationError, match="is a replica"):
         postgres.primary_view(pair.replica.dsn)
-    with pytest.raises(postgres.ReplicationError, match="already a primary"):
+    with pytest.raises(ReplicationError, match="already a primary"):
         postgres.promote(pair.primary.dsn)
-    with pytest.raises(postgres.ReplicationError, match="cannot connect"):
+    with pytest.raises(ReplicationError, match="cannot connect"):
         postgres.primary_view(
             pair.primary.dsn.replace(f"port={pair.primary.port}", f"port={free_ports(1)[0]}")
         )
@@ -86,7 +87,7 @@ def test_the_pooler_answers_its_console_and_carries_writes(pair: PgPair) -> None
     assert any(p.database == "postgres" and not p.saturated for p in rows), rows
     assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.primary.port)
     wrong = pair.console_dsn.replace(pair.password, "not-the-password")
-    with pytest.raises(pgbouncer.PoolerError, match="console refused") as caught:
+    with pytest.raises(PoolerError, match="console refused") as caught:
         pgbouncer.pools(wrong)
     assert pair.password not in str(caught.value)
 
@@ -114,5 +115,5 @@ def test_sentinel_failover_promotes_the_replica_and_losing_two_sentinels_refuses
         lost.stop()
     view = sentinel.view(redis_set.addresses, SENTINEL_SERVICE)
     assert len(view.answering()) == 1 and view.agreed_primary() is None and not view.has_quorum()
-    with pytest.raises(sentinel.SentinelError, match="do not agree"):
+    with pytest.raises(SentinelError, match="do not agree"):
         sentinel.failover(redis_set.addresses, SENTINEL_SERVICE, timeout_s=5)

@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from vextrus_nb.credentials import LOAD_USER, LOAD_USER_SECRET
+from vextrus_nb.errors import LoadError, LoadPlanRefused
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.resilience import k6
 from vextrus_nb.resilience.baseline import compare
@@ -129,7 +130,7 @@ def test_a_plan_off_loopback_or_over_a_ceiling_is_refused_before_k6_starts(
     url = str(change.pop("url", "http://127.0.0.1:9"))
     plan = _plan(url, **change)  # type: ignore[arg-type]
     # No k6 binary at all: a refusal can only come from the check that runs before it.
-    with pytest.raises(k6.LoadPlanRefused, match=says.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(LoadPlanRefused, match=says.replace("(", r"\(").replace(")", r"\)")):
         k6.run_k6(plan, tmp_path, binary=tmp_path / "no-k6-here")
     assert not (tmp_path / k6.SCRIPT_NAME).exists()
 
@@ -138,7 +139,7 @@ def test_k6_failing_is_an_error_naming_its_exit_code_never_the_password(tmp_path
     fake = tmp_path / "k6-that-fails"
     fake.write_text('#!/bin/sh\necho "could not log in with $LOAD_PASSWORD" >&2\nexit 107\n')
     fake.chmod(0o755)
-    with pytest.raises(k6.LoadError) as raised:
+    with pytest.raises(LoadError) as raised:
         k6.run_k6(_plan("http://127.0.0.1:9"), tmp_path / "work", {"LOAD_PASSWORD": PASSWORD}, binary=fake)
     assert "k6 exited 107" in str(raised.value) and "could not log in with ***" in str(raised.value)
     assert PASSWORD not in str(raised.value)

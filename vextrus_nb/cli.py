@@ -282,14 +282,14 @@ def ledger_import(
     ] = None,
 ) -> None:
     """Move a file ledger into the shared store: verified first, every entry kept, in order."""
-    from vextrus_nb.control import settings, shared_store
+    from vextrus_nb.control import ledger_import, settings, shared_store
 
     control = _guard(settings.load)
     if not control.is_shared:
         _err("no shared control store is configured ($VEXTRUS_CONTROL or parameters/control.yaml)")
         raise typer.Exit(2)
     store = shared_store.SharedStore(control)
-    result = _guard(lambda: shared_store.import_file_ledger(store, file, notebooks or file.parent))
+    result = _guard(lambda: ledger_import.import_file_ledger(store, file, notebooks or file.parent))
     typer.echo(f"imported {result.imported} entries, {result.already_there} already in {store.describe()}")
 
 

@@ -1,5 +1,41 @@
-"""Named exception types, so callers (the CLI, the runner, tests) can tell
-"you asked for something wrong" from "the platform is broken"."""
+"""Every error this package raises, in one place, so callers (the CLI, the runner, tests) can
+tell "you asked for something wrong" from "the platform is broken", and a newcomer can see
+them all at once. The tree (tests/test_errors_tree.py keeps it true: each class is in it, under
+its base):
+
+* VextrusError
+  * ConfigError
+    * SecretUnavailable
+    * StoreUnwritable
+  * _Verdict
+    * RunRefused
+    * RunbookFailed
+    * LeaseLost
+  * ProbeDown
+  * LagUnsupported
+  * DriverUnavailable
+  * DriverError
+  * DeployError
+  * StackError
+  * SandboxError
+    * ServerUnavailable
+    * ServerNotReady
+    * ProcessExited
+    * LinkError (also ValueError)
+  * ReplicationError
+  * PoolerError
+  * SentinelError
+  * BackupError
+  * RotationError
+  * LoadError
+    * LoadPlanRefused
+  * ExperimentError
+  * FaultError
+  * ControlStoreError
+    * ControlStoreUnavailable
+
+A module that needs a new error adds it here, in the tree, and imports it from here.
+"""
 
 
 def first_line(exc: BaseException) -> str:
@@ -12,8 +48,19 @@ class VextrusError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+# ---------------------------------------------------------------- what was asked, and the verdict
+
+
 class ConfigError(VextrusError):
     """The inventory, an environment or a parameters file is invalid."""
+
+
+class SecretUnavailable(ConfigError):
+    """A secret reference could not be resolved (never carries the value)."""
+
+
+class StoreUnwritable(ConfigError):
+    """A secret store cannot be written: found before anything is changed."""
 
 
 class _Verdict(VextrusError):
@@ -38,20 +85,25 @@ class RunbookFailed(_Verdict):
     label = "FAILED"
 
 
-class SandboxError(VextrusError):
-    """The embedded sandbox could not be started, found or changed."""
+# ---------------------------------------------------------------- probing the platform
 
 
-class SecretUnavailable(ConfigError):
-    """A secret reference could not be resolved (never carries the value)."""
+class ProbeDown(VextrusError):
+    """A probe reached its target and found it unhealthy (probes.py). Never escapes
+    `probes.probe()`: it becomes a `down` result, with the HTTP status and body when there was one."""
+
+    def __init__(self, detail: str, http_status: int | None = None, body: dict | None = None):
+        super().__init__(detail)
+        self.http_status = http_status
+        self.body = body
 
 
-class StoreUnwritable(ConfigError):
-    """A secret store cannot be written: found before anything is changed."""
+class LagUnsupported(VextrusError):
+    """The Kafka broker does not implement the consumer-group API the lag is read with: the lag
+    check is not applicable there, rather than failed (checks/kafka.py)."""
 
 
-class RotationError(VextrusError):
-    """A rotation step could not be done; the message never holds a secret."""
+# ---------------------------------------------------------------- driving and building the platform
 
 
 class DriverUnavailable(VextrusError):
@@ -62,16 +114,16 @@ class DriverError(VextrusError):
     """The platform refused an action (the compose CLI failed, the API answered an error)."""
 
 
-class BackupError(VextrusError):
-    """A backup set is missing, unreadable, or does not match its manifest."""
-
-
 class DeployError(VextrusError):
     """A deployment task could not be done: the platform answered, but not as the task needs."""
 
 
 class StackError(VextrusError):
     """The local stack cannot be built or written (no Docker engine, no PostgreSQL binaries)."""
+
+
+class SandboxError(VextrusError):
+    """The embedded sandbox could not be started, found or changed."""
 
 
 class ServerUnavailable(SandboxError):
@@ -81,6 +133,69 @@ class ServerUnavailable(SandboxError):
 class ServerNotReady(SandboxError):
     """A real server did not answer its own protocol by its deadline; the message names it and
     quotes the end of its log."""
+
+
+class ProcessExited(SandboxError):
+    """A supervised server process died while we waited for it to be ready: no point waiting for
+    the deadline (sandbox/supervisor.py turns it into ServerNotReady, quoting the log)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class LinkError(SandboxError, ValueError):
+    """An unknown link or a malformed mode: the control API answers it as a 400/404. Still a
+    ValueError, as it was before it joined this tree: it refuses a bad value, as the fault
+    proxy's own ValueError does, and a caller catching ValueError keeps working."""
+
+
+# ---------------------------------------------------------------- high availability
+
+
+class ReplicationError(VextrusError):
+    """A PostgreSQL replication view could not be read, or a promotion did not take."""
+
+
+class PoolerError(VextrusError):
+    """PgBouncer's console did not answer, or refused a command."""
+
+
+class SentinelError(VextrusError):
+    """No Redis Sentinel answered, they disagree, or a failover did not complete."""
+
+
+# ---------------------------------------------------------------- backups and secrets
+
+
+class BackupError(VextrusError):
+    """A backup set is missing, unreadable, or does not match its manifest."""
+
+
+class RotationError(VextrusError):
+    """A rotation step could not be done; the message never holds a secret."""
+
+
+# ---------------------------------------------------------------- load and chaos
+
+
+class LoadError(VextrusError):
+    """k6 could not run, or did not finish; the message never holds a secret."""
+
+
+class LoadPlanRefused(LoadError):
+    """The load plan is malformed or out of bounds: refused before k6 starts."""
+
+
+class ExperimentError(VextrusError):
+    """A chaos experiment that does not exist or does not parse."""
+
+
+class FaultError(VextrusError):
+    """A fault that cannot be injected or undone here, named."""
+
+
+# ---------------------------------------------------------------- the control store
 
 
 class ControlStoreError(VextrusError):

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.config import ProbeKind
+from vextrus_nb.errors import ProbeDown
 
 ProbeStatus = Literal["up", "degraded", "down"]
 
@@ -97,15 +98,6 @@ class ProbeResult:
         row = asdict(self)
         row.pop("body")
         return row
-
-
-class _ProbeDown(Exception):
-    """Raised inside a probe to report a reachable-but-unhealthy target."""
-
-    def __init__(self, detail: str, http_status: int | None = None, body: dict | None = None):
-        super().__init__(detail)
-        self.http_status = http_status
-        self.body = body
 
 
 async def _probe_tcp(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
@@ -204,7 +196,7 @@ def _kafka_metadata(host: str, port: int, timeout: float) -> tuple[int, int]:
                 admin.poll(0)  # serves error_cb: what went wrong, if librdkafka knows yet
             failure = _kafka_failure(errors)
             if failure:
-                raise _ProbeDown(f"no Kafka metadata: {failure}")
+                raise ProbeDown(f"no Kafka metadata: {failure}")
         raise TimeoutError
     finally:
         # Gone at once: a Kafka broker (Tansu) waits for open connections before it stops.
@@ -214,7 +206,7 @@ def _kafka_metadata(host: str, port: int, timeout: float) -> tuple[int, int]:
 async def _probe_kafka(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
     brokers, topics = await asyncio.to_thread(_kafka_metadata, target.host, target.port, timeout)
     if brokers == 0:
-        raise _ProbeDown("Kafka metadata lists no broker")
+        raise ProbeDown("Kafka metadata lists no broker")
     return "up", f"Kafka metadata: {_plural(brokers, 'broker')}, {_plural(topics, 'topic')}", {}
 
 
@@ -261,7 +253,7 @@ def _s3_list_buckets(target: ProbeTarget, timeout: float) -> int:
         code = exc.response.get("Error", {}).get("Code") or "unknown error"
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         suffix = f" (HTTP {status})" if status else ""
-        raise _ProbeDown(f"S3 refused ListBuckets: {code}{suffix}", status) from None
+        raise ProbeDown(f"S3 refused ListBuckets: {code}{suffix}", status) from None
     except (ConnectTimeoutError, ReadTimeoutError):
         raise TimeoutError from None
     finally:
@@ -271,7 +263,7 @@ def _s3_list_buckets(target: ProbeTarget, timeout: float) -> int:
 async def _probe_s3(target: ProbeTarget, timeout: float) -> tuple[ProbeStatus, str, dict]:
     if not (target.access_key and target.secret_key):
         # Without keys boto3 would go looking for some elsewhere (~/.aws, the environment).
-        raise _ProbeDown("no S3 access and secret key to sign ListBuckets with")
+        raise ProbeDown("no S3 access and secret key to sign ListBuckets with")
     buckets = await asyncio.to_thread(_s3_list_buckets, target, timeout)
     return "up", f"S3 answered ListBuckets: {buckets} bucket(s)", {}
 
@@ -297,9 +289,7 @@ async def _probe_temporal(target: ProbeTarget, timeout: float) -> tuple[ProbeSta
         )
     except RuntimeError as exc:  # the Rust core's connect error: its innermost message says why
         causes = _TEMPORAL_CAUSE.findall(str(exc))
-        raise _ProbeDown(
-            f"Temporal connect failed: {causes[-1] if causes else describe_error(exc)}"
-        ) from None
+        raise ProbeDown(f"Temporal connect failed: {causes[-1] if causes else describe_error(exc)}") from None
     try:
         response = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=target.namespace), timeout=limit
@@ -307,7 +297,7 @@ async def _probe_temporal(target: ProbeTarget, timeout: float) -> tuple[ProbeSta
     except RPCError as exc:
         if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
             raise TimeoutError from None
-        raise _ProbeDown(
+        raise ProbeDown(
             f"Temporal DescribeNamespace {target.namespace}: {exc.status.name}: {exc.message}"
         ) from None
     state = NamespaceState.Name(response.namespace_info.state).removeprefix("NAMESPACE_STATE_")
@@ -316,7 +306,7 @@ async def _probe_temporal(target: ProbeTarget, timeout: float) -> tuple[ProbeSta
         return "up", detail, {}
     if state in _TEMPORAL_DEGRADED_STATES:
         return "degraded", detail, {}
-    raise _ProbeDown(detail)
+    raise ProbeDown(detail)
 
 
 def _amqp_failure(exc: Exception) -> Exception:
@@ -336,7 +326,7 @@ def _amqp_failure(exc: Exception) -> Exception:
         return TimeoutError()
     if cause is exc:
         return exc
-    return _ProbeDown(f"{type(exc).__name__}: {describe_error(cause)}")
+    return ProbeDown(f"{type(exc).__name__}: {describe_error(cause)}")
 
 
 def _amqp_login(target: ProbeTarget, timeout: float) -> dict[str, Any]:
@@ -412,11 +402,11 @@ async def _probe_zookeeper(target: ProbeTarget, timeout: float) -> tuple[ProbeSt
     # ruok answers imok before the server serves; srvr's Mode says whether it does.
     answer = await _zookeeper_word(target, "ruok")
     if answer != "imok":
-        raise _ProbeDown(f"ZooKeeper ruok answered {_first_line(answer)}, not 'imok'")
+        raise ProbeDown(f"ZooKeeper ruok answered {_first_line(answer)}, not 'imok'")
     stats = await _zookeeper_word(target, "srvr")
     mode = re.search(r"^Mode: (\S+)", stats, re.MULTILINE)
     if mode is None:
-        raise _ProbeDown(f"ZooKeeper srvr reports no Mode: {_first_line(stats)}")
+        raise ProbeDown(f"ZooKeeper srvr reports no Mode: {_first_line(stats)}")
     version = re.search(r"^Zookeeper version: ([^-,\s]+)", stats, re.MULTILINE)
     detail = f"ZooKeeper {version.group(1) if version else '?'} answered imok, mode {mode.group(1)}"
     return ("up" if mode.group(1) in _ZK_SERVING_MODES else "degraded"), detail, {}
@@ -446,7 +436,7 @@ async def _probe_http(
     failures = _terminus_failures(body or {})
     if response.status_code >= 400 or reported in _DOWN_STATUSES:
         reason = "; ".join(failures) or reported or response.reason_phrase
-        raise _ProbeDown(f"HTTP {response.status_code}: {reason}", response.status_code, body)
+        raise ProbeDown(f"HTTP {response.status_code}: {reason}", response.status_code, body)
     if reported in _DEGRADED_STATUSES:
         return (
             "degraded",
@@ -507,7 +497,7 @@ async def probe(
         else:
             runner = _RUNNERS[target.kind]
             status, detail, extra = await asyncio.wait_for(runner(target, timeout), timeout)
-    except _ProbeDown as exc:
+    except ProbeDown as exc:
         status, detail = "down", str(exc)
         extra = {"http_status": exc.http_status, "body": exc.body}
     except (TimeoutError, httpx.TimeoutException):

@@ -13,8 +13,8 @@ from vextrus_nb.backup import pgbackrest, sets
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.backup.postgres import PostgresLogin
 from vextrus_nb.backup.s3_store import S3Store
-from vextrus_nb.config import Component, ConfigError, Environment, Inventory, load_inventory, resolve_path
-from vextrus_nb.errors import BackupError, RunRefused
+from vextrus_nb.config import Component, Environment, Inventory, load_inventory, resolve_path
+from vextrus_nb.errors import BackupError, ConfigError, RunRefused
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.targets import endpoints
 

@@ -120,6 +120,14 @@ def describe_error(exc: BaseException, timeout_s: float) -> str:
     return probes.describe_error(exc, timeout_s)
 
 
+async def in_thread(ctx: CheckContext, work: Callable[[], Any]) -> Any:
+    """A blocking client call (confluent-kafka, boto3, pika) in a thread, through the pool, so a
+    hanging server costs one timeout and the check still reports within its deadline. `work`
+    bounds itself by ctx.timeout_s (the outer wait gives it a little more, so its own timeout is
+    what the caller sees)."""
+    return await ctx.bounded(asyncio.to_thread(work), ctx.timeout_s + 0.25)
+
+
 async def components_answer(ctx: CheckContext, names: tuple[str, ...], what: str) -> Outcome:
     """Each named component in the environment answers its probe (TCP connect or health path);
     the ones that do not are the findings."""

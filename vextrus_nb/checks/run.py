@@ -29,7 +29,11 @@ DEADLINE_SLACK_S = 0.5
 CHECK_MODULES = (
     "infrastructure",
     "ha",
-    "brokers",
+    "kafka",
+    "temporal",
+    "object_store",
+    "zookeeper",
+    "rabbitmq",
     "manifests",
     "services",
     "edge",
@@ -57,8 +61,9 @@ def select(ids: Iterable[str] = (), categories: Iterable[str] = ()) -> list[Chec
     ids, categories = list(ids), list(categories)
     unknown = [i for i in ids if i not in CATALOGUE] + [c for c in categories if c not in CATEGORY_WEIGHTS]
     if unknown:
+        listed = ", ".join(c.id for c in everything)  # catalogue order, not the modules' import order
         raise ConfigError(
-            f"unknown check or category: {', '.join(unknown)}; checks: {', '.join(CATALOGUE)}; "
+            f"unknown check or category: {', '.join(unknown)}; checks: {listed}; "
             f"categories: {', '.join(CATEGORY_WEIGHTS)}"
         )
     if not ids and not categories:

@@ -17,7 +17,7 @@ from vextrus_nb.drivers.base import (
     PlatformEvent,
     ScratchServers,
 )
-from vextrus_nb.errors import DriverError, DriverUnavailable  # re-exported: drivers.DriverUnavailable
+from vextrus_nb.errors import DriverUnavailable
 
 DRIVER_GROUP = "vextrus_nb.drivers"
 
@@ -37,8 +37,6 @@ def for_environment(env: Environment) -> Driver:
 __all__ = [
     "ComponentState",
     "Driver",
-    "DriverError",
-    "DriverUnavailable",
     "FailoverControl",
     "HealthState",
     "LogLine",

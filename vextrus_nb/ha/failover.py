@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from vextrus_nb.errors import ReplicationError
 from vextrus_nb.ha import pgbouncer, postgres
 
 Mode = Literal["planned", "unplanned"]
@@ -78,7 +79,7 @@ def preflight(ends: Endpoints, mode: Mode, max_lag_bytes: int, max_replay_lag_s:
     result = Preflight(mode, primary_up, None, False, None, None, None)
     try:
         replica = postgres.replica_view(ends.replica_dsn)
-    except postgres.ReplicationError as exc:
+    except ReplicationError as exc:
         result.refusals.append(f"the replica does not answer ({exc}): there is nothing to promote")
         return result
     result.replica_in_recovery, result.last_replayed_at = replica.in_recovery, replica.last_replayed_at
@@ -159,7 +160,7 @@ def wait_replayed(replica_dsn: str, lsn: str, timeout_s: float) -> str:
         if view.replay_lsn and postgres.lsn_difference(replica_dsn, view.replay_lsn, lsn) >= 0:
             return view.replay_lsn
         if time.monotonic() > deadline:
-            raise postgres.ReplicationError(
+            raise ReplicationError(
                 f"the replica did not replay the primary's last LSN {lsn} within {timeout_s:g} s "
                 f"(at {view.replay_lsn})"
             )
@@ -184,7 +185,7 @@ def write_through_pooler(pooler_dsn: str, timeout_s: float) -> float:
             last = exc
             time.sleep(0.1)
     first_line = (str(last).strip().splitlines() or ["no answer"])[0] if last else "no answer"
-    raise postgres.ReplicationError(f"no write through the pooler within {timeout_s:g} s: {first_line}")
+    raise ReplicationError(f"no write through the pooler within {timeout_s:g} s: {first_line}")
 
 
 def switch(

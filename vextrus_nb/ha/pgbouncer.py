@@ -16,13 +16,9 @@ from typing import Any
 
 import psycopg
 
-from vextrus_nb.errors import first_line
+from vextrus_nb.errors import PoolerError, first_line
 
 ADMIN_DATABASE = "pgbouncer"
-
-
-class PoolerError(Exception):
-    """PgBouncer's console did not answer, or refused a command."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from vextrus_nb.errors import first_line
-
-
-class ReplicationError(Exception):
-    """A replication view could not be read, or a promotion did not take."""
+from vextrus_nb.errors import ReplicationError, first_line
 
 
 @dataclass(frozen=True)

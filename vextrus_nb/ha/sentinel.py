@@ -9,9 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
-
-class SentinelError(Exception):
-    """No Sentinel answered, they disagree, or a failover did not complete."""
+from vextrus_nb.errors import SentinelError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import LoadError, LoadPlanRefused
 
 MAX_RATE_PER_S = 200  # iterations per second per target
 MAX_DURATION_S = 600
@@ -42,14 +42,6 @@ TIME_SERIES_NAME = "series.json.gz"  # k6 gzips its JSON output when the name en
 SYSTEM_TAGS = ("status", "method", "scenario", "expected_response", "error_code")
 
 DEFAULT_GRAPHQL_QUERY = "{ _gateway { subgraphs { name status } } }"
-
-
-class LoadError(VextrusError):
-    """k6 could not run, or did not finish; the message never holds a secret."""
-
-
-class LoadPlanRefused(LoadError):
-    """The plan is malformed or out of bounds: refused before k6 starts."""
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Any
 
 from vextrus_nb import paths
 from vextrus_nb.clock import now_utc
-from vextrus_nb.config import ConfigError, Environment, load_environment, load_inventory
-from vextrus_nb.errors import ControlStoreUnavailable, RunRefused
+from vextrus_nb.config import Environment, load_environment, load_inventory
+from vextrus_nb.errors import ConfigError, ControlStoreUnavailable, RunRefused
 from vextrus_nb.evidence import identity, seal
 from vextrus_nb.run import locks, parameters, steps
 from vextrus_nb.run.naming import (

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from vextrus_nb import probes
-from vextrus_nb.checks.brokers import TEMPORAL_NAMESPACE
+from vextrus_nb.checks.temporal import TEMPORAL_NAMESPACE
 from vextrus_nb.config import Component, Inventory, load_inventory
 from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
@@ -38,14 +38,14 @@ from vextrus_nb.credentials import (
     redis_secret_name,
     split_login,
 )
-from vextrus_nb.errors import first_line
+from vextrus_nb.errors import LinkError, first_line
 from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.probes import ProbeTarget
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox import platform_state, real_platform
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
 from vextrus_nb.sandbox.ha_topology import SENTINELS
-from vextrus_nb.sandbox.links import LinkError, Links, linked_dependencies
+from vextrus_nb.sandbox.links import Links, linked_dependencies
 from vextrus_nb.sandbox.real_platform import RealPlatform
 from vextrus_nb.sandbox.service_app import (
     HOST,

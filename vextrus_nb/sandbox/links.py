@@ -16,15 +16,12 @@ from typing import Any
 
 import httpx
 
+from vextrus_nb.errors import LinkError
 from vextrus_nb.sandbox.fault_proxy import LINK_MODES, FaultProxy, LinkMode
 
 HOST = "127.0.0.1"
 UNLINKED = ("kafka",)  # see the module's docstring
 CONTROL_TIMEOUT_S = 5.0
-
-
-class LinkError(ValueError):
-    """An unknown link or a malformed mode: the control API answers it as a 400/404."""
 
 
 class Links:

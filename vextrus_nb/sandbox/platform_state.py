@@ -16,12 +16,9 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from vextrus_nb.checks.brokers import (
-    MIN_REPLICATION,
-    MIN_RETENTION_DAYS,
-    PLATFORM_BUCKETS,
-    TEMPORAL_NAMESPACE,
-)
+from vextrus_nb.checks.kafka import MIN_REPLICATION
+from vextrus_nb.checks.object_store import PLATFORM_BUCKETS
+from vextrus_nb.checks.temporal import MIN_RETENTION_DAYS, TEMPORAL_NAMESPACE
 from vextrus_nb.config import Inventory
 from vextrus_nb.deploy import kafka_topics
 from vextrus_nb.local_platform import SandboxState

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from vextrus_nb.errors import ServerNotReady
+from vextrus_nb.errors import ProcessExited, ServerNotReady
 from vextrus_nb.ports import free_ports
 
 POLL_INTERVAL_S = 0.05
@@ -108,14 +108,6 @@ def rss_tree_bytes(pid: int, parents: dict[int, int] | None = None) -> int:
     return total
 
 
-class _Exited(Exception):
-    """The supervised process died while we waited: no point waiting for the deadline."""
-
-    def __init__(self, code: int | None) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def wait_for(
     condition: Callable[[], object], timeout: float, interval: float = POLL_INTERVAL_S
 ) -> tuple[bool, BaseException | None]:
@@ -126,7 +118,7 @@ def wait_for(
         try:
             if condition():
                 return True, None
-        except _Exited:
+        except ProcessExited:
             raise
         except Exception as exc:  # a probe that raises simply is not ready yet
             last = exc
@@ -180,17 +172,17 @@ class ServerProcess:
 
         def ready() -> object:
             if not self.running():
-                raise _Exited(self.popen.returncode)
+                raise ProcessExited(self.popen.returncode)
             return probe()
 
         try:
             met, last = wait_for(ready, timeout)
-        except _Exited as exited:
+        except ProcessExited as exited:
             met, last = False, exited
         if met:
             self.ready_after_s = time.monotonic() - self.started_at
             return self.ready_after_s
-        if isinstance(last, _Exited):
+        if isinstance(last, ProcessExited):
             why = f"exited with code {last.code} before it was ready"
         else:
             why = f"was not ready within {timeout:g}s" + (f" (last probe: {last!r})" if last else "")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import FaultError
 from vextrus_nb.resilience.chaos.context import ChaosContext
 from vextrus_nb.resilience.chaos.experiment import Fault
 
@@ -64,10 +64,6 @@ OOM_KEY = "vextrus:chaos:oom"
 OOM_OVERSHOOT = 32 * 1024 * 1024  # beyond the limit, so the kernel cannot reclaim its way out
 OOM_SEEN_WITHIN_S = 60.0
 REDIS_RANGE_MAX = 512 * 1024 * 1024  # SETRANGE's largest offset (proto-max-bulk-len)
-
-
-class FaultError(VextrusError):
-    """A fault that cannot be injected or undone here, named."""
 
 
 @dataclass

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vextrus_nb import paths
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import ExperimentError
 
 # Bounds of the engine, whatever an experiment says: a fault is held at most this long, the
 # platform gets at most this long to recover, a latency or a ballast is at most this big.
@@ -34,10 +34,6 @@ MAX_RECOVERY_S = 600.0
 MAX_LATENCY_MS = 10_000.0
 MAX_BALLAST_MB = 64
 SERVICES = "services"  # in a health probe's components: every service of the environment
-
-
-class ExperimentError(VextrusError):
-    """An experiment that does not exist or does not parse."""
 
 
 class _Strict(BaseModel):

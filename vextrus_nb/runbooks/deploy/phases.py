@@ -19,7 +19,7 @@ from vextrus_nb.deploy.phases import PhasePlan, PhaseSpec, phase_components, pha
 from vextrus_nb.deploy.rollout import PhaseRollout, start_phase
 from vextrus_nb.deploy.verify import PhaseVerification, verify_phase
 from vextrus_nb.display import Shown, note, preformatted
-from vextrus_nb.errors import ConfigError, RunRefused
+from vextrus_nb.errors import ConfigError, DriverUnavailable, RunRefused
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,7 +130,7 @@ def preflight(run: PhaseRun) -> None:
     rb = run.rb
     try:
         run.driver = drivers.for_environment(rb.env)
-    except drivers.DriverUnavailable as exc:
+    except DriverUnavailable as exc:
         run.skipped = f"the {rb.env.driver} driver cannot be used: {exc}"
         rb.fail(f"preflight: {run.skipped}")
         return

@@ -24,10 +24,10 @@ from vextrus_nb.backup.access import (
     store,
     verify_set,
 )
-from vextrus_nb.backup.manifest import BackupError
 from vextrus_nb.backup.restore import RestoreResult, restore_set
 from vextrus_nb.backup.take import back_up
 from vextrus_nb.config import Environment
+from vextrus_nb.errors import BackupError
 
 if TYPE_CHECKING:
     from vextrus_nb.run.session import Runbook

@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 from vextrus_nb import paths
 from vextrus_nb.backup import platform_drill
 from vextrus_nb.backup.access import check_set_choice, find_set
-from vextrus_nb.backup.manifest import BackupError
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ScratchPlatform, ScratchPlatforms
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.errors import BackupError, RunRefused
 from vextrus_nb.runbooks.dr.drill import METRICS_DIR_VAR
 from vextrus_nb.runbooks.verify import checklist, smoke
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.errors import ExperimentError, RunRefused
 from vextrus_nb.resilience.chaos import catalogue, journal
 from vextrus_nb.resilience.chaos.context import ChaosContext, LinkFaults
 from vextrus_nb.resilience.chaos.engine import ExperimentRun, Rollback, recover_stale, run_experiment
@@ -24,7 +24,6 @@ from vextrus_nb.resilience.chaos.experiment import (
     MAX_DURATION_S,
     MAX_RECOVERY_S,
     Experiment,
-    ExperimentError,
     load_experiment,
 )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb.errors import RunRefused
+from vextrus_nb.errors import LoadError, RunRefused
 from vextrus_nb.resilience import k6
 from vextrus_nb.resilience.baseline import Comparison, compare, newest_baseline
 from vextrus_nb.resilience.results import LoadResult, read_result
@@ -237,8 +237,8 @@ def run_load(rb: Runbook, load_plan: k6.LoadPlan) -> LoadRun:
     with tempfile.TemporaryDirectory(prefix="vextrus-k6-") as scratch:
         try:
             done = k6.run_k6(load_plan, Path(scratch), secrets)
-        except k6.LoadError as exc:
-            raise k6.LoadError(rb.scrubber.text(str(exc))) from None
+        except LoadError as exc:
+            raise LoadError(rb.scrubber.text(str(exc))) from None
         result = read_result(load_plan, done)
         artifact = rb.artifact_path(".k6-summary.json")
         artifact.parent.mkdir(parents=True, exist_ok=True)
