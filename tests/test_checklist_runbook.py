@@ -66,7 +66,7 @@ def test_a_healthy_hardened_sandbox_passes_with_a_score_of_at_least_80(
     junit = ET.parse(outputs / junit_name).getroot()
     skipped = sum(int(suite.get("skipped", 0)) for suite in junit.iter("testsuite"))
     assert junit.tag == "testsuites" and int(junit.get("tests")) - skipped == summary["checks"]
-    # Nothing here to judge (README): INF-OBJECT-VERSIONING and INF-KAFKA-LAG. The six HA checks
+    # Nothing here to judge (docs/verify.md): INF-OBJECT-VERSIONING and INF-KAFKA-LAG. The six HA checks
     # judge the hardened variant's replicas, PgBouncer and Sentinels, and pass.
     assert skipped == 2
     failed = [c.get("name").split()[0] for c in junit.iter("testcase") if c.find("failure") is not None]

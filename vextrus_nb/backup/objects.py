@@ -5,7 +5,7 @@ Copied into the set rather than streamed to the second store: the set stays self
 (the same file manifest, sizes and sha256, proves every object before a restore, and the S3
 copy of the set carries them off the host with the rest), and a set does not depend on a store
 that may be the one lost. The price is the set's size; the sandbox's documents are small, and
-a production bucket of terabytes wants the store's own replication instead (said in the README).
+a production bucket of terabytes wants the store's own replication instead (said in docs/dr.md).
 
 A restore goes into a scratch bucket (`<bucket>-restore-<run id>`) by default; `target=live`
 first copies the live bucket's objects to `<bucket>-before-<run id>` (the rollback), then puts
