@@ -391,7 +391,7 @@ def test_a_holder_cut_off_from_the_store_stops_before_its_next_step_and_the_next
 def test_with_the_store_down_a_read_only_run_seals_locally_and_joins_the_chain_late(
     store: ControlStore, runbooks: Path, tmp_path: Path
 ) -> None:
-    bucket_port = int(store.bucket_server.extra["endpoint"].rsplit(":", 1)[1])
+    bucket_port = store.bucket_port
     with (
         FaultProxy("127.0.0.1", store.postgres.port).running() as db_link,
         FaultProxy("127.0.0.1", bucket_port).running() as bucket_link,

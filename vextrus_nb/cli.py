@@ -396,17 +396,31 @@ def sandbox_up(
         str | None,
         typer.Option(help="deployment files to ship: planted (the default, with findings) or hardened"),
     ] = None,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control", help="also start the sandbox's control store (a team's shared ledger and leases)"
+        ),
+    ] = False,
 ) -> None:
     """Start the sandbox in the background (idempotent)."""
-    from vextrus_nb.sandbox import manager
+    from vextrus_nb.sandbox import control_store, manager
 
-    state = _guard(lambda: manager.up(scale=scale, deployment=deployment))
+    state = _guard(lambda: manager.up(scale=scale, deployment=deployment, control=control))
     typer.echo(
         f"sandbox up at {state.root}: PostgreSQL :{state.ports['postgres']}, Redis :{state.ports['redis']}, "
         f"and {len(state.ports) - 2} more components and entrypoints (control :{state.control_port}; "
         "`vextrus-nb sandbox status` says which are real servers), "
         f"deployment files: {manager.deployment_variant(state.root)}"
     )
+    if control:
+        settings = state.root / "control.yaml"
+        store = control_store.of_sandbox(state.root)
+        assert store is not None
+        typer.echo(
+            f"control store: PostgreSQL :{store.postgres.port}, bucket {store.bucket_endpoint}; "
+            f"a host is any shell with VEXTRUS_CONTROL={settings} and its own VEXTRUS_OUTPUTS_DIR"
+        )
 
 
 @sandbox_app.command("deployment")
@@ -453,6 +467,10 @@ def sandbox_status() -> None:
         fault = row["fault"]["mode"] if row["fault"] else ""
         running = "yes" if row["running"] else "[red]no[/red]"
         table.add_row(name, str(row["port"]), running, fault, f"real: {row['server']}", "")
+    if row := info.get("control"):  # the control store: beside the platform, not part of it
+        fault = row["fault"]["mode"] if row["fault"] else ""
+        running = "yes" if row["running"] else "[red]no[/red]"
+        table.add_row("control store", str(row["port"]), running, fault, f"real: {row['server']}", "")
     Console().print(table)
     if info.get("total_rss_bytes"):
         typer.echo(

@@ -3,12 +3,20 @@ cluster (the shared ledger and leases) and SeaweedFS (the versioned evidence buc
 settings file a "host" points VEXTRUS_CONTROL at.
 
 Stopping the platform's PostgreSQL (`sandbox fault postgres down`) leaves this one up: the
-runbooks that fix an outage must not depend on what is out.
+runbooks that fix an outage must not depend on what is out. `sandbox fault control down` takes
+this store away for every host (both servers stopped; `heal` starts them on their data again);
+the tests cut a single host off through a fault proxy of their own instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import secrets
+import shutil
+import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,40 +27,47 @@ from psycopg import sql
 
 from vextrus_nb.control import evidence_bucket, schema
 from vextrus_nb.control import settings as control_settings
+from vextrus_nb.errors import SandboxError
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.sandbox import real_servers, supervisor
+from vextrus_nb.sandbox import ha_servers, real_servers, supervisor
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
-from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
+from vextrus_nb.sandbox.real_servers import LOOPBACK
 
 OWNER = "vextrus_control_owner"
 RUNNER = "vextrus_runner"
 DATABASE = "vextrus_control"
 BUCKET = "vextrus-evidence"
-SETTINGS_NAME = "control.yaml"
+STATE_NAME = "control-store.json"
 
 
 @dataclass
 class ControlStore:
-    """The running control store: its servers, and the settings file naming them."""
+    """The running control store: its servers, where they keep their data, and the settings."""
 
+    home: Path
     postgres: PostgresCluster
-    bucket_server: RealServer
+    bucket_endpoint: str
+    bucket_pid: int
+    bucket_command: list[str]
     settings_path: Path
-    owner_password: str
 
     @property
     def owner_dsn(self) -> str:
-        return conninfo(LOOPBACK, self.postgres.port, OWNER, self.owner_password, DATABASE)
+        password = (self.settings_path.parent / "secrets" / "control_owner_password").read_text().strip()
+        return conninfo(LOOPBACK, self.postgres.port, OWNER, password, DATABASE)
+
+    @property
+    def bucket_port(self) -> int:
+        return int(self.bucket_endpoint.rsplit(":", 1)[1])
 
     def runner_dsn(self) -> str:
         """The runners' own login, as every host's settings give it."""
         control = self.control()
         assert control.shared is not None
         db = control.shared.postgres
-        return conninfo(
-            LOOPBACK, db.port, db.user, control.secret(db.password, "postgres.password"), DATABASE
-        )
+        password = control.secret(db.password, "postgres.password")
+        return conninfo(LOOPBACK, db.port, db.user, password, DATABASE)
 
     def control(self) -> control_settings.Control:
         raw = yaml.safe_load(self.settings_path.read_text())
@@ -62,9 +77,78 @@ class ControlStore:
             self.settings_path.parent,
         )
 
+    def save(self) -> None:
+        """Where its servers and files are, in home/control-store.json (for a later process)."""
+        (self.home / STATE_NAME).write_text(
+            json.dumps(
+                {
+                    "pg_bindir": str(self.postgres.bindir),
+                    "pg_datadir": str(self.postgres.datadir),
+                    "pg_port": self.postgres.port,
+                    "bucket_endpoint": self.bucket_endpoint,
+                    "bucket_pid": self.bucket_pid,
+                    "bucket_command": self.bucket_command,
+                    "settings": str(self.settings_path),
+                },
+                indent=2,
+            )
+        )
+
+    @classmethod
+    def load(cls, home: Path) -> ControlStore | None:
+        path = home / STATE_NAME
+        if not path.exists():
+            return None
+        saved: dict[str, Any] = json.loads(path.read_text())
+        bindir, datadir = Path(saved["pg_bindir"]), Path(saved["pg_datadir"])
+        cluster = PostgresCluster(bindir, datadir, saved["pg_port"], OWNER)
+        return cls(
+            home, cluster, saved["bucket_endpoint"], saved["bucket_pid"], saved["bucket_command"],
+            Path(saved["settings"]),
+        )  # fmt: skip
+
+    # -- an outage of the whole store, and its end ------------------------------------
+    def is_up(self) -> bool:
+        return self.postgres.is_running() and supervisor.port_open(self.bucket_port)
+
+    def take_down(self) -> None:
+        _kill_bucket_server(self.bucket_pid)
+        self.postgres.stop()
+
+    def bring_back(self) -> None:
+        if not self.postgres.is_running():
+            self.postgres.start()
+        if not supervisor.port_open(self.bucket_port):
+            process = supervisor.start_ready(
+                "seaweedfs", self.bucket_command, self.home, lambda: _bucket_answers(self), 60.0,
+                workdir=self.home / "seaweedfs",
+            )  # fmt: skip
+            self.bucket_pid = supervisor.disown(process)
+            self.save()
+
     def stop(self) -> None:
-        self.bucket_server.stop()
+        """Both servers stopped and the database's files removed (the bucket's are under home)."""
+        _kill_bucket_server(self.bucket_pid)
         self.postgres.destroy()
+
+    def remove(self) -> None:
+        """Stopped, and every file of its own gone (the sandbox's `down`)."""
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _kill_bucket_server(pid: int) -> None:
+    """SIGKILL, as when its host dies: SeaweedFS's graceful stop waits ~15 s on its own gRPC
+    clients, and what it wrote is in the kernel's hands already (only a machine crash loses it)."""
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        ha_servers.stop_daemon(pid)  # returns once it is gone
+
+
+def _bucket_answers(store: ControlStore) -> bool:
+    evidence_bucket.client(store.control()).head_bucket(Bucket=BUCKET)
+    return True
 
 
 def _write_secret(directory: Path, name: str, value: str) -> str:
@@ -75,16 +159,24 @@ def _write_secret(directory: Path, name: str, value: str) -> str:
     return f"secrets/{name}"
 
 
-def start(home: Path, lease_ttl_s: float = control_settings.DEFAULT_LEASE_TTL_S) -> ControlStore:
-    """Start both servers, install the schema for the runners' role, make the versioned bucket,
-    and write home/control.yaml (secrets in home/secrets, referenced by file)."""
+def start(
+    home: Path,
+    lease_ttl_s: float = control_settings.DEFAULT_LEASE_TTL_S,
+    settings_path: Path | None = None,
+) -> ControlStore:
+    """Start both servers (they outlive the caller: stop them with ControlStore.stop), install
+    the schema for the runners' role, make the versioned bucket, and write the settings
+    (home/control.yaml unless given; secrets in its directory's secrets/, referenced by file)."""
     home.mkdir(parents=True, exist_ok=True)
+    settings_path = settings_path or home / "control.yaml"
+    secrets_dir = settings_path.parent / "secrets"
     owner_password, runner_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     [pg_port] = supervisor.free_ports(1)
     cluster = PostgresCluster.create(find_bindir(), pg_port, OWNER, owner_password)
-    bucket_server: RealServer | None = None
+    bucket_pid = 0
     try:
         cluster.start()
+        _write_secret(secrets_dir, "control_owner_password", owner_password)
         with psycopg.connect(conninfo(LOOPBACK, pg_port, OWNER, owner_password), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
             conn.execute(
@@ -97,7 +189,12 @@ def start(home: Path, lease_ttl_s: float = control_settings.DEFAULT_LEASE_TTL_S)
         ) as conn:
             schema.install(conn, RUNNER)
         bucket_server = real_servers.start_seaweedfs(home)
-        secrets_dir = home / "secrets"
+        bucket_pid = supervisor.disown(bucket_server.main)
+        keys = bucket_server.credentials
+
+        def secret(name: str, value: str) -> dict[str, str]:
+            return {"file": _write_secret(secrets_dir, name, value)}
+
         settings: dict[str, Any] = {
             "store": "shared",
             "postgres": {
@@ -105,31 +202,52 @@ def start(home: Path, lease_ttl_s: float = control_settings.DEFAULT_LEASE_TTL_S)
                 "port": pg_port,
                 "dbname": DATABASE,
                 "user": RUNNER,
-                "password": {"file": _write_secret(secrets_dir, "control_runner_password", runner_password)},
+                "password": secret("control_runner_password", runner_password),
             },
             "s3": {
                 "endpoint": bucket_server.extra["endpoint"],
                 "bucket": BUCKET,
-                "access_key": {
-                    "file": _write_secret(
-                        secrets_dir, "control_s3_access_key", bucket_server.credentials["access_key"]
-                    )
-                },
-                "secret_key": {
-                    "file": _write_secret(
-                        secrets_dir, "control_s3_secret_key", bucket_server.credentials["secret_key"]
-                    )
-                },
+                "access_key": secret("control_s3_access_key", keys["access_key"]),
+                "secret_key": secret("control_s3_secret_key", keys["secret_key"]),
             },
             "lease_ttl_s": lease_ttl_s,
         }
-        settings_path = home / SETTINGS_NAME
         settings_path.write_text(yaml.safe_dump(settings, sort_keys=False))
-        store = ControlStore(cluster, bucket_server, settings_path, owner_password)
+        endpoint = bucket_server.extra["endpoint"]
+        store = ControlStore(home, cluster, endpoint, bucket_pid, bucket_server.main.command, settings_path)
         evidence_bucket.ensure_bucket(store.control())
+        store.save()
     except BaseException:
-        if bucket_server is not None:
-            bucket_server.stop()
+        _kill_bucket_server(bucket_pid)
         cluster.destroy()
         raise
     return store
+
+
+def sandbox_home(root: Path) -> Path | None:
+    """Where the sandbox's control store keeps its servers' files, if it has one: a private
+    directory outside the sandbox's operator-facing files, as PostgreSQL's data directory is
+    (SeaweedFS's identities file holds the bucket's key)."""
+    pointer = root / STATE_NAME
+    return Path(pointer.read_text().strip()) if pointer.exists() else None
+
+
+def of_sandbox(root: Path) -> ControlStore | None:
+    home = sandbox_home(root)
+    return ControlStore.load(home) if home is not None else None
+
+
+def for_sandbox(root: Path) -> ControlStore:
+    """The sandbox's control store, started if it is not running; its settings are
+    root/control.yaml, its secrets in the sandbox's secret store."""
+    store = of_sandbox(root)
+    if store is not None:
+        if not store.is_up():
+            raise SandboxError(
+                "the sandbox's control store is down (`vextrus-nb sandbox fault control down`?): "
+                "`vextrus-nb sandbox heal control` starts it again"
+            )
+        return store
+    home = Path(tempfile.mkdtemp(prefix="vextrus-control-"))
+    (root / STATE_NAME).write_text(str(home))
+    return start(home, settings_path=root / "control.yaml")

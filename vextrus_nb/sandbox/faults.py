@@ -26,6 +26,9 @@ SERVICE_MODES = ("down", "unhealthy", "slow", "live-deps")
 MODES = (*SERVICE_MODES, "killed", "lagging", "partitioned")
 DEFAULT_SLOW_DELAY_S = 5.0
 REAL_DATASTORES = ("postgres", "redis")
+CONTROL_STORE = "control"
+"""The sandbox's control store (`sandbox up --control`): only `down`, the whole store at once."""
+
 HA_MODES: dict[str, tuple[str, ...]] = {
     "postgres-replica": ("down", "lagging"),
     "pgbouncer": ("down",),

@@ -39,7 +39,15 @@ from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState, pid_alive, read_faults, write_faults
 from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.sandbox import backup_repositories, events, ha_topology, links, real_platform, redis_server
+from vextrus_nb.sandbox import (
+    backup_repositories,
+    control_store,
+    events,
+    ha_topology,
+    links,
+    real_platform,
+    redis_server,
+)
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox.ha_servers import PgNode
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
@@ -155,28 +163,32 @@ def up(
     scale: float = 1.0,
     inventory: Inventory | None = None,
     deployment: str | None = None,
+    control: bool = False,
 ) -> SandboxState:
     """Start the sandbox (or return the running one). Idempotent.
 
     `deployment` picks the deployment files the checklist reads (see
-    use_deployment); a fresh sandbox gets the planted variant unless told."""
+    use_deployment); a fresh sandbox gets the planted variant unless told. `control`: also
+    its own control store (sandbox/control_store.py), settings in root/control.yaml."""
     root = _root(root)
     if scale <= 0:
         raise SandboxError(f"--scale must be positive, got {scale}")
     if deployment is not None:
         _deployment_source(deployment)  # refuse an unknown variant before starting anything
     with locked(root):
-        if is_running(root):
-            state = SandboxState.load(root)
-        else:
+        fresh = not is_running(root)
+        if fresh:
             if (root / "state.json").exists():
                 _teardown(root)  # a crashed sandbox's leftovers
             # The variant's files first: the services process reads it to configure Traefik
             # and the platform's topics, buckets and namespace.
             _copy_deployment(root, deployment or DEFAULT_DEPLOYMENT)
             state = _start(root, scale, inventory or load_inventory())
-            return state
-    if deployment is not None:
+        else:
+            state = SandboxState.load(root)
+        if control:
+            control_store.for_sandbox(root)
+    if deployment is not None and not fresh:
         use_deployment(deployment, root)
     return state
 
@@ -462,6 +474,9 @@ def _teardown(root: Path) -> None:
             shutil.rmtree(home, ignore_errors=True)
     if home := ha_topology.ha_record(state).get("redis_home"):
         shutil.rmtree(home, ignore_errors=True)
+    if (store := control_store.of_sandbox(root)) is not None:
+        with contextlib.suppress(Exception):
+            store.remove()
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -515,6 +530,21 @@ def status(root: Path | None = None) -> dict[str, Any]:
         "components": rows,
         # High availability's parts beside the inventory's components (config.HA_ENDPOINTS).
         "ha": _ha_rows(state, faults),
+        "control": _control_store_row(root, faults),
+    }
+
+
+def _control_store_row(root: Path, faults: dict[str, Any]) -> dict[str, Any] | None:
+    """The sandbox's control store (`up --control`), not part of the platform it runs."""
+    store = control_store.of_sandbox(root)
+    if store is None:
+        return None
+    return {
+        "port": store.postgres.port,
+        "running": store.is_up(),
+        "fault": faults.get(fault_modes.CONTROL_STORE),
+        "server": f"postgres + seaweedfs {store.bucket_endpoint}",
+        "settings": str(store.settings_path),
     }
 
 
@@ -572,6 +602,12 @@ def fault_many(
     if mode not in fault_modes.MODES:
         raise SandboxError(f"unknown fault mode '{mode}'; modes: {', '.join(fault_modes.MODES)}")
     for component in components:
+        if component == fault_modes.CONTROL_STORE:
+            if mode != "down":
+                raise SandboxError(f"the control store can only be made 'down' in the sandbox, not '{mode}'")
+            if control_store.of_sandbox(root) is None:
+                raise SandboxError("the sandbox runs no control store: start it with `sandbox up --control`")
+            continue
         if component in fault_modes.HA_MODES:
             allowed = fault_modes.HA_MODES[component]
             if mode not in allowed:
@@ -598,7 +634,9 @@ def fault_many(
             record: dict[str, Any] = {"mode": mode, "since": datetime.now(UTC).isoformat(timespec="seconds")}
             if mode == "slow":
                 record["delay_s"] = delay_s if delay_s is not None else fault_modes.DEFAULT_SLOW_DELAY_S
-            if component == "postgres" and mode == "killed":
+            if component == fault_modes.CONTROL_STORE:
+                control_store.of_sandbox(root).take_down()  # type: ignore[union-attr]
+            elif component == "postgres" and mode == "killed":
                 ha_topology.kill_primary(state, ADMIN_USER)
             elif component == "postgres":
                 cluster(state).stop()
@@ -676,14 +714,16 @@ def heal_many(components: list[str] | None = None, root: Path | None = None) -> 
     if components is not None:
         inventory = load_inventory()
         for component in components:
-            if component not in fault_modes.HA_MODES:
+            if component not in fault_modes.HA_MODES and component != fault_modes.CONTROL_STORE:
                 inventory.get(component)  # a clear error for a name that does not exist
     with locked(root):
         state = SandboxState.load(root)
         current = read_faults(root)
         healed = [n for n in current if components is None or n in components]
         for name in healed:
-            if name == "postgres" and not cluster(state).is_running():
+            if name == fault_modes.CONTROL_STORE:
+                control_store.of_sandbox(root).bring_back()  # type: ignore[union-attr]
+            elif name == "postgres" and not cluster(state).is_running():
                 cluster(state).start()  # after a kill -9: crash recovery
                 if "pgbouncer" not in current:
                     ha_topology.wait_for_pooler(state, ADMIN_USER)

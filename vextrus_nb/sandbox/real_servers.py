@@ -794,7 +794,7 @@ def start_seaweedfs(
         "-filer", f"-filer.port={port['filer']}", f"-filer.port.grpc={port['filer_grpc']}",
         "-s3", f"-s3.port={port['main']}", f"-s3.port.grpc={port['s3_grpc']}",
         f"-s3.config={identities}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-volume.max=8", "-master.volumeSizeLimitMB=64",
+        "-volume.max=8", "-master.volumeSizeLimitMB=64", "-volume.preStopSeconds=0",
     ]  # fmt: skip
     server = RealServer(
         "seaweedfs",

@@ -287,3 +287,11 @@ def live_processes() -> list[ServerProcess]:
 def _stop_all_at_exit() -> None:
     for process in live_processes():
         process.stop(grace=5.0)
+
+
+def disown(process: ServerProcess) -> int:
+    """Let the server outlive this process (the sandbox's daemons): no longer stopped at exit.
+    Returns its pid, which whoever stops it later must keep."""
+    with _live_lock:
+        _live.discard(process)
+    return process.pid

@@ -1,0 +1,73 @@
+"""The sandbox's own control store (`sandbox up --control`) with the real runbooks: it outlives
+the platform's PostgreSQL going down, and while it is down itself (`sandbox fault control down`)
+triage still runs and seals here, joining the shared chain late, while a live backup is refused
+naming the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.sandbox import control_store, manager
+
+from .helpers import run_cli
+
+
+def host(state: SandboxState, name: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "VEXTRUS_CONTROL": str(state.root / "control.yaml"),
+        "VEXTRUS_OUTPUTS_DIR": str(tmp_path / name),
+        "VEXTRUS_HOST": name,
+    }
+
+
+def test_sandbox_up_control_starts_a_store_apart_from_the_platform(
+    healthy: SandboxState, tmp_path: Path
+) -> None:
+    up = run_cli("sandbox", "up", "--control")
+    assert up.returncode == 0, up.stderr
+    assert f"VEXTRUS_CONTROL={healthy.root / 'control.yaml'}" in up.stdout
+    store = control_store.of_sandbox(healthy.root)
+    assert store is not None and store.is_up()
+    # Its servers' files are not among the sandbox's operator-facing ones (the bucket's key is there).
+    assert healthy.root not in store.home.parents
+
+    manager.fault("postgres", "down", root=healthy.root)
+    status = run_cli("control", "status", env=host(healthy, "oncall", tmp_path))
+    assert status.returncode == 0 and "ledger: answers" in status.stdout, status.stderr
+    shown = run_cli("sandbox", "status")
+    assert "control store" in shown.stdout
+
+
+def test_with_the_control_store_down_triage_seals_here_and_joins_late_a_live_backup_is_refused(
+    healthy: SandboxState, tmp_path: Path
+) -> None:
+    assert run_cli("sandbox", "up", "--control").returncode == 0
+    oncall = host(healthy, "oncall", tmp_path)
+    down = run_cli("sandbox", "fault", "control", "down")
+    assert down.returncode == 0, down.stderr
+    try:
+        triage = run_cli("run", "incident/triage", "--env", "sandbox", env=oncall)
+        assert triage.returncode in (0, 1), triage.stderr  # a diagnosis, whatever it says
+        assert "kept here until `vextrus-nb ledger sync`" in triage.stderr
+        sealed = Path(triage.stdout.strip().splitlines()[-1])
+        assert sealed.is_file()
+
+        backup = run_cli("run", "dr/backup", "--env", "sandbox", "-p", "dry_run=false", env=oncall)
+        assert backup.returncode == 2
+        assert (
+            "would change 'sandbox' live, and no lock can be taken: control store PostgreSQL" in backup.stderr
+        )
+        assert not list((tmp_path / "oncall").rglob("dr-backup-*.ipynb"))
+    finally:
+        assert run_cli("sandbox", "heal", "control").returncode == 0
+
+    synced = run_cli("ledger", "sync", env=oncall)
+    assert synced.returncode == 0 and "still waiting: 0" in synced.stdout, synced.stderr
+    exported = run_cli("ledger", "export", "--format", "jsonl", env=oncall)
+    [late] = [json.loads(line) for line in exported.stdout.splitlines() if '"incident/triage"' in line]
+    assert late["appended_late"] is True and late["sealed_on"] == "oncall"
+    assert late["output"] in str(sealed) and late["evidence"]["key"] == late["output"]
+    verified = run_cli("ledger", "verify", env=oncall)
+    assert verified.returncode == 0, verified.stderr
