@@ -10,6 +10,7 @@ from bench import (
     bench_failover,
     bench_fault_proxy,
     bench_k6_overhead,
+    bench_ledger,
     bench_pgbackrest,
     bench_real_servers,
     bench_report,
@@ -30,5 +31,6 @@ for bench in (
     bench_k6_overhead,
     bench_pgbackrest,
     bench_fault_proxy,
+    bench_ledger,
 ):
     bench.main()

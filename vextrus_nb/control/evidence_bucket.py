@@ -8,6 +8,7 @@ deleted, so `ledger verify` can tell an intact object from a changed or deleted 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,25 +22,37 @@ def where(control: Control) -> str:
     return f"control store bucket s3://{control.shared.s3.bucket} at {control.shared.s3.endpoint}"
 
 
+_clients: dict[tuple[str, str, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def client(control: Control) -> Any:
+    """The bucket's S3 client, one per process and settings: making one costs more than an
+    upload (boto3 loads its service model), and clients are safe to share across threads."""
     import boto3
     from botocore.config import Config
 
     assert control.shared is not None
     s3 = control.shared.s3
-    return boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name=s3.region,
-        aws_access_key_id=control.secret(s3.access_key, "s3.access_key"),
-        aws_secret_access_key=control.secret(s3.secret_key, "s3.secret_key"),
-        config=Config(
-            s3={"addressing_style": "path"},
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"max_attempts": 2, "mode": "standard"},
-        ),
-    )
+    access_key = control.secret(s3.access_key, "s3.access_key")
+    secret_key = control.secret(s3.secret_key, "s3.secret_key")
+    key = (s3.endpoint, access_key, secret_key)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = boto3.client(
+                "s3",
+                endpoint_url=s3.endpoint,
+                region_name=s3.region,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                config=Config(
+                    s3={"addressing_style": "path"},
+                    connect_timeout=3,
+                    read_timeout=10,
+                    retries={"max_attempts": 2, "mode": "standard"},
+                ),
+            )
+        return _clients[key]
 
 
 def _unavailable(control: Control, exc: Exception) -> ControlStoreUnavailable:
