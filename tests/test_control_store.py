@@ -6,6 +6,7 @@ refusal names why."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -18,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import psycopg
 import pytest
 import yaml
@@ -457,3 +459,47 @@ def test_settings_name_what_is_wrong_and_never_fall_back_silently(
     monkeypatch.delenv("VEXTRUS_CONTROL")
     monkeypatch.setenv("VEXTRUS_PARAMETERS_DIR", str(tmp_path))
     assert not settings.load().is_shared
+
+
+# -- interactive runs --------------------------------------------------------------------
+def test_an_interactive_run_holds_its_lease_in_its_kernel_is_sealed_into_the_store_and_dies_with_it(
+    store: ControlStore, runbooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vextrus_nb.control import leases
+    from vextrus_nb.run import interactive
+
+    from .test_interactive import execute, open_copy, save, stop
+
+    released = tmp_path / "released"
+    released.touch()
+    for name, value in host_env("lab", tmp_path, store.settings_path, runbooks).items():
+        monkeypatch.setenv(name, value)
+    copy = open_copy("test/hold", "--env", "staging", "-p", "dry_run=False", "-p", f"release_file={released}")
+    run_id = interactive.run_of_notebook(copy)
+    start = 1 + next(i for i, c in enumerate(nbformat.read(copy, as_version=4).cells) if "start(" in c.source)
+    client = execute(copy, cells=slice(0, start))  # to the start cell: the kernel takes the lease
+    try:
+        held = leases.holder(control(store), "staging")
+        assert held is not None and held["run_id"] == run_id and held["host"] == "lab"
+        refused = subprocess.run([CLI, "run", "test/hold", "--env", "staging", "-p", "dry_run=False"],
+                                 capture_output=True, text=True)  # fmt: skip
+        assert refused.returncode == 2 and f"locked by run {run_id}" in refused.stderr
+        execute(copy, cells=slice(start, None), client=client)
+        save(client, copy)
+    finally:
+        stop(client)
+    assert leases.holder(control(store), "staging") is None  # finish() gave it back
+    [entry] = [e for e in shared_ledger.entries(control(store)) if e["run_id"] == run_id]
+    assert entry["executed_by"] == "vextrus-nb open" and entry["lock"]["kind"] == "lease"
+    assert entry["evidence"]["key"] == entry["output"]
+
+    second = open_copy("test/hold", "--env", "staging", "-p", "dry_run=False", "-p", "release_file=")
+    client = execute(second, cells=slice(0, start))
+    pid = client.km.provisioner.pid  # type: ignore[union-attr]
+    assert leases.holder(control(store), "staging") is not None
+    os.kill(pid, signal.SIGKILL)  # the kernel dies: nothing renews its lease
+    killed_at = time.monotonic()
+    wait_until(lambda: leases.holder(control(store), "staging") is None, "the dead kernel's lease to expire")
+    assert time.monotonic() - killed_at <= TTL_S + 5
+    with contextlib.suppress(Exception):
+        stop(client)
