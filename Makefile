@@ -63,6 +63,7 @@ test-fast: setup
 lint: $(STAMP)
 	$(BIN)/ruff check vextrus_nb tests bench
 	$(BIN)/ruff format --check vextrus_nb tests bench
+	$(BIN)/mypy
 
 lab: setup
 	$(BIN)/vextrus-nb lab

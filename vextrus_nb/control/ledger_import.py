@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vextrus_nb.control import shared_ledger
 from vextrus_nb.control.shared_store import SharedStore
 from vextrus_nb.errors import ControlStoreError
 from vextrus_nb.evidence.ledger import read_file, verify_file
+
+CHAIN_FIELDS = ("hash", "prev_hash", "signature", "signer")  # the file's own chain, kept aside
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,11 @@ def import_file_ledger(store: SharedStore, path: Path, outputs_dir: Path) -> Imp
         if entry.get("run_id") in present:
             skipped += 1
             continue
-        original = {k: entry[k] for k in ("hash", "prev_hash", "signature", "signer") if k in entry}
+        original: dict[str, Any] = {
+            k: entry[k] for k in ("hash", "prev_hash", "signature", "signer") if k in entry
+        }
         record = {k: v for k, v in entry.items() if k not in original}
-        provenance = {"ledger": str(path), "line": line, **original}
+        provenance: dict[str, Any] = {"ledger": str(path), "line": line, **original}
         store.append_now({**record, "imported_from": provenance}, outputs_dir)
         imported += 1
     return ImportResult(imported, skipped)

@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import paths
 from vextrus_nb.evidence import chain
@@ -31,6 +31,9 @@ from vextrus_nb.evidence.chain import (
     verify_lines,
 )
 
+if TYPE_CHECKING:
+    from vextrus_nb.control.shared_store import SharedStore
+
 __all__ = ["GENESIS", "LedgerVerdict", "entry_hash", "sha256_file"]
 
 LEDGER_NAME = "ledger.jsonl"
@@ -40,8 +43,8 @@ def ledger_path(outputs_dir: Path | None = None) -> Path:
     return (outputs_dir or paths.outputs_dir()) / LEDGER_NAME
 
 
-def _shared() -> Any:
-    """The shared store module when one is configured, else None (the files)."""
+def _shared() -> SharedStore | None:
+    """The shared store when one is configured, else None (the files)."""
     from vextrus_nb.control import settings
 
     control = settings.load()
@@ -86,7 +89,7 @@ def append_entry(record: dict[str, Any], outputs_dir: Path | None = None) -> dic
     """Chain and append one run record; returns the entry as written (with its hash)."""
     outputs_dir = outputs_dir or paths.outputs_dir()
     if (shared := _shared()) is not None:
-        return shared.append(record, outputs_dir)  # type: ignore[no-any-return]
+        return shared.append(record, outputs_dir)
     return append_to_file(record, ledger_path(outputs_dir))
 
 
@@ -98,7 +101,7 @@ def read_file(path: Path) -> list[dict[str, Any]]:
 
 def read_entries(outputs_dir: Path | None = None) -> list[dict[str, Any]]:
     if (shared := _shared()) is not None:
-        return shared.entries()  # type: ignore[no-any-return]
+        return shared.entries()
     return read_file(ledger_path(outputs_dir))
 
 
@@ -127,7 +130,7 @@ def verify_ledger(outputs_dir: Path | None = None) -> LedgerVerdict:
     """Check every entry's hash, the chain, the signatures and every sealed notebook."""
     outputs_dir = outputs_dir or paths.outputs_dir()
     if (shared := _shared()) is not None:
-        return shared.verify()  # type: ignore[no-any-return]
+        return shared.verify()
     return verify_file(ledger_path(outputs_dir), outputs_dir)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vextrus_nb import paths
 from vextrus_nb.clock import now_utc
@@ -39,10 +39,15 @@ DEFAULT_CELL_TIMEOUT_S = 900
 KERNEL_START_TIMEOUT_S = 60
 
 
+RunStatus = Literal["passed", "failed", "error", "refused"]
+# The kernel's error that ended a run, by name: a verdict, or a refusal inside the kernel.
+_STATUS_OF_ERROR: dict[str, RunStatus] = {"RunbookFailed": "failed", "RunRefused": "refused"}
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     exit_code: int
-    status: str  # passed | failed | error | refused
+    status: RunStatus
     message: str
     output_path: Path | None = None
     run_id: str | None = None
@@ -210,7 +215,8 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, l
         "VEXTRUS_PARAMETERS_DIR": str(paths.parameters_dir()),
         locks.LEASE_VAR: json.dumps(lease.handover()) if lease is not None else "",
     }
-    status, cause = "passed", ""
+    status: RunStatus = "passed"
+    cause = ""
     try:
         with _kernel_environment(kernel_vars):
             papermill.execute_notebook(
@@ -228,7 +234,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, l
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
     except PapermillExecutionError as exc:
-        status = {"RunbookFailed": "failed", "RunRefused": "refused"}.get(exc.ename, "error")
+        status = _STATUS_OF_ERROR.get(exc.ename, "error")
         cause = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # a dead kernel, a start timeout: still leave the record (papermill #125, #478)
         status, cause = "error", f"{type(exc).__name__}: {exc}"
@@ -253,7 +259,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, l
 
 
 def _final_record(
-    plan: _Plan, run_id: str, started: datetime, status: str, cause: str, record_file: Path
+    plan: _Plan, run_id: str, started: datetime, status: RunStatus, cause: str, record_file: Path
 ) -> dict[str, Any]:
     """The kernel's own record when it wrote one, completed with what only the runner knows."""
     from_kernel: dict[str, Any] = {}
