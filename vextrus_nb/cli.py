@@ -38,6 +38,9 @@ ParametersFile = Annotated[
 ]
 
 
+EXIT_WAIT_TIMEOUT = 3  # `submit --wait`: the run is still going when the wait gave up
+
+
 def _err(message: str) -> None:
     typer.echo(f"vextrus-nb: {message}", err=True)
 
@@ -70,6 +73,69 @@ def run(
     if outcome.output_path:
         typer.echo(str(outcome.output_path))
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def submit(
+    runbook: RunbookName,
+    env: EnvName,
+    parameter: Assignments = None,
+    parameters_file: ParametersFile = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the run; exit as `run` would")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait follows before giving up (exit 3)")] = 1800,
+) -> None:
+    """Submit a runbook to the team's workers (Temporal); prints the run id. Validated exactly as
+    `run`: exit 2 with nothing submitted. With --wait: exit 0 passed, 1 failed, 2 refused,
+    3 still running when the timeout ran out (the run goes on)."""
+    from vextrus_nb.control import settings
+    from vextrus_nb.run import parameters, runner
+    from vextrus_nb.service import client
+
+    try:
+        given = parameters.parse_assignments(parameter or [])
+        if parameters_file is not None:
+            given = {**parameters.load_file(parameters_file), **given}
+        control = settings.load()
+        submitted = client.run_async(client.submit(control, runbook, env, given))
+    except VextrusError as exc:
+        _err(f"refused: {exc}")
+        raise typer.Exit(runner.EXIT_REFUSED) from None
+    typer.echo(
+        f"submitted run {submitted.run_id} to {submitted.queue} ({len(submitted.workers)} workers polling)",
+        err=True,
+    )
+    typer.echo(submitted.run_id)
+    if not wait:
+        return
+    result = client.run_async(client.wait(control, submitted.run_id, timeout))
+    if result is None:
+        _err(f"run {submitted.run_id} still running after {timeout:g} s; follow it with `vextrus-nb runs`")
+        raise typer.Exit(EXIT_WAIT_TIMEOUT)
+    if result["status"] != "passed":
+        _err(f"{result['status']}: {result.get('message', '')}")
+    if result.get("output"):
+        typer.echo(result["output"])
+    raise typer.Exit(result["exit_code"])
+
+
+@app.command()
+def worker(
+    env: Annotated[
+        list[str], typer.Option("--env", "-e", help="environment whose queue to serve, repeatable")
+    ],
+) -> None:
+    """Serve the environments' task queues (vextrus-runbooks-<env>) until SIGTERM."""
+    import asyncio
+
+    from vextrus_nb.config import load_environment, load_inventory
+    from vextrus_nb.control import settings
+    from vextrus_nb.service import worker as service_worker
+
+    inventory = _guard(load_inventory)
+    for name in env:
+        _guard(lambda name=name: load_environment(name, inventory))  # an unknown name, before serving
+    control = _guard(settings.load)
+    _guard(lambda: asyncio.run(service_worker.serve(control, env, lambda line: typer.echo(line, err=True))))
 
 
 @app.command("open")
@@ -120,7 +186,8 @@ def seal(
 
 @app.command()
 def runs() -> None:
-    """Interactive runs and their state; a run whose kernel went away unfinished is recorded abandoned."""
+    """Interactive runs and their state (a run whose kernel went away unfinished is recorded
+    abandoned); with a Temporal in the control settings, submitted runs across hosts too."""
     from rich.console import Console
     from rich.table import Table
 
@@ -142,6 +209,28 @@ def runs() -> None:
     Console().print(table)
     if reaped:
         typer.echo(f"recorded as abandoned: {', '.join(reaped)}")
+    _submitted_runs()
+
+
+def _submitted_runs() -> None:
+    """Submitted and scheduled runs across hosts, when the control settings name a Temporal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vextrus_nb.control import settings
+
+    control = _guard(settings.load)
+    if control.shared is None or control.shared.temporal is None:
+        return
+    from vextrus_nb.service import client
+
+    rows = _guard(lambda: client.run_async(client.list_runs(control)))
+    table = Table(title=f"submitted runs (Temporal {control.shared.temporal.address})")
+    for column in ("run", "runbook", "env", "state", "started", "on"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["run_id"], row["runbook"], row["env"], row["state"], row["started"], row["where"])
+    Console().print(table)
 
 
 @app.command()

@@ -47,11 +47,19 @@ class EvidenceBucket(_Strict):
     secret_key: SecretRef
 
 
+class TemporalService(_Strict):
+    """Where workers poll and runs are submitted (vextrus_nb/service/)."""
+
+    address: str  # host:port of the frontend
+    namespace: str = "vextrus-runbooks"
+
+
 class SharedStoreSettings(_Strict):
     store: Literal["shared"]
     postgres: LedgerDatabase
     s3: EvidenceBucket
     lease_ttl_s: Annotated[float, Field(ge=2, le=3600)] = DEFAULT_LEASE_TTL_S
+    temporal: TemporalService | None = None
 
 
 @dataclass(frozen=True)

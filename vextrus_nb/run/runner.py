@@ -11,6 +11,7 @@ Exit codes: 0 passed, 1 failed or errored, 2 refused before running.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -83,6 +84,7 @@ class _Plan:
     env: Environment
     parameters: dict[str, Any]
     metadata: dict[str, Any]
+    submitted: dict[str, Any] | None = None
 
 
 def prepare(
@@ -154,10 +156,16 @@ def run(
     notebooks_dir: Path | None = None,
     outputs_dir: Path | None = None,
     cell_timeout_s: int = DEFAULT_CELL_TIMEOUT_S,
+    run_id: str | None = None,
+    submitted: dict[str, Any] | None = None,
 ) -> RunOutcome:
-    run_id = new_run_id()
+    """`run_id`: the id a submitted run was given (a Temporal workflow's), else a new one;
+    `submitted`: who submitted it, from where and when, for the record."""
+    run_id = run_id or new_run_id()
     try:
         plan = prepare(runbook, env, given, parameters_file, notebooks_dir)
+        if submitted:
+            plan = dataclasses.replace(plan, submitted=submitted)
         lease = _take_shared_lease(plan, run_id)
     except (RunRefused, ConfigError) as exc:
         return RunOutcome(EXIT_REFUSED, "refused", str(exc))
@@ -278,5 +286,6 @@ def _final_record(
         "ended_at": now_utc(),
         "status": status,
         "cause": cause,
+        **({"submitted": plan.submitted} if plan.submitted else {}),
     }
     return record

@@ -38,6 +38,7 @@ OWNER = "vextrus_control_owner"
 RUNNER = "vextrus_runner"
 DATABASE = "vextrus_control"
 BUCKET = "vextrus-evidence"
+NAMESPACE = "vextrus-runbooks"
 STATE_NAME = "control-store.json"
 
 
@@ -51,6 +52,8 @@ class ControlStore:
     bucket_pid: int
     bucket_command: list[str]
     settings_path: Path
+    temporal_pid: int = 0
+    temporal_address: str = ""
 
     @property
     def owner_dsn(self) -> str:
@@ -89,6 +92,8 @@ class ControlStore:
                     "bucket_pid": self.bucket_pid,
                     "bucket_command": self.bucket_command,
                     "settings": str(self.settings_path),
+                    "temporal_pid": self.temporal_pid,
+                    "temporal_address": self.temporal_address,
                 },
                 indent=2,
             )
@@ -104,7 +109,7 @@ class ControlStore:
         cluster = PostgresCluster(bindir, datadir, saved["pg_port"], OWNER)
         return cls(
             home, cluster, saved["bucket_endpoint"], saved["bucket_pid"], saved["bucket_command"],
-            Path(saved["settings"]),
+            Path(saved["settings"]), saved.get("temporal_pid", 0), saved.get("temporal_address", ""),
         )  # fmt: skip
 
     # -- an outage of the whole store, and its end ------------------------------------
@@ -127,8 +132,9 @@ class ControlStore:
             self.save()
 
     def stop(self) -> None:
-        """Both servers stopped and the database's files removed (the bucket's are under home)."""
+        """Every server stopped and the database's files removed (the rest are under home)."""
         _kill_bucket_server(self.bucket_pid)
+        ha_servers.stop_daemon(self.temporal_pid, timeout=5)
         self.postgres.destroy()
 
     def remove(self) -> None:
@@ -173,7 +179,7 @@ def start(
     owner_password, runner_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     [pg_port] = supervisor.free_ports(1)
     cluster = PostgresCluster.create(find_bindir(), pg_port, OWNER, owner_password)
-    bucket_pid = 0
+    bucket_pid = temporal_pid = 0
     try:
         cluster.start()
         _write_secret(secrets_dir, "control_owner_password", owner_password)
@@ -190,6 +196,10 @@ def start(
             schema.install(conn, RUNNER)
         bucket_server = real_servers.start_seaweedfs(home)
         bucket_pid = supervisor.disown(bucket_server.main)
+        # Its own Temporal, not the platform's: `sandbox fault temporal down` must not take the
+        # team's workers with it.
+        temporal = real_servers.start_temporal(home, ui=False, namespaces=(NAMESPACE,))
+        temporal_pid = supervisor.disown(temporal.main)
         keys = bucket_server.credentials
 
         def secret(name: str, value: str) -> dict[str, str]:
@@ -211,14 +221,19 @@ def start(
                 "secret_key": secret("control_s3_secret_key", keys["secret_key"]),
             },
             "lease_ttl_s": lease_ttl_s,
+            "temporal": {"address": temporal.extra["address"], "namespace": NAMESPACE},
         }
         settings_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         endpoint = bucket_server.extra["endpoint"]
-        store = ControlStore(home, cluster, endpoint, bucket_pid, bucket_server.main.command, settings_path)
+        store = ControlStore(
+            home, cluster, endpoint, bucket_pid, bucket_server.main.command, settings_path,
+            temporal_pid, temporal.extra["address"],
+        )  # fmt: skip
         evidence_bucket.ensure_bucket(store.control())
         store.save()
     except BaseException:
         _kill_bucket_server(bucket_pid)
+        ha_servers.stop_daemon(temporal_pid, timeout=5)
         cluster.destroy()
         raise
     return store

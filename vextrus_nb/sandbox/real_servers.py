@@ -407,7 +407,11 @@ def describe_namespace(address: str, namespace: str, timeout: float = 5.0) -> An
 
 
 def start_temporal(
-    root: Path, timeout: float = 60.0, ui: bool = True, ports: Ports | None = None
+    root: Path,
+    timeout: float = 60.0,
+    ui: bool = True,
+    ports: Ports | None = None,
+    namespaces: tuple[str, ...] = (),
 ) -> RealServer:
     """Temporal CLI dev server (Server 1.32, UI 2.54), SQLite in its directory (--db-filename)
     so namespaces and workflows survive a restart. All four ports explicit: its defaults are
@@ -439,6 +443,8 @@ def start_temporal(
     ]
     if not ui:
         command.append("--headless")
+    for namespace in namespaces:  # registered at launch, beside `default`
+        command += ["--namespace", namespace]
     process = supervisor.start_ready(
         "temporal", command, root, temporal_probe(grpc), timeout, workdir=data_dir
     )

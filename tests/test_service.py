@@ -1,0 +1,204 @@
+"""Runbooks as the team's service on a real Temporal server (the control store's own, started by
+sandbox/control_store.py): workers are `vextrus-nb worker` processes with their own outputs
+directory and host name; runs go in through `vextrus-nb submit`. A worker is SIGKILLed mid-run;
+what the tests show: each run executed once, a lost run on record as error naming the host,
+its lease freed, and a refused submit that starts nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vextrus_nb.control import leases, shared_ledger
+from vextrus_nb.sandbox import control_store
+from vextrus_nb.sandbox.control_store import ControlStore
+from vextrus_nb.service import client
+from vextrus_nb.service.workflows import HEARTBEAT_TIMEOUT
+
+from .helpers import CLI, REPO, wait_until, write_runbook
+
+pytestmark = pytest.mark.servers
+
+TTL_S = 4.0
+PARAMETERS = 'env = "staging"\ndry_run = True\nconfirm = ""\nmarker = ""\nrelease_file = ""'
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStore]:
+    started = control_store.start(tmp_path_factory.mktemp("control-store"), lease_ttl_s=TTL_S)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def runbooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """test/look (read-only) and test/hold (destructive; waits for a file, leaves a mark per start)."""
+    directory = tmp_path_factory.mktemp("notebooks")
+    write_runbook(
+        directory,
+        "test/look",
+        PARAMETERS,
+        'import vextrus_nb\nrb = vextrus_nb.start("test/look", env=env)',
+        'with rb.step("look"):\n    rb.summary["seen"] = 1',
+        "rb.finish()",
+    )
+    write_runbook(
+        directory,
+        "test/hold",
+        PARAMETERS,
+        "import os, pathlib, time\nimport vextrus_nb\n"
+        'rb = vextrus_nb.start("test/hold", env=env, dry_run=dry_run, confirm=confirm, destructive=True,'
+        " marker=marker, release_file=release_file)",
+        'with rb.step("change the environment"):\n'
+        "    with open(marker, 'a') as handle:\n"
+        "        handle.write(f'{os.environ.get(\"VEXTRUS_HOST\")} started\\n')\n"
+        "    while not pathlib.Path(release_file).exists():\n"
+        "        time.sleep(0.05)",
+        "rb.finish()",
+        destructive=True,
+    )
+    return directory
+
+
+def host_env(store: ControlStore, name: str, tmp_path: Path, runbooks: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VEXTRUS_CONTROL": str(store.settings_path),
+        "VEXTRUS_OUTPUTS_DIR": str(tmp_path / name),
+        "VEXTRUS_HOST": name,
+        "VEXTRUS_NOTEBOOKS_DIR": str(runbooks),
+    }
+
+
+@pytest.fixture
+def workers(
+    store: ControlStore, runbooks: Path, tmp_path: Path
+) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Two workers on staging's queue, each a host of its own; stopped after the test."""
+    started = {
+        name: subprocess.Popen(
+            [CLI, "worker", "--env", "staging"],
+            env=host_env(store, name, tmp_path, runbooks),
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("worker-a", "worker-b")
+    }
+    for process in started.values():
+        assert process.stderr is not None and "polling vextrus-runbooks-staging" in process.stderr.readline()
+    wait_until(lambda: len(polling(store)) >= 2, "both workers to poll the queue")
+    yield started
+    for process in started.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in started.values():
+        process.wait(90)
+
+
+def polling(store: ControlStore) -> list[str]:
+    async def ask() -> list[str]:
+        return await client.pollers(await client.connect(store.control()), "staging")
+
+    return asyncio.run(ask())
+
+
+def workflow_count(store: ControlStore) -> int:
+    async def count() -> int:
+        connected = await client.connect(store.control())
+        return len([w async for w in connected.list_workflows('WorkflowType="RunbookRun"')])
+
+    return asyncio.run(count())
+
+
+def submit(
+    store: ControlStore, tmp_path: Path, runbooks: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "submit", *args], env=host_env(store, "laptop", tmp_path, runbooks), cwd=REPO,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def entries_of(store: ControlStore, run_ids: set[str]) -> list[dict[str, object]]:
+    return [e for e in shared_ledger.entries(store.control()) if e["run_id"] in run_ids]
+
+
+def test_a_submitted_run_passes_with_wait_and_is_sealed_in_the_shared_ledger(
+    store: ControlStore, runbooks: Path, tmp_path: Path, workers: dict[str, subprocess.Popen[str]]
+) -> None:
+    done = submit(store, tmp_path, runbooks, "test/look", "--env", "staging", "--wait")
+    assert done.returncode == 0, done.stderr
+    run_id, output = done.stdout.split()
+    [entry] = entries_of(store, {run_id})
+    assert entry["status"] == "passed" and entry["host"] in workers and entry["output"] in output
+    assert entry["submitted"] == {"by": entry["operator"], "host": "laptop", "at": entry["submitted"]["at"]}  # type: ignore[index]
+    listed = subprocess.run([CLI, "runs"], env=host_env(store, "auditor", tmp_path, runbooks),
+                            capture_output=True, text=True)  # fmt: skip
+    assert run_id in listed.stdout and "passed" in listed.stdout
+
+
+def test_a_refused_submit_exits_2_and_starts_nothing(
+    store: ControlStore, runbooks: Path, tmp_path: Path, workers: dict[str, subprocess.Popen[str]]
+) -> None:
+    before = workflow_count(store)
+    for args, says in (
+        (("test/look", "--env", "staging", "-p", "colour=red"), "unknown parameter 'colour'"),
+        (("test/lok", "--env", "staging"), "unknown runbook 'test/lok'"),
+        (("test/look", "--env", "nowhere"), "unknown environment 'nowhere'"),
+        (("test/look", "--env", "production"), "no worker polls vextrus-runbooks-production"),
+    ):
+        done = submit(store, tmp_path, runbooks, *args, "--wait")
+        assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+        assert "nothing was submitted" in done.stderr or "refused" in done.stderr
+    assert workflow_count(store) == before
+
+
+def test_two_workers_ten_submitted_runs_each_executed_exactly_once(
+    store: ControlStore, runbooks: Path, tmp_path: Path, workers: dict[str, subprocess.Popen[str]]
+) -> None:
+    submitted = [submit(store, tmp_path, runbooks, "test/look", "--env", "staging") for _ in range(10)]
+    assert all(s.returncode == 0 for s in submitted), [s.stderr for s in submitted]
+    run_ids = {s.stdout.strip() for s in submitted}
+    assert len(run_ids) == 10
+    wait_until(lambda: len(entries_of(store, run_ids)) >= 10, "ten sealed runs", timeout_s=240)
+    entries = entries_of(store, run_ids)
+    assert len(entries) == 10 and {e["run_id"] for e in entries} == run_ids  # once each
+    assert {e["status"] for e in entries} == {"passed"}
+    notebooks = [p for name in workers for p in (tmp_path / name).rglob("test-look-*.ipynb")]
+    assert len(notebooks) == 10  # each executed on exactly one worker
+
+
+def test_a_worker_killed_mid_run_is_recorded_error_naming_it_never_rerun_and_its_lease_frees(
+    store: ControlStore, runbooks: Path, tmp_path: Path, workers: dict[str, subprocess.Popen[str]]
+) -> None:
+    marker, never = tmp_path / "starts.log", tmp_path / "never-released"
+    marker.touch()
+    done = submit(
+        store, tmp_path, runbooks, "test/hold", "--env", "staging", "-p", "dry_run=False",
+        "-p", f"marker={marker}", "-p", f"release_file={never}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    wait_until(lambda: marker.read_text().strip(), "the run to start on a worker", timeout_s=120)
+    [started_on] = [line.split()[0] for line in marker.read_text().splitlines()]
+    held = leases.holder(store.control(), "staging")
+    assert held is not None and held["run_id"] == run_id and held["host"] == started_on
+
+    workers[started_on].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    workers[started_on].wait()
+    wait_until(lambda: entries_of(store, {run_id}), "the lost run's record", timeout_s=90)
+    recorded_after = time.monotonic() - killed_at
+    [entry] = entries_of(store, {run_id})
+    assert entry["status"] == "error" and f"worker lost (host {started_on})" in str(entry["cause"])
+    assert recorded_after <= HEARTBEAT_TIMEOUT.total_seconds() + 30
+    wait_until(lambda: leases.holder(store.control(), "staging") is None, "the dead worker's lease to expire")
+    assert marker.read_text().count("started") == 1  # not executed again by the other worker

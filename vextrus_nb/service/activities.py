@@ -1,0 +1,65 @@
+"""What a worker executes: one runbook through the same runner as `vextrus-nb run` (the same
+refusals, sealing, shared ledger and lease), heartbeating while the notebook runs so that a
+worker that dies is noticed within the heartbeat timeout; and the record of a lost run."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import activity
+
+from vextrus_nb.clock import now_utc
+from vextrus_nb.evidence import identity, ledger
+from vextrus_nb.run import runner
+from vextrus_nb.service.workflows import EXECUTE, HEARTBEAT_TIMEOUT, RECORD_LOST
+
+HEARTBEAT_EVERY_S = HEARTBEAT_TIMEOUT.total_seconds() / 4
+
+
+@activity.defn(name=EXECUTE)
+async def execute_runbook(request: dict[str, Any]) -> dict[str, Any]:
+    """Run it here; the heartbeat carries this host's name, which a lost run's record names."""
+    beat = {"host": identity.host(), "run_id": request["run_id"]}
+    activity.heartbeat(beat)
+    work = asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: runner.run(
+            request["runbook"],
+            request["env"],
+            request.get("parameters") or {},
+            run_id=request["run_id"],
+            submitted=request.get("submitted"),
+        ),
+    )
+    while True:
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(work), HEARTBEAT_EVERY_S)
+            break
+        except TimeoutError:
+            activity.heartbeat(beat)
+    return {
+        "exit_code": outcome.exit_code,
+        "status": outcome.status,
+        "message": outcome.message,
+        "run_id": outcome.run_id or request["run_id"],
+        "output": str(outcome.output_path) if outcome.output_path else None,
+        "host": identity.host(),
+    }
+
+
+@activity.defn(name=RECORD_LOST)
+async def record_lost_run(lost: dict[str, Any]) -> None:
+    """A run whose worker died: on record as error, naming the host, with no notebook."""
+    record = {
+        **identity.run_identity(lost["run_id"], lost["runbook"], lost["env"], lost.get("parameters") or {}),
+        "status": "error",
+        "cause": lost["cause"],
+        "executed_by": "vextrus-nb worker",
+        "worker_host": lost.get("host"),
+        "submitted": lost.get("submitted"),
+        "ended_at": now_utc(),
+        "output": None,
+        "output_sha256": None,
+    }
+    await asyncio.to_thread(ledger.append_entry, record)

@@ -1,0 +1,67 @@
+"""The workflow of one submitted run: execute the runbook once on its environment's task queue,
+and if the worker executing it is lost, record that instead of running it again.
+
+Workflow code must be deterministic (Temporal replays it): it only schedules activities, by name,
+and reads their results. Everything else lives in activities.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
+
+WORKFLOW_NAME = "RunbookRun"
+EXECUTE = "execute_runbook"
+RECORD_LOST = "record_lost_run"
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+RUN_TIMEOUT = timedelta(hours=6)
+# One attempt, never an automatic retry: a runbook that changed an environment half way must not
+# run again on its own, and a read-only one is cheap to submit again by hand.
+ONCE = RetryPolicy(maximum_attempts=1)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class RunbookRun:
+    @workflow.run
+    async def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await workflow.execute_activity(
+                EXECUTE,
+                request,
+                start_to_close_timeout=RUN_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=ONCE,
+            )
+            return result
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, TimeoutError) and cause.type == TimeoutType.HEARTBEAT:
+                details = cause.last_heartbeat_details
+                host = details[0].get("host", "?") if details else "?"
+                lost = {
+                    **request,
+                    "status": "error",
+                    "cause": f"worker lost (host {host}): no heartbeat for {HEARTBEAT_TIMEOUT.seconds} s",
+                    "host": host,
+                }
+            else:
+                lost = {
+                    **request,
+                    "status": "error",
+                    "cause": f"the run's activity failed: {exc.cause or exc}",
+                }
+            # On record in the ledger, by whichever worker of the queue is alive; bounded, so a
+            # queue with no worker left does not hold the workflow open forever.
+            with contextlib.suppress(ActivityError):
+                await workflow.execute_activity(
+                    RECORD_LOST,
+                    lost,
+                    schedule_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+            return {"exit_code": 1, "status": "error", "message": lost["cause"], "run_id": request["run_id"]}
