@@ -202,3 +202,78 @@ def test_a_worker_killed_mid_run_is_recorded_error_naming_it_never_rerun_and_its
     assert recorded_after <= HEARTBEAT_TIMEOUT.total_seconds() + 30
     wait_until(lambda: leases.holder(store.control(), "staging") is None, "the dead worker's lease to expire")
     assert marker.read_text().count("started") == 1  # not executed again by the other worker
+
+
+# -- schedules ---------------------------------------------------------------------------
+def cli(store: ControlStore, tmp_path: Path, runbooks: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=host_env(store, "scheduler", tmp_path, runbooks), cwd=REPO,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def schedule_row(store: ControlStore, name: str) -> dict[str, object]:
+    from vextrus_nb.service import schedules
+
+    [row] = [r for r in asyncio.run(schedules.listing(store.control())) if r["name"] == name]
+    return row
+
+
+def test_a_schedule_runs_on_its_workers_skips_an_overlap_and_pause_stops_it(
+    store: ControlStore, runbooks: Path, tmp_path: Path, workers: dict[str, subprocess.Popen[str]]
+) -> None:
+    marker, release = tmp_path / "starts.log", tmp_path / "release"
+    marker.touch()
+    made = cli(
+        store, tmp_path, runbooks, "schedule", "test/hold", "--env", "staging", "--engine", "temporal",
+        "--cron", "@every 2s", "-p", f"marker={marker}", "-p", f"release_file={release}",
+    )  # fmt: skip
+    assert made.returncode == 0 and "created schedule test.hold@staging" in made.stdout, made.stderr
+    name = "test.hold@staging"
+    try:
+        # The first firing holds (its step waits for the release file): later firings are skipped.
+        wait_until(lambda: marker.read_text().count("started") == 1, "the first scheduled run", timeout_s=60)
+        wait_until(
+            lambda: int(schedule_row(store, name)["skipped_overlap"]) >= 2, "overlapping firings skipped"
+        )
+        assert marker.read_text().count("started") == 1  # never doubled
+        release.touch()
+        wait_until(
+            lambda: marker.read_text().count("started") >= 2, "a run after the first ended", timeout_s=60
+        )
+
+        paused = cli(store, tmp_path, runbooks, "schedule", "pause", name, "--note", "change freeze")
+        assert paused.returncode == 0, paused.stderr
+        listed = cli(store, tmp_path, runbooks, "schedule", "list")
+        assert f"{name}: @every 2s, PAUSED (change freeze)" in listed.stdout, listed.stdout
+        assert "passed" in listed.stdout  # the recent runs' outcomes
+        runs_when_paused = int(schedule_row(store, name)["runs"])
+        # Two whole intervals after the pause: a paused schedule would have fired by now.
+        settled = time.monotonic() + 5
+        wait_until(lambda: time.monotonic() > settled, "two intervals to pass")
+        assert int(schedule_row(store, name)["runs"]) == runs_when_paused
+
+        resumed = cli(store, tmp_path, runbooks, "schedule", "unpause", name, "--note", "freeze over")
+        assert resumed.returncode == 0, resumed.stderr
+        wait_until(lambda: int(schedule_row(store, name)["runs"]) > runs_when_paused, "a run after unpause")
+    finally:
+        deleted = cli(store, tmp_path, runbooks, "schedule", "delete", name)
+        assert deleted.returncode == 0, deleted.stderr
+    assert name not in cli(store, tmp_path, runbooks, "schedule", "list").stdout
+
+
+def test_a_bad_schedule_is_refused_before_anything_is_made(
+    store: ControlStore, runbooks: Path, tmp_path: Path
+) -> None:
+    for args, says in (
+        (
+            ("test/look", "--env", "staging", "--engine", "temporal", "--cron", "61 * * * *"),
+            "refused the schedule",
+        ),
+        (("test/look", "--env", "staging", "--engine", "temporal", "-p", "colour=red"), "unknown parameter"),
+        (("pause", "no.such@staging", "--note", "x"), "no schedule 'no.such@staging'"),
+        (("pause", "test.look@staging"), "needs --note"),
+    ):
+        done = cli(store, tmp_path, runbooks, "schedule", *args)
+        assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+    assert "test.look@staging" not in cli(store, tmp_path, runbooks, "schedule", "list").stdout

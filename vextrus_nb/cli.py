@@ -6,8 +6,13 @@ them, so `vextrus-nb list` or `ledger verify` answer at once.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec
 
 import typer
 
@@ -15,6 +20,8 @@ from vextrus_nb.errors import VextrusError
 from vextrus_nb.import_speed import skip_slow_unused_imports
 
 skip_slow_unused_imports()
+
+P = ParamSpec("P")
 
 app = typer.Typer(
     help="Operational runbooks for the Vextrus ERP platform.",
@@ -39,6 +46,28 @@ ParametersFile = Annotated[
 
 
 EXIT_WAIT_TIMEOUT = 3  # `submit --wait`: the run is still going when the wait gave up
+
+
+def _temporal_command(command: Callable[P, None]) -> Callable[P, None]:
+    """A command that talks to Temporal ends the process without the interpreter's teardown:
+    the SDK's Rust runtime threads can abort a finalizing interpreter (SIGABRT after a correct
+    result; temporalio/sdk-python#300), which would turn exit 0 or 2 into -6."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        code = 0
+        try:
+            command(*args, **kwargs)
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+    return run
 
 
 def _err(message: str) -> None:
@@ -76,6 +105,7 @@ def run(
 
 
 @app.command()
+@_temporal_command
 def submit(
     runbook: RunbookName,
     env: EnvName,
@@ -119,6 +149,7 @@ def submit(
 
 
 @app.command()
+@_temporal_command
 def worker(
     env: Annotated[
         list[str], typer.Option("--env", "-e", help="environment whose queue to serve, repeatable")
@@ -185,6 +216,7 @@ def seal(
 
 
 @app.command()
+@_temporal_command
 def runs() -> None:
     """Interactive runs and their state (a run whose kernel went away unfinished is recorded
     abandoned); with a Temporal in the control settings, submitted runs across hosts too."""
@@ -267,20 +299,51 @@ def lab(
     os.execv(sys.executable, arguments)
 
 
+class ScheduleEngine(StrEnum):
+    crontab = "crontab"
+    temporal = "temporal"
+
+
+SCHEDULE_ACTIONS = ("list", "pause", "unpause", "delete")
+
+
 @app.command()
+@_temporal_command
 def schedule(
-    runbook: Annotated[str, typer.Argument(help="e.g. dr/drill")],
-    env: Annotated[str, typer.Option("--env", "-e", help="environment name")],
+    runbook: Annotated[
+        str, typer.Argument(help="e.g. dr/drill; or list, pause NAME, unpause NAME, delete NAME (temporal)")
+    ],
+    name: Annotated[str | None, typer.Argument(help="the schedule, for pause/unpause/delete")] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="environment name")] = None,
     cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 2 * * *"')] = "0 2 * * *",
     parameter: Annotated[
         list[str] | None, typer.Option("--parameter", "-p", help="key=value, passed to the run")
     ] = None,
+    engine: Annotated[
+        ScheduleEngine, typer.Option(help="crontab (this host) or temporal (the team's workers)")
+    ] = ScheduleEngine.crontab,
+    jitter: Annotated[float, typer.Option(help="temporal: seconds of random delay per firing")] = 0.0,
+    catchup: Annotated[
+        float, typer.Option(help="temporal: seconds within which a missed run still runs")
+    ] = 3600,
+    note: Annotated[str, typer.Option(help="why it is paused or unpaused")] = "",
     install: Annotated[bool, typer.Option("--install", help="put the line into your crontab")] = False,
     remove: Annotated[
         bool, typer.Option("--remove", help="take this runbook's line out of your crontab")
     ] = False,
 ) -> None:
-    """Print (or install) the crontab line that runs RUNBOOK on a schedule. Exit 2 on bad input."""
+    """Schedule RUNBOOK: a crontab line on this host (printed, or installed), or a Temporal
+    Schedule for the team's workers (--engine temporal: overlap skipped, missed runs caught up).
+    `schedule list|pause|unpause|delete` manage the Temporal ones. Exit 2 on bad input."""
+    if runbook in SCHEDULE_ACTIONS:
+        _temporal_schedule_action(runbook, name, note)
+        return
+    if env is None:
+        _err("refused: --env is required")
+        raise typer.Exit(2)
+    if engine is ScheduleEngine.temporal:
+        _temporal_schedule(runbook, env, cron, parameter or [], jitter, catchup)
+        return
     from vextrus_nb import schedule as scheduling
     from vextrus_nb.config import load_environment
     from vextrus_nb.errors import RunRefused
@@ -301,6 +364,57 @@ def schedule(
     except (RunRefused, VextrusError) as exc:
         _err(f"refused: {exc}")
         raise typer.Exit(2) from None
+
+
+def _temporal_schedule(
+    runbook: str, env: str, cron: str, assignments: list[str], jitter: float, catchup: float
+) -> None:
+    from datetime import timedelta
+
+    from vextrus_nb.control import settings
+    from vextrus_nb.run import parameters
+    from vextrus_nb.service import client, schedules
+
+    try:
+        given = parameters.parse_assignments(assignments)
+        control = settings.load()
+        done = client.run_async(
+            schedules.upsert(
+                control, runbook, env, cron, given, timedelta(seconds=jitter), timedelta(seconds=catchup)
+            )
+        )
+    except VextrusError as exc:
+        _err(f"refused: {exc}")
+        raise typer.Exit(2) from None
+    typer.echo(f"{'created' if done.created else 'updated'} schedule {done.name}: {cron}")
+
+
+def _temporal_schedule_action(action: str, name: str | None, note: str) -> None:
+    from vextrus_nb.control import settings
+    from vextrus_nb.service import client, schedules
+
+    control = _guard(settings.load)
+    if action == "list":
+        for row in _guard(lambda: client.run_async(schedules.listing(control))):
+            state = f"PAUSED ({row['note']})" if row["paused"] else "active"
+            recent = ", ".join(f"{r['at']} {r['status']}" for r in row["recent"]) or "none yet"
+            typer.echo(
+                f"{row['name']}: {row['cron']}, {state}; next {', '.join(row['next']) or '-'}; "
+                f"runs {row['runs']}, skipped (overlap) {row['skipped_overlap']}; recent: {recent}"
+            )
+        return
+    if not name:
+        _err(f"refused: `schedule {action}` needs the schedule's name (`schedule list`)")
+        raise typer.Exit(2)
+    if action in ("pause", "unpause") and not note:
+        _err(f"refused: `schedule {action}` needs --note saying why")
+        raise typer.Exit(2)
+    act = {"pause": schedules.pause, "unpause": schedules.unpause}.get(action)
+    if act is not None:
+        _guard(lambda: client.run_async(act(control, name, note)))
+    else:
+        _guard(lambda: client.run_async(schedules.delete(control, name)))
+    typer.echo(f"{action}d {name}" if action != "delete" else f"deleted {name}")
 
 
 @app.command("list")

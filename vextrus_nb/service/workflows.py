@@ -29,6 +29,8 @@ ONCE = RetryPolicy(maximum_attempts=1)
 class RunbookRun:
     @workflow.run
     async def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        # A submitted run comes with its id; a scheduled firing gets one here (replay-safe).
+        request = {**request, "run_id": request.get("run_id") or workflow.uuid4().hex[:12]}
         try:
             result: dict[str, Any] = await workflow.execute_activity(
                 EXECUTE,
