@@ -6,12 +6,15 @@ naming the store."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import control_store, manager
 
-from .helpers import run_cli
+from .helpers import CLI, REPO, run_cli
 
 
 def host(state: SandboxState, name: str, tmp_path: Path) -> dict[str, str]:
@@ -71,3 +74,58 @@ def test_with_the_control_store_down_triage_seals_here_and_joins_late_a_live_bac
     assert late["output"] in str(sealed) and late["evidence"]["key"] == late["output"]
     verified = run_cli("ledger", "verify", env=oncall)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_deploy_all_stops_at_the_failing_phase_and_resume_runs_only_the_rest(
+    healthy: SandboxState, tmp_path: Path
+) -> None:
+    assert run_cli("sandbox", "up", "--control").returncode == 0
+    worker = subprocess.Popen(
+        [CLI, "worker", "--env", "sandbox"], env={**os.environ, **host(healthy, "deployer", tmp_path)},
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stderr is not None and "polling vextrus-runbooks-sandbox" in worker.stderr.readline()
+        oncall = host(healthy, "oncall", tmp_path)
+        # Phase 5's Traefik stopped: phase 5 (a dry run) plans its start and passes; phase 6's
+        # preflight needs phases 1-5 healthy and stops the pipeline there.
+        manager.fault("traefik", "down", root=healthy.root)
+        first = run_cli("submit", "deploy/all", "--env", "sandbox", "--wait", env=oncall, timeout=600)
+        assert first.returncode == 1, first.stderr
+        pipeline = first.stdout.split()[0]
+        assert "deploy/05-edge: passed" in first.stderr and "deploy/06-core-services: failed" in first.stderr
+        assert "deploy/07" not in first.stderr
+
+        manager.heal("traefik", root=healthy.root)
+        again = run_cli(
+            "submit",
+            "deploy/all",
+            "--env",
+            "sandbox",
+            "--resume",
+            pipeline,
+            "--wait",
+            env=oncall,
+            timeout=600,
+        )
+        assert again.returncode == 0, again.stderr
+        resumed = again.stdout.split()[0]
+        assert (
+            "deploy/01-data-layer: passed" in again.stderr and "(finished in the resumed run)" in again.stderr
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(90)
+
+    exported = run_cli("ledger", "export", "--format", "jsonl", env=oncall)
+    entries = [json.loads(line) for line in exported.stdout.splitlines()]
+    by_pipeline = {
+        run: [e["runbook"] for e in entries if (e.get("submitted") or {}).get("pipeline") == run]
+        for run in (pipeline, resumed)
+    }
+    assert [r.split("-")[0] for r in by_pipeline[pipeline]] == [f"deploy/0{n}" for n in range(1, 7)]
+    assert [r.split("-")[0] for r in by_pipeline[resumed]] == ["deploy/06", "deploy/07", "deploy/08"]
+    [second_entry] = [e for e in entries if e["run_id"] == resumed]
+    assert second_entry["runbook"] == "deploy/all" and second_entry["resumes"] == pipeline
+    assert [p["resumed"] for p in second_entry["phases"][:5]] == [True] * 5
+    assert run_cli("ledger", "verify", env=oncall).returncode == 0

@@ -113,6 +113,9 @@ def submit(
     parameters_file: ParametersFile = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow the run; exit as `run` would")] = False,
     timeout: Annotated[float, typer.Option(help="seconds --wait follows before giving up (exit 3)")] = 1800,
+    resume: Annotated[
+        str | None, typer.Option(help="deploy/all: the failed pipeline run to go on from (its failed phase)")
+    ] = None,
 ) -> None:
     """Submit a runbook to the team's workers (Temporal); prints the run id. Validated exactly as
     `run`: exit 2 with nothing submitted. With --wait: exit 0 passed, 1 failed, 2 refused,
@@ -126,7 +129,7 @@ def submit(
         if parameters_file is not None:
             given = {**parameters.load_file(parameters_file), **given}
         control = settings.load()
-        submitted = client.run_async(client.submit(control, runbook, env, given))
+        submitted = client.run_async(client.submit(control, runbook, env, given, resume))
     except VextrusError as exc:
         _err(f"refused: {exc}")
         raise typer.Exit(runner.EXIT_REFUSED) from None
@@ -143,6 +146,9 @@ def submit(
         raise typer.Exit(EXIT_WAIT_TIMEOUT)
     if result["status"] != "passed":
         _err(f"{result['status']}: {result.get('message', '')}")
+    for phase in result.get("phases", []):
+        resumed = " (finished in the resumed run)" if phase.get("resumed") else ""
+        typer.echo(f"{phase['runbook']}: {phase['status']}, run {phase['run_id']}{resumed}", err=True)
     if result.get("output"):
         typer.echo(result["output"])
     raise typer.Exit(result["exit_code"])

@@ -12,7 +12,7 @@ from temporalio import activity
 from vextrus_nb.clock import now_utc
 from vextrus_nb.evidence import identity, ledger
 from vextrus_nb.run import runner
-from vextrus_nb.service.workflows import EXECUTE, HEARTBEAT_TIMEOUT, RECORD_LOST
+from vextrus_nb.service.workflows import EXECUTE, HEARTBEAT_TIMEOUT, RECORD_LOST, RECORD_PIPELINE
 
 HEARTBEAT_EVERY_S = HEARTBEAT_TIMEOUT.total_seconds() / 4
 
@@ -58,6 +58,26 @@ async def record_lost_run(lost: dict[str, Any]) -> None:
         "executed_by": "vextrus-nb worker",
         "worker_host": lost.get("host"),
         "submitted": lost.get("submitted"),
+        "ended_at": now_utc(),
+        "output": None,
+        "output_sha256": None,
+    }
+    await asyncio.to_thread(ledger.append_entry, record)
+
+
+@activity.defn(name=RECORD_PIPELINE)
+async def record_pipeline(summary: dict[str, Any]) -> None:
+    """The pipeline's own entry: each phase's run id and outcome, and the run it resumed."""
+    record = {
+        **identity.run_identity(
+            summary["run_id"], summary["pipeline"], summary["env"], summary.get("parameters") or {}
+        ),
+        "status": summary["status"],
+        "cause": next((p.get("message", "") for p in summary["phases"] if p["status"] != "passed"), ""),
+        "executed_by": "vextrus-nb worker",
+        "submitted": summary.get("submitted"),
+        "resumes": summary.get("resumes"),
+        "phases": summary["phases"],
         "ended_at": now_utc(),
         "output": None,
         "output_sha256": None,

@@ -22,10 +22,10 @@ from temporalio.service import RPCError
 from vextrus_nb.clock import now_utc
 from vextrus_nb.control.settings import Control, TemporalService
 from vextrus_nb.errors import ControlStoreUnavailable, RunRefused, first_line
-from vextrus_nb.evidence import identity
+from vextrus_nb.evidence import identity, ledger
 from vextrus_nb.run import runner
 from vextrus_nb.run.naming import new_run_id
-from vextrus_nb.service.workflows import WORKFLOW_NAME
+from vextrus_nb.service.workflows import PIPELINE_NAME, WORKFLOW_NAME
 
 QUEUE_PREFIX = "vextrus-runbooks-"
 
@@ -73,11 +73,24 @@ class Submitted:
     workers: list[str]
 
 
-async def submit(control: Control, runbook: str, env: str, given: dict[str, Any]) -> Submitted:
-    """Validate as `run` does, check a worker is there, start the workflow; RunRefused before
-    anything is started otherwise."""
-    plan = runner.prepare(runbook, env, given)
+def pipeline_phases(runbook: str) -> list[str] | None:
+    """The runbooks a pipeline runs in order (deploy/all: the eight phases), or None."""
+    if runbook.removesuffix(".ipynb") == "deploy/all":
+        return [r for r in runner.list_runbooks() if r.startswith("deploy/0")]
+    return None
+
+
+async def submit(
+    control: Control, runbook: str, env: str, given: dict[str, Any], resume: str | None = None
+) -> Submitted:
+    """Validate as `run` does (every phase of a pipeline), check a worker is there, start the
+    workflow; RunRefused before anything is started otherwise."""
+    phases = pipeline_phases(runbook)
+    if phases is None and resume:
+        raise RunRefused("--resume is for a pipeline (deploy/all), which runs from its failed phase")
+    plans = [runner.prepare(phase, env, given) for phase in (phases or [runbook])]
     client = await connect(control)
+    finished = await _finished_phases(client, resume, env) if resume else {}
     workers = await pollers(client, env)
     if not workers:
         raise RunRefused(
@@ -85,23 +98,56 @@ async def submit(control: Control, runbook: str, env: str, given: dict[str, Any]
             f"(`vextrus-nb worker --env {env}`); nothing was submitted"
         )
     run_id = new_run_id()
-    request = {
+    name = runbook.removesuffix(".ipynb") if phases else plans[0].runbook
+    request: dict[str, Any] = {
         "run_id": run_id,
-        "runbook": plan.runbook,
+        "runbook": name,
         "env": env,
         # The -p values as given: the worker validates and merges them again, as `run` would.
         "parameters": given,
         "submitted": {"by": identity.operator(), "host": identity.host(), "at": now_utc()},
     }
+    if phases:
+        request |= {"pipeline": name, "phases": phases, "finished": finished, "resumes": resume}
     await client.start_workflow(
-        WORKFLOW_NAME,
+        PIPELINE_NAME if phases else WORKFLOW_NAME,
         request,
         id=run_id,
         task_queue=task_queue(env),
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        memo={"runbook": plan.runbook, "env": env, "submitted_by": identity.operator()},
+        memo={"runbook": name, "env": env, "submitted_by": identity.operator()},
     )
     return Submitted(run_id, task_queue(env), workers)
+
+
+async def _finished_phases(client: Client, resume: str, env: str) -> dict[str, str]:
+    """The phases of pipeline run `resume` that passed and whose notebooks are sealed, by
+    runbook: a phase finished but not sealed counts as not finished, and runs again."""
+    handle = client.get_workflow_handle(resume)
+    try:
+        described = await handle.describe()
+    except RPCError:
+        raise RunRefused(f"no pipeline run '{resume}' to resume (`vextrus-nb runs` lists them)") from None
+    if described.workflow_type != PIPELINE_NAME:
+        raise RunRefused(f"run {resume} is not a pipeline run; only deploy/all resumes")
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        raise RunRefused(f"pipeline run {resume} is still running; resume it once it has stopped")
+    try:
+        previous = await handle.result()
+    except WorkflowFailureError as exc:
+        raise RunRefused(f"pipeline run {resume} ended without a result ({first_line(exc)})") from None
+    if previous.get("status") == "passed":
+        raise RunRefused(f"pipeline run {resume} passed: nothing to resume")
+    entries = {e.get("run_id"): e for e in ledger.read_entries()}
+    finished = {}
+    for phase in previous.get("phases", []):
+        entry = entries.get(phase["run_id"])
+        if phase["status"] != "passed" or entry is None or not ledger.is_sealed(entry):
+            break
+        if entry.get("env") != env:
+            raise RunRefused(f"pipeline run {resume} ran on '{entry.get('env')}', not '{env}'")
+        finished[phase["runbook"]] = phase["run_id"]
+    return finished
 
 
 async def wait(control: Control, run_id: str, timeout_s: float) -> dict[str, Any] | None:
@@ -130,7 +176,8 @@ async def list_runs(control: Control, limit: int = 50) -> list[dict[str, Any]]:
     """Submitted and scheduled runs, newest first: state, and where a running one runs."""
     client = await connect(control)
     found: list[dict[str, Any]] = []
-    async for execution in client.list_workflows(f'WorkflowType="{WORKFLOW_NAME}"', limit=limit):
+    query = f'WorkflowType="{WORKFLOW_NAME}" OR WorkflowType="{PIPELINE_NAME}"'
+    async for execution in client.list_workflows(query, limit=limit):
         memo = await execution.memo()
         row = {
             "run_id": execution.id,

@@ -17,7 +17,7 @@ from vextrus_nb.control.settings import Control
 from vextrus_nb.evidence import identity
 from vextrus_nb.service import activities
 from vextrus_nb.service.client import connect, task_queue
-from vextrus_nb.service.workflows import RunbookRun
+from vextrus_nb.service.workflows import PipelineRun, RunbookRun
 
 GRACEFUL_STOP = timedelta(seconds=60)
 
@@ -33,8 +33,8 @@ async def serve(control: Control, envs: list[str], say: Callable[[str], None]) -
         Worker(
             client,
             task_queue=task_queue(env),
-            workflows=[RunbookRun],
-            activities=[activities.execute_runbook, activities.record_lost_run],
+            workflows=[RunbookRun, PipelineRun],
+            activities=[activities.execute_runbook, activities.record_lost_run, activities.record_pipeline],
             activity_executor=executor,
             max_concurrent_activities=1,
             identity=f"{identity.host()}@{env}",

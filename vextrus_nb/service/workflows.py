@@ -16,8 +16,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
 
 WORKFLOW_NAME = "RunbookRun"
+PIPELINE_NAME = "PipelineRun"
 EXECUTE = "execute_runbook"
 RECORD_LOST = "record_lost_run"
+RECORD_PIPELINE = "record_pipeline"
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 RUN_TIMEOUT = timedelta(hours=6)
 # One attempt, never an automatic retry: a runbook that changed an environment half way must not
@@ -67,3 +69,61 @@ class RunbookRun:
                     retry_policy=RetryPolicy(maximum_attempts=3),
                 )
             return {"exit_code": 1, "status": "error", "message": lost["cause"], "run_id": request["run_id"]}
+
+
+@workflow.defn(name=PIPELINE_NAME)
+class PipelineRun:
+    """Runbooks in order as one run (deploy/all: the eight phases), stopping at the first that
+    does not pass. Each phase is a run of its own (its notebook sealed, its ledger entry); phases
+    a resumed pipeline found finished and sealed are not run again. One more entry names them all."""
+
+    @workflow.run
+    async def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        phases: list[dict[str, Any]] = []
+        finished: dict[str, str] = request.get("finished") or {}
+        status = "passed"
+        for runbook in request["phases"]:
+            if runbook in finished:
+                phases.append(
+                    {"runbook": runbook, "run_id": finished[runbook], "status": "passed", "resumed": True}
+                )
+                continue
+            phase = {
+                "run_id": workflow.uuid4().hex[:12],
+                "runbook": runbook,
+                "env": request["env"],
+                "parameters": request.get("parameters") or {},
+                "submitted": {**(request.get("submitted") or {}), "pipeline": request["run_id"]},
+            }
+            try:
+                result: dict[str, Any] = await workflow.execute_activity(
+                    EXECUTE, phase, start_to_close_timeout=RUN_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=ONCE,
+                )  # fmt: skip
+            except ActivityError as exc:
+                result = {"status": "error", "message": f"the phase's activity failed: {exc.cause or exc}"}
+            phases.append({"runbook": runbook, "run_id": phase["run_id"], "status": result["status"]})
+            if result["status"] != "passed":
+                status = result["status"] if result["status"] in ("failed", "refused") else "error"
+                phases[-1]["message"] = result.get("message", "")
+                break
+        summary = {**request, "status": status, "phases": phases}
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_activity(
+                RECORD_PIPELINE, summary, schedule_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )  # fmt: skip
+        stopped = next((p for p in phases if p["status"] != "passed"), None)
+        message = (
+            f"stopped at {stopped['runbook']}: {stopped.get('message', '')}"
+            if stopped
+            else "every phase passed"
+        )
+        exit_code = {"passed": 0, "refused": 2}.get(status, 1)
+        return {
+            "exit_code": exit_code,
+            "status": status,
+            "message": message,
+            "run_id": request["run_id"],
+            "phases": phases,
+        }
