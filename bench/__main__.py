@@ -14,6 +14,7 @@ from bench import (
     bench_pgbackrest,
     bench_real_servers,
     bench_report,
+    bench_submit,
     bench_sweep,
     bench_triage,
 )
@@ -32,5 +33,6 @@ for bench in (
     bench_pgbackrest,
     bench_fault_proxy,
     bench_ledger,
+    bench_submit,
 ):
     bench.main()

@@ -76,7 +76,7 @@ def test_with_the_control_store_down_triage_seals_here_and_joins_late_a_live_bac
     assert verified.returncode == 0, verified.stderr
 
 
-def test_deploy_all_stops_at_the_failing_phase_and_resume_runs_only_the_rest(
+def test_a_submitted_smoke_passes_and_deploy_all_resumes_from_its_failed_phase(
     healthy: SandboxState, tmp_path: Path
 ) -> None:
     assert run_cli("sandbox", "up", "--control").returncode == 0
@@ -87,6 +87,8 @@ def test_deploy_all_stops_at_the_failing_phase_and_resume_runs_only_the_rest(
     try:
         assert worker.stderr is not None and "polling vextrus-runbooks-sandbox" in worker.stderr.readline()
         oncall = host(healthy, "oncall", tmp_path)
+        smoke = run_cli("submit", "verify/smoke", "--env", "sandbox", "--wait", env=oncall)
+        assert smoke.returncode == 0 and "verify-smoke-" in smoke.stdout, smoke.stderr
         # Phase 5's Traefik stopped: phase 5 (a dry run) plans its start and passes; phase 6's
         # preflight needs phases 1-5 healthy and stops the pipeline there.
         manager.fault("traefik", "down", root=healthy.root)
