@@ -7,6 +7,7 @@ its lease freed, and a refused submit that starts nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -277,3 +278,195 @@ def test_a_bad_schedule_is_refused_before_anything_is_made(
         done = cli(store, tmp_path, runbooks, "schedule", *args)
         assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
     assert "test.look@staging" not in cli(store, tmp_path, runbooks, "schedule", "list").stdout
+
+
+# -- approvals ---------------------------------------------------------------------------
+APPROVERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of parameters/ with two gated environments over staging's settings: production
+    guards (confirm) and 2 approvals of 3 approvers; `staging-quick` gives them 3 s."""
+    import shutil
+
+    import yaml
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    root = tmp_path_factory.mktemp("gated")
+    shutil.copytree(REPO / "parameters", root / "parameters")
+    keys = root / "approvers"
+    keys.mkdir()
+    for name in (*APPROVERS, "mallory"):
+        key = Ed25519PrivateKey.generate()
+        (keys / f"{name}.pem").write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+        )  # fmt: skip
+        (keys / f"{name}.pub").write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    staging = yaml.safe_load((REPO / "parameters" / "environments" / "staging.yaml").read_text())
+    for name, timeout in (("staging-gated", 120), ("staging-quick", 3)):
+        document = {
+            **staging,
+            "name": name,
+            "production": True,
+            "approvals": {
+                "required": 2,
+                "approvers": {a: str(keys / f"{a}.pub") for a in APPROVERS},
+                "timeout_s": timeout,
+            },
+        }
+        (root / "parameters" / "environments" / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    return root
+
+
+def gated_env(store: ControlStore, name: str, tmp_path: Path, runbooks: Path, gated: Path) -> dict[str, str]:
+    return {
+        **host_env(store, name, tmp_path, runbooks),
+        "VEXTRUS_PARAMETERS_DIR": str(gated / "parameters"),
+        "VEXTRUS_OPERATOR": name,
+    }
+
+
+def approve(store: ControlStore, tmp_path: Path, runbooks: Path, gated: Path, run_id: str, who: str,
+            key: str | None = None, *extra: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    key_file = gated / "approvers" / f"{key or who}.pem"
+    return subprocess.run(
+        [CLI, "approve", run_id, "--as", who, "--key", str(key_file), *extra],
+        env=gated_env(store, who, tmp_path, runbooks, gated), cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_a_gated_run_waits_for_two_valid_approvals_of_others_and_records_them(
+    store: ControlStore, runbooks: Path, tmp_path: Path, gated: Path
+) -> None:
+    from vextrus_nb.evidence import approvals, chain
+
+    worker = subprocess.Popen(
+        [CLI, "worker", "--env", "staging-gated", "--env", "staging-quick"],
+        env=gated_env(store, "gated-worker", tmp_path, runbooks, gated),
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    marker, release = tmp_path / "starts.log", tmp_path / "released"
+    marker.touch()
+    release.touch()
+    live = (
+        "-p",
+        "dry_run=False",
+        "-p",
+        "confirm={env}",
+        "-p",
+        f"marker={marker}",
+        "-p",
+        f"release_file={release}",
+    )
+
+    def ask(env: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, *args, "test/hold", "--env", env, *(a.format(env=env) for a in live)],
+            env=gated_env(store, "alice", tmp_path, runbooks, gated),
+            cwd=REPO, capture_output=True, text=True,
+        )  # fmt: skip
+
+    try:
+        assert worker.stderr is not None and "polling" in worker.stderr.readline()
+        direct = ask("staging-gated", "run")
+        assert direct.returncode == 2 and "needs 2 approvals of alice, bob, carol" in direct.stderr
+        submitted = ask("staging-gated", "submit")
+        assert submitted.returncode == 0, submitted.stderr
+        run_id = submitted.stdout.strip()
+
+        for who, key, says in (
+            ("alice", None, "alice asked for this run and cannot approve it"),
+            ("mallory", None, "'mallory' is not an approver of 'staging-gated'"),
+            ("bob", "carol", "the signature does not verify with bob's key"),
+        ):
+            refused = approve(store, tmp_path, runbooks, gated, run_id, who, key)
+            assert refused.returncode == 2 and says in refused.stderr, (who, refused.stderr)
+        # Signed properly, but over other parameters than this run's:
+        request = client.run_async(client.pending_request(store.control(), run_id))
+        other = approvals.parameters_hash({**request["parameters"], "dry_run": True})
+        signed = approvals.message(run_id, request["runbook"], request["env"], other)
+        bob_key = (gated / "approvers" / "bob.pem").read_bytes()
+        forged = {
+            "name": "bob",
+            "params_hash": other,
+            "reject": False,
+            "signature": approvals.sign(bob_key, signed),
+        }
+        with pytest.raises(Exception, match="signed over other parameters"):
+            client.run_async(client.decide(store.control(), run_id, forged))
+
+        first = approve(store, tmp_path, runbooks, gated, run_id, "bob")
+        assert first.returncode == 0 and "1 of 2 approvals" in first.stdout, first.stderr
+        twice = approve(store, tmp_path, runbooks, gated, run_id, "bob")
+        assert twice.returncode == 2 and "an approver counts once" in twice.stderr
+        assert marker.read_text() == ""  # one approval of two: nothing ran
+        second = approve(store, tmp_path, runbooks, gated, run_id, "carol")
+        assert second.returncode == 0 and "2 of 2 approvals" in second.stdout, second.stderr
+        wait_until(lambda: entries_of(store, {run_id}), "the approved run's entry", timeout_s=120)
+        [entry] = entries_of(store, {run_id})
+        assert entry["status"] == "passed" and marker.read_text().count("started") == 1
+        assert [a["name"] for a in entry["submitted"]["approvals"]] == ["bob", "carol"]  # type: ignore[index]
+
+        # Expired: nobody approves within staging-quick's 3 s; nothing runs.
+        quick = ask("staging-quick", "submit", "--wait")
+        assert quick.returncode == 1 and "expired: 0 of 2 approvals within 3 s" in quick.stderr, quick.stderr
+        # Rejected: one approver says no, with a reason; nothing runs.
+        rejected_run = ask("staging-gated", "submit").stdout.strip()
+        no = approve(
+            store, tmp_path, runbooks, gated, rejected_run, "carol", None, "--reject", "--reason", "not today"
+        )
+        assert no.returncode == 0 and "rejected" in no.stdout, no.stderr
+        wait_until(lambda: entries_of(store, {rejected_run}), "the rejected run's entry")
+        [rejected] = entries_of(store, {rejected_run})
+        assert rejected["status"] == "rejected" and "not today" in str(rejected["cause"])
+        assert marker.read_text().count("started") == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(90)
+
+    # ledger verify checks the approvals against the environment's keys: one byte of bob's
+    # signature changed, the chain recomputed (what write access to a file ledger allows),
+    # and the approval, not the chain, is what breaks.
+    exported = tmp_path / "ledger.jsonl"
+    env = gated_env(store, "auditor", tmp_path, runbooks, gated)
+    notebooks = tmp_path / "evidence"
+    export = [
+        CLI,
+        "ledger",
+        "export",
+        "--format",
+        "jsonl",
+        "--out",
+        str(exported),
+        "--notebooks",
+        str(notebooks),
+    ]
+    assert subprocess.run(export, env=env, capture_output=True).returncode == 0
+    offline = {k: v for k, v in env.items() if k != "VEXTRUS_CONTROL"}
+    verify = [CLI, "ledger", "verify", "--file", str(exported), "--notebooks", str(notebooks)]
+    assert subprocess.run(verify, env=offline, capture_output=True).returncode == 0  # intact as exported
+    entries = [json.loads(line) for line in exported.read_text().splitlines()]
+    approved = next(i for i, e in enumerate(entries) if e["run_id"] == run_id)
+    signature = entries[approved]["submitted"]["approvals"][0]["signature"]
+    entries[approved]["submitted"]["approvals"][0]["signature"] = (
+        "A" if signature[0] != "A" else "B"
+    ) + signature[1:]
+    previous, rechained = chain.GENESIS, []
+    for e in entries:
+        relinked = chain.link(
+            {k: v for k, v in e.items() if k not in ("hash", "prev_hash", "signature", "signer")}, previous
+        )
+        rechained.append(chain.to_line(relinked))
+        previous = relinked["hash"]
+    exported.write_text("\n".join(rechained) + "\n")
+    tampered = subprocess.run(verify, env=offline, capture_output=True, text=True)
+    assert tampered.returncode == 1 and "approval by bob does not verify with their key" in tampered.stderr, (
+        tampered.stderr
+    )

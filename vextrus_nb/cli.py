@@ -16,7 +16,7 @@ from typing import Annotated, ParamSpec
 
 import typer
 
-from vextrus_nb.errors import VextrusError
+from vextrus_nb.errors import ConfigError, VextrusError
 from vextrus_nb.import_speed import skip_slow_unused_imports
 
 skip_slow_unused_imports()
@@ -152,6 +152,51 @@ def submit(
     if result.get("output"):
         typer.echo(result["output"])
     raise typer.Exit(result["exit_code"])
+
+
+@app.command()
+@_temporal_command
+def approve(
+    run_id: Annotated[str, typer.Argument(help="the submitted run's id")],
+    name: Annotated[str, typer.Option("--as", help="your name, as the environment's approvers list it")],
+    key: Annotated[Path, typer.Option(help="your Ed25519 private key (PEM)")],
+    reject: Annotated[
+        bool, typer.Option("--reject", help="reject the run instead: it ends, nothing runs")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="why (required with --reject)")] = "",
+) -> None:
+    """Sign a submitted run that waits for approval: its id, runbook, environment and the hash of
+    its parameters. Exit 2 when the decision does not count, saying why."""
+    from vextrus_nb.control import settings
+    from vextrus_nb.evidence import approvals
+    from vextrus_nb.service import client
+
+    if reject and not reason:
+        _err("refused: --reject needs --reason")
+        raise typer.Exit(2)
+    try:
+        control = settings.load()
+        request = client.run_async(client.pending_request(control, run_id))
+        if not request.get("params_hash"):
+            raise ConfigError(f"run {run_id} needs no approval")
+        typer.echo(
+            f"run {run_id}: {request['runbook']} on {request['env']}, parameters {request['parameters']}, "
+            f"asked by {request['submitted']['by']}; "
+            f"approved by {', '.join(request['approved_by']) or 'nobody yet'}",
+            err=True,
+        )
+        signed = approvals.message(run_id, request["runbook"], request["env"], request["params_hash"])
+        decision = {
+            "name": name,
+            "params_hash": request["params_hash"],
+            "signature": approvals.sign(key.read_bytes(), signed),
+            "reject": reject,
+            "reason": reason,
+        }
+        typer.echo(client.run_async(client.decide(control, run_id, decision)))
+    except (VextrusError, OSError) as exc:
+        _err(f"refused: {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -305,6 +305,35 @@ class HASettings(_Strict):
     redis: RedisHA | None = None
 
 
+class ApprovalPolicy(_Strict):
+    """Four eyes (or more) on this environment's changes: a run that needs approval waits for
+    `required` signed approvals of distinct approvers, none of them the requester, within
+    `timeout_s` (docs/service.md). `approvers`: name -> their Ed25519 public key (PEM file;
+    `{sandbox_dir}` is the sandbox's directory). `runbooks`: which need it; unset, every
+    destructive runbook's live run."""
+
+    required: Annotated[int, Field(ge=1)]
+    approvers: dict[str, str]
+    timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+    runbooks: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ApprovalPolicy:
+        if self.required > len(self.approvers):
+            raise ValueError(
+                f"approvals.required is {self.required} but only {len(self.approvers)} approvers"
+            )
+        return self
+
+    def needs(self, runbook: str, destructive: bool, live: bool) -> bool:
+        if self.runbooks is not None:
+            return runbook in self.runbooks
+        return destructive and live
+
+    def key_path(self, approver: str) -> Path:
+        return Path(self.approvers[approver].format(sandbox_dir=paths.sandbox_dir()))
+
+
 class Environment(_Strict):
     name: str
     description: str = ""
@@ -327,6 +356,7 @@ class Environment(_Strict):
     backup: BackupSettings | None = None
     rotation: RotationSettings | None = None
     ha: HASettings | None = None
+    approvals: ApprovalPolicy | None = None
 
     @field_validator("secrets", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from vextrus_nb.clock import now_utc
 from vextrus_nb.control import evidence_bucket, shared_ledger
 from vextrus_nb.control.settings import Control
 from vextrus_nb.errors import ControlStoreUnavailable
-from vextrus_nb.evidence import chain, identity
+from vextrus_nb.evidence import approvals, chain, identity
 
 PENDING_NAME = "ledger.pending.jsonl"
 log = logging.getLogger(__name__)
@@ -121,7 +121,12 @@ class SharedStore:
                     return f"exported file {artifact['key']}: {problem}"
             return ""
 
-        return chain.verify_lines(shared_ledger.lines(self.control), check_objects, where=self.describe())
+        check_approvals = approvals.checker()
+
+        def check_entry(entry: dict[str, Any]) -> str:
+            return check_objects(entry) or check_approvals(entry)
+
+        return chain.verify_lines(shared_ledger.lines(self.control), check_entry, where=self.describe())
 
 
 def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import paths
-from vextrus_nb.evidence import chain
+from vextrus_nb.evidence import approvals, chain
 from vextrus_nb.evidence.chain import (
     GENESIS,
     LedgerVerdict,
@@ -119,11 +119,19 @@ def notebook_on_disk(outputs_dir: Path) -> NotebookCheck:
     return check
 
 
+def also_approvals(check_notebook: NotebookCheck) -> NotebookCheck:
+    """The notebook check, then each recorded approval's signature against its environment's
+    approvers' keys (evidence/approvals.py)."""
+    check_approvals = approvals.checker()
+    return lambda entry: check_notebook(entry) or check_approvals(entry)
+
+
 def verify_file(path: Path, notebooks_dir: Path) -> LedgerVerdict:
     """A JSONL ledger (this host's, or one `ledger export` wrote) against notebooks on disk."""
     if not path.exists():
         return LedgerVerdict(ok=True, entries=0)
-    return verify_lines(path.read_text(encoding="utf-8").splitlines(), notebook_on_disk(notebooks_dir))
+    checks = also_approvals(notebook_on_disk(notebooks_dir))
+    return verify_lines(path.read_text(encoding="utf-8").splitlines(), checks)
 
 
 def verify_ledger(outputs_dir: Path | None = None) -> LedgerVerdict:

@@ -78,7 +78,7 @@ def _notebook_metadata(notebook: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     notebook: Path
     runbook: str
     env: Environment
@@ -93,8 +93,12 @@ def prepare(
     given: dict[str, Any] | None = None,
     parameters_file: Path | None = None,
     notebooks_dir: Path | None = None,
-) -> _Plan:
-    """Everything that can refuse a run, checked before anything runs."""
+    submitted: dict[str, Any] | None = None,
+    approvals_awaited: bool = False,
+) -> Plan:
+    """Everything that can refuse a run, checked before anything runs. `submitted`: a
+    submitted run's provenance, whose approvals (checked by its workflow) may let it through;
+    `approvals_awaited`: being submitted, it will wait for them (vextrus_nb/service/)."""
     notebook = resolve_notebook(runbook, notebooks_dir)
     try:
         environment = load_environment(env, load_inventory())
@@ -128,9 +132,29 @@ def prepare(
             ) from None
         if held is not None:
             raise locks.refusal(env, held)
+    if not approvals_awaited:
+        destructive = bool(metadata.get("destructive"))
+        _check_approvals(runbook.removesuffix(".ipynb"), environment, destructive, live, submitted)
     # The runbook's own checks come after the guards, so a refusal names the guard first.
     steps.validate(runbook, environment, values)
-    return _Plan(notebook, runbook.removesuffix(".ipynb"), environment, values, metadata)
+    return Plan(notebook, runbook.removesuffix(".ipynb"), environment, values, metadata)
+
+
+def _check_approvals(
+    runbook: str, env: Environment, destructive: bool, live: bool, submitted: dict[str, Any] | None
+) -> None:
+    """A run the environment wants approved runs only as a submitted run its approvers approved
+    (the workflow checked each signature; the ledger keeps them for `ledger verify`)."""
+    policy = env.approvals
+    if policy is None or not policy.needs(runbook, destructive, live):
+        return
+    if len((submitted or {}).get("approvals") or []) >= policy.required:
+        return
+    approvers = ", ".join(sorted(policy.approvers))
+    raise RunRefused(
+        f"'{runbook}' on '{env.name}' needs {policy.required} approvals of {approvers}: submit it "
+        f"(`vextrus-nb submit {runbook} --env {env.name} ...`) and have them `vextrus-nb approve` it"
+    )
 
 
 @contextlib.contextmanager
@@ -163,7 +187,7 @@ def run(
     `submitted`: who submitted it, from where and when, for the record."""
     run_id = run_id or new_run_id()
     try:
-        plan = prepare(runbook, env, given, parameters_file, notebooks_dir)
+        plan = prepare(runbook, env, given, parameters_file, notebooks_dir, submitted)
         if submitted:
             plan = dataclasses.replace(plan, submitted=submitted)
         lease = _take_shared_lease(plan, run_id)
@@ -176,7 +200,7 @@ def run(
             lease.release()
 
 
-def _take_shared_lease(plan: _Plan, run_id: str) -> Any:
+def _take_shared_lease(plan: Plan, run_id: str) -> Any:
     """With a shared control store, a live destructive run's lease is taken here, before a kernel
     starts, so of N hosts starting at once all but one are refused before anything runs; it is
     renewed here while the kernel works and handed to the kernel to fence its steps."""
@@ -198,7 +222,7 @@ def _take_shared_lease(plan: _Plan, run_id: str) -> Any:
     return lease
 
 
-def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, lease: Any) -> RunOutcome:
+def _execute(plan: Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, lease: Any) -> RunOutcome:
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -267,7 +291,7 @@ def _execute(plan: _Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, l
 
 
 def _final_record(
-    plan: _Plan, run_id: str, started: datetime, status: RunStatus, cause: str, record_file: Path
+    plan: Plan, run_id: str, started: datetime, status: RunStatus, cause: str, record_file: Path
 ) -> dict[str, Any]:
     """The kernel's own record when it wrote one, completed with what only the runner knows."""
     from_kernel: dict[str, Any] = {}

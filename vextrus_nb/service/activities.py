@@ -50,13 +50,16 @@ async def execute_runbook(request: dict[str, Any]) -> dict[str, Any]:
 
 @activity.defn(name=RECORD_LOST)
 async def record_lost_run(lost: dict[str, Any]) -> None:
-    """A run whose worker died: on record as error, naming the host, with no notebook."""
+    """A run that was not executed, or not to its end: its worker died (error, naming the host),
+    its approvals did not come in time (expired) or an approver rejected it (rejected). On
+    record with no notebook, with the approval decisions it had."""
     record = {
         **identity.run_identity(lost["run_id"], lost["runbook"], lost["env"], lost.get("parameters") or {}),
-        "status": "error",
+        "status": lost["status"],
         "cause": lost["cause"],
         "executed_by": "vextrus-nb worker",
         "worker_host": lost.get("host"),
+        "executed": lost["status"] == "error",
         "submitted": lost.get("submitted"),
         "ended_at": now_utc(),
         "output": None,

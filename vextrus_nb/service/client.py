@@ -15,14 +15,14 @@ from typing import Any
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from vextrus_nb.clock import now_utc
 from vextrus_nb.control.settings import Control, TemporalService
 from vextrus_nb.errors import ControlStoreUnavailable, RunRefused, first_line
-from vextrus_nb.evidence import identity, ledger
+from vextrus_nb.evidence import approvals, identity, ledger
 from vextrus_nb.run import runner
 from vextrus_nb.run.naming import new_run_id
 from vextrus_nb.service.workflows import PIPELINE_NAME, WORKFLOW_NAME
@@ -88,7 +88,10 @@ async def submit(
     phases = pipeline_phases(runbook)
     if phases is None and resume:
         raise RunRefused("--resume is for a pipeline (deploy/all), which runs from its failed phase")
-    plans = [runner.prepare(phase, env, given) for phase in (phases or [runbook])]
+    # A single run may wait for its approvals; a pipeline's phases are not gated one by one.
+    plans = [
+        runner.prepare(phase, env, given, approvals_awaited=not phases) for phase in (phases or [runbook])
+    ]
     client = await connect(control)
     finished = await _finished_phases(client, resume, env) if resume else {}
     workers = await pollers(client, env)
@@ -109,6 +112,8 @@ async def submit(
     }
     if phases:
         request |= {"pipeline": name, "phases": phases, "finished": finished, "resumes": resume}
+    elif (gate := approval_gate(plans[0], run_id)) is not None:
+        request["approval"] = gate
     await client.start_workflow(
         PIPELINE_NAME if phases else WORKFLOW_NAME,
         request,
@@ -118,6 +123,29 @@ async def submit(
         memo={"runbook": name, "env": env, "submitted_by": identity.operator()},
     )
     return Submitted(run_id, task_queue(env), workers)
+
+
+def approval_gate(plan: runner.Plan, run_id: str) -> dict[str, Any] | None:
+    """What the workflow waits for when the environment wants approvals of this run: how many,
+    from whom (with their public keys, so the workflow checks signatures itself), the hash of
+    the parameters they sign over, and who asked (who may not approve)."""
+    policy = plan.env.approvals
+    live = not plan.parameters.get("dry_run", True)
+    if policy is None or not policy.needs(plan.runbook, bool(plan.metadata.get("destructive")), live):
+        return None
+    keys = {}
+    for name in policy.approvers:
+        try:
+            keys[name] = policy.key_path(name).read_text()
+        except OSError as exc:
+            raise RunRefused(f"approver {name}'s key {policy.key_path(name)}: {exc.strerror}") from None
+    return {
+        "required": policy.required,
+        "approvers": keys,
+        "timeout_s": policy.timeout_s,
+        "params_hash": approvals.parameters_hash(plan.parameters),
+        "requester": identity.operator(),
+    }
 
 
 async def _finished_phases(client: Client, resume: str, env: str) -> dict[str, str]:
@@ -209,3 +237,24 @@ def run_async(coroutine: Any) -> Any:
 
 
 WAIT_DEFAULT = timedelta(minutes=30)
+
+
+async def pending_request(control: Control, run_id: str) -> dict[str, Any]:
+    """What the run's approvers sign, and who has decided so far (the workflow's query)."""
+    client = await connect(control)
+    try:
+        return await client.get_workflow_handle(run_id).query("request")
+    except RPCError:
+        raise RunRefused(f"no submitted run '{run_id}' (`vextrus-nb runs` lists them)") from None
+
+
+async def decide(control: Control, run_id: str, decision: dict[str, Any]) -> str:
+    """Send an approver's signed decision; RunRefused with the workflow's reason when it does
+    not count (not an approver, the requester, twice, other parameters, a bad signature)."""
+    client = await connect(control)
+    try:
+        return await client.get_workflow_handle(run_id).execute_update("decide", decision)
+    except WorkflowUpdateFailedError as exc:
+        raise RunRefused(f"not counted: {first_line(exc.cause or exc)}") from None
+    except RPCError as exc:
+        raise RunRefused(f"run {run_id} takes no decision: {first_line(exc)}") from None

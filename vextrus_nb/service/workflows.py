@@ -7,6 +7,7 @@ and reads their results. Everything else lives in activities.py.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from vextrus_nb.evidence import approvals
 
 WORKFLOW_NAME = "RunbookRun"
 PIPELINE_NAME = "PipelineRun"
@@ -29,10 +33,33 @@ ONCE = RetryPolicy(maximum_attempts=1)
 
 @workflow.defn(name=WORKFLOW_NAME)
 class RunbookRun:
+    def __init__(self) -> None:
+        self._request: dict[str, Any] = {}
+        self._approvals: list[dict[str, Any]] = []
+        self._rejection: dict[str, Any] | None = None
+
     @workflow.run
     async def run(self, request: dict[str, Any]) -> dict[str, Any]:
         # A submitted run comes with its id; a scheduled firing gets one here (replay-safe).
         request = {**request, "run_id": request.get("run_id") or workflow.uuid4().hex[:12]}
+        self._request = request
+        if gate := request.get("approval"):
+            try:
+                await workflow.wait_condition(
+                    lambda: self._rejection is not None or len(self._approvals) >= gate["required"],
+                    timeout=timedelta(seconds=gate["timeout_s"]),
+                )
+            except builtins.TimeoutError:
+                have = f"{len(self._approvals)} of {gate['required']} approvals"
+                return await self._not_executed(request, "expired", f"{have} within {gate['timeout_s']:g} s")
+            decided = {
+                "approvals": self._approvals,
+                **({"rejection": self._rejection} if self._rejection else {}),
+            }
+            request = {**request, "submitted": {**request["submitted"], **decided}}
+            if self._rejection is not None:
+                reason = f"rejected by {self._rejection['name']}: {self._rejection.get('reason', '')}"
+                return await self._not_executed(request, "rejected", reason)
         try:
             result: dict[str, Any] = await workflow.execute_activity(
                 EXECUTE,
@@ -47,28 +74,68 @@ class RunbookRun:
             if isinstance(cause, TimeoutError) and cause.type == TimeoutType.HEARTBEAT:
                 details = cause.last_heartbeat_details
                 host = details[0].get("host", "?") if details else "?"
-                lost = {
-                    **request,
-                    "status": "error",
-                    "cause": f"worker lost (host {host}): no heartbeat for {HEARTBEAT_TIMEOUT.seconds} s",
-                    "host": host,
-                }
-            else:
-                lost = {
-                    **request,
-                    "status": "error",
-                    "cause": f"the run's activity failed: {exc.cause or exc}",
-                }
-            # On record in the ledger, by whichever worker of the queue is alive; bounded, so a
-            # queue with no worker left does not hold the workflow open forever.
-            with contextlib.suppress(ActivityError):
-                await workflow.execute_activity(
-                    RECORD_LOST,
-                    lost,
-                    schedule_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                )
-            return {"exit_code": 1, "status": "error", "message": lost["cause"], "run_id": request["run_id"]}
+                why = f"worker lost (host {host}): no heartbeat for {HEARTBEAT_TIMEOUT.seconds} s"
+                return await self._not_executed({**request, "host": host}, "error", why)
+            return await self._not_executed(
+                request, "error", f"the run's activity failed: {exc.cause or exc}"
+            )
+
+    async def _not_executed(self, request: dict[str, Any], status: str, cause: str) -> dict[str, Any]:
+        """On record in the ledger, by whichever worker of the queue is alive; bounded, so a
+        queue with no worker left does not hold the workflow open forever."""
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_activity(
+                RECORD_LOST,
+                {**request, "status": status, "cause": cause},
+                schedule_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        return {"exit_code": 1, "status": status, "message": cause, "run_id": request["run_id"]}
+
+    @workflow.query
+    def request(self) -> dict[str, Any]:
+        """What an approver signs, and who has decided so far."""
+        gate = self._request.get("approval") or {}
+        return {
+            **{k: self._request.get(k) for k in ("run_id", "runbook", "env", "parameters", "submitted")},
+            "params_hash": gate.get("params_hash"),
+            "required": gate.get("required", 0),
+            "approvers": sorted(gate.get("approvers", {})),
+            "approved_by": [a["name"] for a in self._approvals],
+            "rejected_by": self._rejection["name"] if self._rejection else None,
+        }
+
+    @workflow.update
+    async def decide(self, decision: dict[str, Any]) -> str:
+        """An approver's signed approval or rejection (checked by the validator first)."""
+        if decision.get("reject"):
+            self._rejection = decision
+            return f"rejected run {self._request['run_id']}"
+        self._approvals.append(decision)
+        required = self._request["approval"]["required"]
+        return f"approved run {self._request['run_id']}: {len(self._approvals)} of {required} approvals"
+
+    @decide.validator
+    def _valid_decision(self, decision: dict[str, Any]) -> None:
+        gate = self._request.get("approval")
+        if not gate:
+            raise ValueError(f"run {self._request.get('run_id')} needs no approval")
+        if self._rejection is not None or len(self._approvals) >= gate["required"]:
+            raise ValueError(f"run {self._request['run_id']} is already decided")
+        name = decision.get("name", "")
+        if name not in gate["approvers"]:
+            raise ValueError(f"{name!r} is not an approver of '{self._request['env']}'")
+        if name == gate["requester"]:
+            raise ValueError(f"{name} asked for this run and cannot approve it")
+        if any(a["name"] == name for a in self._approvals):
+            raise ValueError(f"{name} has approved this run already: an approver counts once")
+        if decision.get("params_hash") != gate["params_hash"]:
+            raise ValueError("the approval was signed over other parameters than this run's")
+        signed = approvals.message(
+            self._request["run_id"], self._request["runbook"], self._request["env"], gate["params_hash"]
+        )
+        if not approvals.is_valid(gate["approvers"][name].encode(), signed, decision.get("signature", "")):
+            raise ValueError(f"the signature does not verify with {name}'s key")
 
 
 @workflow.defn(name=PIPELINE_NAME)
