@@ -146,7 +146,9 @@ def test_real_environments_load() -> None:
 
 
 def test_unknown_environment_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown environment 'prod'; known: production, sandbox, staging"):
+    with pytest.raises(
+        ConfigError, match=r"unknown environment 'prod'; known: production, sandbox, sandbox-gated, staging"
+    ):
         load_environment("prod")
 
 

@@ -41,6 +41,16 @@ def test_sandbox_up_control_starts_a_store_apart_from_the_platform(
     assert status.returncode == 0 and "ledger: answers" in status.stdout, status.stderr
     shown = run_cli("sandbox", "status")
     assert "control store" in shown.stdout
+    # sandbox-gated: the same platform behind production's guards, its approvers' keys written.
+    assert sorted(p.name for p in (healthy.root / "approvers").iterdir()) == [
+        f"{name}.{kind}" for name in ("alice", "bob", "carol") for kind in ("pem", "pub")
+    ]
+    gated = run_cli("run", "dr/backup", "--env", "sandbox-gated", "-p", "dry_run=false")
+    assert gated.returncode == 2 and "pass -p confirm=sandbox-gated" in gated.stderr
+    gated = run_cli(
+        "run", "dr/backup", "--env", "sandbox-gated", "-p", "dry_run=false", "-p", "confirm=sandbox-gated"
+    )
+    assert gated.returncode == 2 and "needs 2 approvals of alice, bob, carol" in gated.stderr
 
 
 def test_with_the_control_store_down_triage_seals_here_and_joins_late_a_live_backup_is_refused(

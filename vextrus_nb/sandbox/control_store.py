@@ -252,9 +252,40 @@ def of_sandbox(root: Path) -> ControlStore | None:
     return ControlStore.load(home) if home is not None else None
 
 
+SANDBOX_APPROVERS = ("alice", "bob", "carol")  # parameters/environments/sandbox-gated.yaml
+
+
+def write_approver_keys(root: Path) -> Path:
+    """An Ed25519 key pair per approver of `sandbox-gated` under root/approvers (the private
+    key 0600 beside the public one: on a real deployment each approver keeps their own)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    directory = root / "approvers"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for name in SANDBOX_APPROVERS:
+        private = directory / f"{name}.pem"
+        if private.exists():
+            continue
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        private.write_bytes(pem)
+        private.chmod(0o600)
+        (directory / f"{name}.pub").write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    return directory
+
+
 def for_sandbox(root: Path) -> ControlStore:
     """The sandbox's control store, started if it is not running; its settings are
-    root/control.yaml, its secrets in the sandbox's secret store."""
+    root/control.yaml, its secrets in the sandbox's secret store; the approvers' keys of
+    `sandbox-gated` in root/approvers."""
+    write_approver_keys(root)
     store = of_sandbox(root)
     if store is not None:
         if not store.is_up():
