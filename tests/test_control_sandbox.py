@@ -10,11 +10,12 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import control_store, manager
 
-from .helpers import CLI, REPO, run_cli
+from .helpers import CLI, REPO, run_cli, wait_until
 
 
 def host(state: SandboxState, name: str, tmp_path: Path) -> dict[str, str]:
@@ -141,3 +142,84 @@ def test_a_submitted_smoke_passes_and_deploy_all_resumes_from_its_failed_phase(
     assert second_entry["runbook"] == "deploy/all" and second_entry["resumes"] == pipeline
     assert [p["resumed"] for p in second_entry["phases"][:5]] == [True] * 5
     assert run_cli("ledger", "verify", env=oncall).returncode == 0
+
+
+def test_an_alert_starts_triage_once_per_firing_and_a_failing_run_pages_until_one_passes(
+    healthy: SandboxState, tmp_path: Path
+) -> None:
+    import httpx
+
+    assert run_cli("sandbox", "up", "--control").returncode == 0
+    state = SandboxState.load(healthy.root)
+    receiver, alertmanager = (
+        state.extra["alert_receiver_url"],
+        f"http://127.0.0.1:{state.ports['alertmanager']}",
+    )
+    responder = subprocess.Popen(
+        [CLI, "worker", "--env", "sandbox"], env={**os.environ, **host(healthy, "responder", tmp_path)},
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    oncall = host(healthy, "oncall", tmp_path)
+
+    def alert_runs() -> list[dict[str, Any]]:
+        exported = run_cli("ledger", "export", "--format", "jsonl", env=oncall).stdout.splitlines()
+        return [e for e in map(json.loads, exported) if (e.get("submitted") or {}).get("alert")]
+
+    def paged(active: bool = True) -> list[dict[str, Any]]:
+        found = httpx.get(
+            f"{alertmanager}/api/v2/alerts", params={"filter": 'alertname="VextrusRunbookFailed"'}
+        )
+        return [a for a in found.json() if a["status"]["state"] == "active"] if active else found.json()
+
+    try:
+        assert responder.stderr is not None and "polling" in responder.stderr.readline()
+        # What the receiver refuses, answering at once: 4xx, nothing started.
+        assert httpx.post(receiver, content=b"{not json", timeout=1).status_code == 400
+        unrouted = {"version": "4", "status": "firing", "alerts": [
+            {"status": "firing", "labels": {"alertname": "SomethingElse"}, "startsAt": "2026-01-01T00:00:00Z",
+             "fingerprint": "0123"}]}  # fmt: skip
+        answer = httpx.post(receiver, json=unrouted, timeout=1)
+        assert answer.status_code == 422 and "no route for SomethingElse" in answer.text
+        resolved = {
+            **unrouted,
+            "status": "resolved",
+            "alerts": [{**unrouted["alerts"][0], "status": "resolved"}],
+        }
+        assert httpx.post(receiver, json=resolved, timeout=1).json() == {"runs": {}}
+
+        # Prometheus fires for a stopped critical component, Alertmanager delivers, triage runs.
+        manager.fault("traefik", "down", root=healthy.root)
+        wait_until(lambda: alert_runs(), "the alert's triage run to be sealed", timeout_s=240)
+        [triage] = alert_runs()
+        alert = triage["submitted"]["alert"]
+        assert triage["runbook"] == "incident/triage" and triage["parameters"]["service"] == "traefik"
+        assert alert["name"] == "VextrusCriticalComponentDown" and alert["labels"]["component"] == "traefik"
+        assert triage["evidence"]["key"] == triage["output"]  # sealed into the store
+
+        # The same firing re-sent three times: one run.
+        again = {"version": "4", "status": "firing", "alerts": [
+            {"status": "firing", "labels": alert["labels"], "startsAt": alert["starts_at"],
+             "fingerprint": alert["fingerprint"]}]}  # fmt: skip
+        started = "".join(c for c in alert["starts_at"] if c.isalnum())[:20]
+        for _ in range(3):
+            answer = httpx.post(receiver, json=again, timeout=1).json()
+            assert answer["runs"] == {f"alert-{alert['fingerprint']}-{started}": "already"}
+        assert len(alert_runs()) == 1
+
+        # Triage found Traefik down: it failed, and the failure pages through Alertmanager.
+        assert triage["status"] == "failed"
+        wait_until(lambda: paged(), "VextrusRunbookFailed in Alertmanager")
+        [page] = paged()
+        assert (
+            page["labels"] | {"runbook": "incident/triage", "env": "sandbox", "status": "failed"}
+            == page["labels"]
+        )
+        assert page["annotations"]["run_id"] == triage["run_id"]
+
+        manager.heal("traefik", root=healthy.root)
+        passing = run_cli("submit", "incident/triage", "--env", "sandbox", "--wait", env=oncall)
+        assert passing.returncode == 0, passing.stderr
+        wait_until(lambda: not paged(), "the page to resolve after a passing run")
+    finally:
+        responder.send_signal(signal.SIGTERM)
+        responder.wait(90)

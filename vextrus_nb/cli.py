@@ -199,6 +199,38 @@ def approve(
         raise typer.Exit(2) from None
 
 
+@app.command("alert-receiver")
+@_temporal_command
+def alert_receiver(
+    port: Annotated[int, typer.Option(help="the loopback port Alertmanager's webhook posts to")] = 9095,
+    routes: Annotated[
+        Path | None, typer.Option(help="the routes file (default parameters/alert-routes.yaml)")
+    ] = None,
+) -> None:
+    """Serve Alertmanager's webhook: firing alerts start the runbooks their routes name, one run
+    per firing (docs/service.md). Until SIGTERM."""
+    import asyncio
+    import signal
+
+    from vextrus_nb.control import settings
+    from vextrus_nb.service import alerts, client, receiver
+
+    control = _guard(settings.load)
+    table = _guard(lambda: alerts.load_routes(routes))
+
+    async def serve() -> None:
+        connected = await client.connect(control)
+        server = receiver.application(connected, table).listen(port, address="127.0.0.1")
+        typer.echo(f"alert receiver on http://127.0.0.1:{port}/ ({len(table.routes)} routes)", err=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.stop()
+
+    _guard(lambda: asyncio.run(serve()))
+
+
 @app.command()
 @_temporal_command
 def worker(

@@ -54,12 +54,20 @@ class TemporalService(_Strict):
     namespace: str = "vextrus-runbooks"
 
 
+class Paging(_Strict):
+    """Where a failed submitted or scheduled run is announced: the platform's Alertmanager, whose
+    existing routes reach the on-call (API v2)."""
+
+    alertmanager_url: str
+
+
 class SharedStoreSettings(_Strict):
     store: Literal["shared"]
     postgres: LedgerDatabase
     s3: EvidenceBucket
     lease_ttl_s: Annotated[float, Field(ge=2, le=3600)] = DEFAULT_LEASE_TTL_S
     temporal: TemporalService | None = None
+    paging: Paging | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from psycopg import sql
 from vextrus_nb.control import evidence_bucket, schema
 from vextrus_nb.control import settings as control_settings
 from vextrus_nb.errors import SandboxError
+from vextrus_nb.local_platform import pid_alive
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import ha_servers, real_servers, supervisor
@@ -54,6 +55,7 @@ class ControlStore:
     settings_path: Path
     temporal_pid: int = 0
     temporal_address: str = ""
+    receiver_pid: int = 0
 
     @property
     def owner_dsn(self) -> str:
@@ -94,6 +96,7 @@ class ControlStore:
                     "settings": str(self.settings_path),
                     "temporal_pid": self.temporal_pid,
                     "temporal_address": self.temporal_address,
+                    "receiver_pid": self.receiver_pid,
                 },
                 indent=2,
             )
@@ -110,6 +113,7 @@ class ControlStore:
         return cls(
             home, cluster, saved["bucket_endpoint"], saved["bucket_pid"], saved["bucket_command"],
             Path(saved["settings"]), saved.get("temporal_pid", 0), saved.get("temporal_address", ""),
+            saved.get("receiver_pid", 0),
         )  # fmt: skip
 
     # -- an outage of the whole store, and its end ------------------------------------
@@ -134,6 +138,7 @@ class ControlStore:
     def stop(self) -> None:
         """Every server stopped and the database's files removed (the rest are under home)."""
         _kill_bucket_server(self.bucket_pid)
+        ha_servers.stop_daemon(self.receiver_pid, timeout=5)
         ha_servers.stop_daemon(self.temporal_pid, timeout=5)
         self.postgres.destroy()
 
@@ -297,3 +302,34 @@ def for_sandbox(root: Path) -> ControlStore:
     home = Path(tempfile.mkdtemp(prefix="vextrus-control-"))
     (root / STATE_NAME).write_text(str(home))
     return start(home, settings_path=root / "control.yaml")
+
+
+def wire_into_sandbox(store: ControlStore, state: Any) -> str:
+    """The platform's side of the control store: failed runs page through the sandbox's
+    Alertmanager (paging in the settings), and its alerts reach the runbooks' alert receiver,
+    started here on a free port (a daemon, like the store's servers). Returns the receiver's URL."""
+    import sys
+
+    from vextrus_nb.sandbox import observability, real_platform
+
+    alertmanager = f"http://{LOOPBACK}:{state.ports['alertmanager']}"
+    raw = yaml.safe_load(store.settings_path.read_text())
+    raw["paging"] = {"alertmanager_url": alertmanager}
+    store.settings_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    if store.receiver_pid and pid_alive(store.receiver_pid):
+        return str(state.extra["alert_receiver_url"])
+    [port] = supervisor.free_ports(1)
+    command = [sys.executable, "-m", "vextrus_nb.cli", "alert-receiver", "--port", str(port)]
+    env = {"VEXTRUS_CONTROL": str(store.settings_path), "VEXTRUS_SANDBOX_DIR": str(state.root)}
+    process = supervisor.start_ready(
+        "alert-receiver", command, store.home, lambda: supervisor.port_open(port), 30.0, env=env
+    )
+    store.receiver_pid = supervisor.disown(process)
+    store.save()
+    url = f"http://{LOOPBACK}:{port}/"
+    state.extra["alert_receiver_url"] = url
+    state.save()
+    sandbox_webhook = f"http://{LOOPBACK}:{state.control_port}{real_platform.ALERTS_WEBHOOK_PATH}"
+    servers = state.root / real_platform.SERVERS_DIR  # where the services process runs them
+    observability.route_alerts_also_to(servers, alertmanager, sandbox_webhook, url)
+    return url

@@ -187,7 +187,7 @@ def up(
         else:
             state = SandboxState.load(root)
         if control:
-            control_store.for_sandbox(root)
+            control_store.wire_into_sandbox(control_store.for_sandbox(root), state)
     if deployment is not None and not fresh:
         use_deployment(deployment, root)
     return state

@@ -185,18 +185,21 @@ def start_prometheus_for(
     )
 
 
-def alertmanager_config(webhook_url: str | None) -> dict[str, Any]:
-    """One route to one receiver: the webhook if given, else a receiver with nowhere to send
+def alertmanager_config(webhook_url: str | None, *more_webhooks: str) -> dict[str, Any]:
+    """One route to one receiver: the webhooks if given (the sandbox's own, and the runbooks'
+    alert receiver when `sandbox up --control` runs one), else a receiver with nowhere to send
     (`null` would parse as no receiver at all). Grouped per alert and environment, and waits of
     a second, so an alert reaches the webhook as soon as Prometheus sends it."""
     receiver: dict[str, Any] = {"name": "default"}
-    if webhook_url:
-        parts = urlsplit(webhook_url)
+    urls = [u for u in (webhook_url, *more_webhooks) if u]
+    for url in urls:
+        parts = urlsplit(url)
         if parts.scheme != "http" or parts.hostname != LOOPBACK:
             raise ConfigError(
                 f"the webhook must be http://{LOOPBACK}:<port>/...: the sandbox reaches loopback only"
             )
-        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+    if urls:
+        receiver["webhook_configs"] = [{"url": url, "send_resolved": True} for url in urls]
     return {
         "route": {
             "receiver": "default",
@@ -210,7 +213,12 @@ def alertmanager_config(webhook_url: str | None) -> dict[str, Any]:
 
 
 def start_alertmanager_for(
-    root: Path, webhook_url: str | None = None, *, port: int | None = None, timeout: float = 30.0
+    root: Path,
+    webhook_url: str | None = None,
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    more_webhooks: tuple[str, ...] = (),
 ) -> RealServer:
     """Alertmanager routing every alert to webhook_url (alertmanager_config). Clustering is off
     (`--cluster.listen-address=`: it would gossip on 0.0.0.0:9094). Ready at /-/ready.
@@ -220,7 +228,7 @@ def start_alertmanager_for(
     data_dir = (root / "alertmanager").resolve()
     (data_dir / "data").mkdir(parents=True, exist_ok=True)
     config_path = data_dir / "alertmanager.yml"
-    config_path.write_text(json.dumps(alertmanager_config(webhook_url), indent=1))
+    config_path.write_text(json.dumps(alertmanager_config(webhook_url, *more_webhooks), indent=1))
     url = f"http://{LOOPBACK}:{port}"
     command = [
         str(binary),
@@ -236,3 +244,14 @@ def start_alertmanager_for(
     return RealServer(
         "alertmanager", [process], {"main": port}, data_dir, extra={"url": url, "config": config_path}
     )
+
+
+def route_alerts_also_to(root: Path, alertmanager_url: str, webhook_url: str, more_webhook: str) -> None:
+    """Rewrite the running Alertmanager's file to send to one more webhook, and reload it."""
+    config_path = (root / "alertmanager" / "alertmanager.yml").resolve()
+    config_path.write_text(json.dumps(alertmanager_config(webhook_url, more_webhook), indent=1))
+    answer = urllib.request.urlopen(
+        urllib.request.Request(f"{alertmanager_url}/-/reload", method="POST"), timeout=10
+    )
+    if answer.status != 200:
+        raise ConfigError(f"Alertmanager did not reload its configuration ({answer.status})")

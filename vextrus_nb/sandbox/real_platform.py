@@ -313,7 +313,12 @@ def options(state: SandboxState, inventory: Inventory) -> dict[str, Callable[[],
         }
 
     def alertmanager() -> dict[str, Any]:
-        return {"webhook_url": f"http://{control}{ALERTS_WEBHOOK_PATH}"}
+        # The runbooks' alert receiver too, once `sandbox up --control` runs one.
+        receiver = state.extra.get("alert_receiver_url")
+        return {
+            "webhook_url": f"http://{control}{ALERTS_WEBHOOK_PATH}",
+            "more_webhooks": (receiver,) if receiver else (),
+        }
 
     def traefik_options() -> dict[str, Any]:
         return {"platform_ports": state.ports, "variant": deployment_variant(state.root)}

@@ -5,6 +5,7 @@ worker that dies is noticed within the heartbeat timeout; and the record of a lo
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -12,7 +13,7 @@ from temporalio import activity
 from vextrus_nb.clock import now_utc
 from vextrus_nb.evidence import identity, ledger
 from vextrus_nb.run import runner
-from vextrus_nb.service.workflows import EXECUTE, HEARTBEAT_TIMEOUT, RECORD_LOST, RECORD_PIPELINE
+from vextrus_nb.service.workflows import EXECUTE, HEARTBEAT_TIMEOUT, PAGE, RECORD_LOST, RECORD_PIPELINE
 
 HEARTBEAT_EVERY_S = HEARTBEAT_TIMEOUT.total_seconds() / 4
 
@@ -86,3 +87,48 @@ async def record_pipeline(summary: dict[str, Any]) -> None:
         "output_sha256": None,
     }
     await asyncio.to_thread(ledger.append_entry, record)
+
+
+PAGED_STATUSES = ("failed", "error", "expired")
+PAGE_HOLDS = timedelta(days=7)
+
+
+@activity.defn(name=PAGE)
+async def page_outcome(outcome: dict[str, Any]) -> None:
+    """VextrusRunbookFailed posted to Alertmanager's API v2 for a run that failed, errored or
+    expired (labels runbook, env, status; annotations run id, cause, notebook); a passing run of
+    the same runbook and environment resolves it. Without paging settings: nothing."""
+    import httpx
+
+    from vextrus_nb.control import settings
+
+    control = settings.load()
+    paging = control.shared.paging if control.shared else None
+    if paging is None:
+        return
+    base = {"alertname": "VextrusRunbookFailed", "runbook": outcome["runbook"], "env": outcome["env"]}
+    now = datetime.now(UTC).isoformat()
+    if outcome["status"] in PAGED_STATUSES:
+        alerts = [
+            {
+                "labels": {**base, "status": outcome["status"], "severity": "warning"},
+                "annotations": {
+                    "run_id": outcome.get("run_id", ""),
+                    "cause": outcome.get("message", ""),
+                    "notebook": outcome.get("output") or "none (not executed)",
+                },
+                "startsAt": now,
+                # Active until a passing run resolves it, not Alertmanager's resolve_timeout.
+                "endsAt": (datetime.now(UTC) + PAGE_HOLDS).isoformat(),
+            }
+        ]
+    elif outcome["status"] == "passed":  # resolves whichever of them is firing
+        alerts = [
+            {"labels": {**base, "status": status, "severity": "warning"}, "startsAt": now, "endsAt": now}
+            for status in PAGED_STATUSES
+        ]
+    else:
+        return
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(f"{paging.alertmanager_url.rstrip('/')}/api/v2/alerts", json=alerts)
+        answer.raise_for_status()

@@ -15,8 +15,14 @@ from typing import Any
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from vextrus_nb.clock import now_utc
@@ -258,3 +264,42 @@ async def decide(control: Control, run_id: str, decision: dict[str, Any]) -> str
         raise RunRefused(f"not counted: {first_line(exc.cause or exc)}") from None
     except RPCError as exc:
         raise RunRefused(f"run {run_id} takes no decision: {first_line(exc)}") from None
+
+
+async def submit_for_alert(client: Client, routed: Any) -> str:
+    """Start the routed alert's run: "started", or "already" when this firing has its run. A
+    destructive run waits for its environment's approvals; with none declared it is refused:
+    never a change on an alert alone."""
+    plan = runner.prepare(routed.route.runbook, routed.env, routed.parameters, approvals_awaited=True)
+    gate = approval_gate(plan, routed.workflow_id)
+    if plan.metadata.get("destructive") and gate is None:
+        raise RunRefused(
+            f"'{plan.runbook}' changes '{routed.env}', which declares no approvals: an alert alone "
+            "never starts a change"
+        )
+    request: dict[str, Any] = {
+        "run_id": new_run_id(),
+        "runbook": plan.runbook,
+        "env": routed.env,
+        "parameters": routed.parameters,
+        "submitted": {
+            "by": "alertmanager",
+            "host": identity.host(),
+            "at": now_utc(),
+            "alert": routed.record(),
+        },
+    }
+    if gate is not None:
+        request["approval"] = {**gate, "requester": "alertmanager"}
+    try:
+        await client.start_workflow(
+            WORKFLOW_NAME,
+            request,
+            id=routed.workflow_id,
+            task_queue=task_queue(routed.env),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={"runbook": plan.runbook, "env": routed.env, "submitted_by": "alertmanager"},
+        )
+    except WorkflowAlreadyStartedError:
+        return "already"
+    return "started"

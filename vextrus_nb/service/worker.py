@@ -34,7 +34,12 @@ async def serve(control: Control, envs: list[str], say: Callable[[str], None]) -
             client,
             task_queue=task_queue(env),
             workflows=[RunbookRun, PipelineRun],
-            activities=[activities.execute_runbook, activities.record_lost_run, activities.record_pipeline],
+            activities=[
+                activities.execute_runbook,
+                activities.record_lost_run,
+                activities.record_pipeline,
+                activities.page_outcome,
+            ],
             activity_executor=executor,
             max_concurrent_activities=1,
             identity=f"{identity.host()}@{env}",

@@ -24,6 +24,7 @@ PIPELINE_NAME = "PipelineRun"
 EXECUTE = "execute_runbook"
 RECORD_LOST = "record_lost_run"
 RECORD_PIPELINE = "record_pipeline"
+PAGE = "page_outcome"
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 RUN_TIMEOUT = timedelta(hours=6)
 # One attempt, never an automatic retry: a runbook that changed an environment half way must not
@@ -43,6 +44,18 @@ class RunbookRun:
         # A submitted run comes with its id; a scheduled firing gets one here (replay-safe).
         request = {**request, "run_id": request.get("run_id") or workflow.uuid4().hex[:12]}
         self._request = request
+        outcome = await self._run(request)
+        # Failed, errored or expired: the platform's Alertmanager pages; passed: it resolves.
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_activity(
+                PAGE,
+                {**outcome, "runbook": request["runbook"], "env": request["env"]},
+                schedule_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        return outcome
+
+    async def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         if gate := request.get("approval"):
             try:
                 await workflow.wait_condition(
