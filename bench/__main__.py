@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench import (
+    bench_alert,
     bench_backup,
     bench_checklist,
     bench_cli_startup,
@@ -34,5 +35,6 @@ for bench in (
     bench_fault_proxy,
     bench_ledger,
     bench_submit,
+    bench_alert,
 ):
     bench.main()
