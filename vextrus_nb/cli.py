@@ -17,6 +17,7 @@ from typing import Annotated, ParamSpec
 import typer
 
 from vextrus_nb.errors import ConfigError, VextrusError
+from vextrus_nb.exit_codes import EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT
 from vextrus_nb.import_speed import skip_slow_unused_imports
 
 skip_slow_unused_imports()
@@ -43,9 +44,6 @@ Assignments = Annotated[list[str] | None, typer.Option("--parameter", "-p", help
 ParametersFile = Annotated[
     Path | None, typer.Option("--parameters-file", "-f", help="YAML file of parameters (lists, dicts)")
 ]
-
-
-EXIT_WAIT_TIMEOUT = 3  # `submit --wait`: the run is still going when the wait gave up
 
 
 def _temporal_command(command: Callable[P, None]) -> Callable[P, None]:
@@ -90,7 +88,7 @@ def run(
         given = parameters.parse_assignments(parameter or [])
     except RunRefused as exc:
         _err(f"refused: {exc}")
-        raise typer.Exit(runner.EXIT_REFUSED) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     from vextrus_nb.run import interactive
 
     interactive.reap_abandoned()  # the next run is one of the places that notices abandoned runs
@@ -121,7 +119,7 @@ def submit(
     `run`: exit 2 with nothing submitted. With --wait: exit 0 passed, 1 failed, 2 refused,
     3 still running when the timeout ran out (the run goes on)."""
     from vextrus_nb.control import settings
-    from vextrus_nb.run import parameters, runner
+    from vextrus_nb.run import parameters
     from vextrus_nb.service import client
 
     try:
@@ -132,7 +130,7 @@ def submit(
         submitted = client.run_async(client.submit(control, runbook, env, given, resume))
     except VextrusError as exc:
         _err(f"refused: {exc}")
-        raise typer.Exit(runner.EXIT_REFUSED) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     typer.echo(
         f"submitted run {submitted.run_id} to {submitted.queue} ({len(submitted.workers)} workers polling)",
         err=True,
@@ -173,7 +171,7 @@ def approve(
 
     if reject and not reason:
         _err("refused: --reject needs --reason")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
     try:
         control = settings.load()
         request = client.run_async(client.pending_request(control, run_id))
@@ -196,7 +194,7 @@ def approve(
         typer.echo(client.run_async(client.decide(control, run_id, decision)))
     except (VextrusError, OSError) as exc:
         _err(f"refused: {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 @app.command("alert-receiver")
@@ -261,7 +259,6 @@ def open_(
 ) -> None:
     """Write the run's working copy into outputs/ for JupyterLab; prints its URL or path. Exit 2: refused."""
     from vextrus_nb.run import interactive, parameters
-    from vextrus_nb.run.runner import EXIT_REFUSED
 
     try:
         opened = interactive.open_run(
@@ -382,6 +379,12 @@ def lab(
     os.execv(sys.executable, arguments)
 
 
+class LedgerFormat(StrEnum):
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+
+
 class ScheduleEngine(StrEnum):
     crontab = "crontab"
     temporal = "temporal"
@@ -423,7 +426,7 @@ def schedule(
         return
     if env is None:
         _err("refused: --env is required")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
     if engine is ScheduleEngine.temporal:
         _temporal_schedule(runbook, env, cron, parameter or [], jitter, catchup)
         return
@@ -446,7 +449,7 @@ def schedule(
         typer.echo(line)
     except (RunRefused, VextrusError) as exc:
         _err(f"refused: {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 def _temporal_schedule(
@@ -468,7 +471,7 @@ def _temporal_schedule(
         )
     except VextrusError as exc:
         _err(f"refused: {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     typer.echo(f"{'created' if done.created else 'updated'} schedule {done.name}: {cron}")
 
 
@@ -488,10 +491,10 @@ def _temporal_schedule_action(action: str, name: str | None, note: str) -> None:
         return
     if not name:
         _err(f"refused: `schedule {action}` needs the schedule's name (`schedule list`)")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
     if action in ("pause", "unpause") and not note:
         _err(f"refused: `schedule {action}` needs --note saying why")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
     act = {"pause": schedules.pause, "unpause": schedules.unpause}.get(action)
     if act is not None:
         _guard(lambda: client.run_async(act(control, name, note)))
@@ -527,12 +530,14 @@ def ledger_verify(
         typer.echo(verdict.message())
         return
     _err(verdict.message())
-    raise typer.Exit(1)
+    raise typer.Exit(EXIT_FAILED)
 
 
 @ledger_app.command("export")
 def ledger_export(
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (verifiable offline), json or csv")] = "json",
+    fmt: Annotated[
+        LedgerFormat, typer.Option("--format", help="jsonl (verifiable offline), json or csv")
+    ] = LedgerFormat.json,
     out: Annotated[Path | None, typer.Option("--out", help="file to write; stdout when omitted")] = None,
     notebooks: Annotated[
         Path | None,
@@ -541,18 +546,15 @@ def ledger_export(
 ) -> None:
     """The ledger for auditors: JSONL exactly as chained (`ledger verify --file` checks it offline),
     or JSON / CSV for their own tools (CSV flattens the key figures into columns)."""
-    from vextrus_nb.evidence.export import EXPORT_FORMATS, export
+    from vextrus_nb.evidence.export import export
     from vextrus_nb.evidence.ledger import read_entries
 
-    if fmt not in EXPORT_FORMATS:
-        _err(f"unknown format '{fmt}'; use {', '.join(EXPORT_FORMATS)}")
-        raise typer.Exit(2)
     entries = _guard(read_entries)
     if notebooks is not None:
         from vextrus_nb.evidence.ledger import copy_notebooks
 
         _guard(lambda: copy_notebooks(entries, notebooks))
-    text = export(entries, fmt)  # type: ignore[arg-type]
+    text = export(entries, fmt.value)  # type: ignore[arg-type]
     if out:
         out.write_text(text)
         typer.echo(str(out))
@@ -573,7 +575,7 @@ def ledger_import(
     control = _guard(settings.load)
     if not control.is_shared:
         _err("no shared control store is configured ($VEXTRUS_CONTROL or parameters/control.yaml)")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
     store = shared_store.SharedStore(control)
     result = _guard(lambda: ledger_import.import_file_ledger(store, file, notebooks or file.parent))
     typer.echo(f"imported {result.imported} entries, {result.already_there} already in {store.describe()}")
@@ -593,7 +595,7 @@ def ledger_sync() -> None:
     typer.echo(f"appended late: {', '.join(result.appended) or 'nothing'}; still waiting: {result.waiting}")
     if result.problem:
         _err(result.problem)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @control_app.command("status")
@@ -621,12 +623,12 @@ def control_status() -> None:
         typer.echo("bucket: answers")
     except ControlStoreUnavailable as exc:
         _err(str(exc))
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     except Exception as exc:  # botocore's own errors: the bucket does not answer
         from vextrus_nb.errors import first_line
 
         _err(f"{evidence_bucket.where(control)} cannot be reached: {first_line(exc)}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     for env, lease in held.items():
         typer.echo(
             f"lease {env}: run {lease['run_id']} ({lease['runbook']}), host {lease['host']}, operator "
@@ -648,7 +650,7 @@ def ledger_keygen(
         fingerprint = signing.generate(path)
     except FileExistsError:
         _err(f"{path} exists; refusing to overwrite a key")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     typer.echo(f"wrote {path} (public key fingerprint {fingerprint}); export VEXTRUS_SIGNING_KEY={path}")
 
 
@@ -667,12 +669,12 @@ def report(
         since_date = date.fromisoformat(since) if since else None
     except ValueError:
         _err(f"--since {since!r} is not a date (YYYY-MM-DD)")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     result = _guard(lambda: reporting.build(out, env, since_date))
     typer.echo(f"{result.runs} runs, {result.rendered} notebooks rendered; {result.verdict.message()}")
     typer.echo(str(result.index))
     if not result.verdict.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @sandbox_app.command("up")
@@ -807,7 +809,7 @@ def _guard(action):  # type: ignore[no-untyped-def]
         return action()
     except VextrusError as exc:
         _err(str(exc))
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 if __name__ == "__main__":

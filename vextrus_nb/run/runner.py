@@ -25,6 +25,7 @@ from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.errors import ConfigError, ControlStoreUnavailable, RunRefused
 from vextrus_nb.evidence import identity, seal
+from vextrus_nb.exit_codes import EXIT_FAILED, EXIT_PASSED, EXIT_REFUSED
 from vextrus_nb.run import locks, parameters, steps
 from vextrus_nb.run.naming import (
     OUTPUT_PATH_VAR,
@@ -35,7 +36,7 @@ from vextrus_nb.run.naming import (
     output_path_for,
 )
 
-EXIT_PASSED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_PASSED", "EXIT_REFUSED"]
 DEFAULT_CELL_TIMEOUT_S = 900
 KERNEL_START_TIMEOUT_S = 60
 
