@@ -448,6 +448,11 @@ def test_settings_name_what_is_wrong_and_never_fall_back_silently(
     monkeypatch.setenv("VEXTRUS_CONTROL", str(bad))
     with pytest.raises(ConfigError, match=r"postgres.port: .*greater than 0.*s3: Field required"):
         settings.load()
+    unsaid = tmp_path / "unsaid.yaml"  # a store described but not named: never quietly the files
+    unsaid.write_text("postgres: {host: h, port: 5432, user: u, password: {env: P}}\n")
+    monkeypatch.setenv("VEXTRUS_CONTROL", str(unsaid))
+    with pytest.raises(ConfigError, match="say `store: shared`"):
+        settings.load()
     literal = tmp_path / "literal.yaml"
     literal.write_text(
         "store: shared\npostgres: {host: h, port: 5432, user: u, password: hunter2}\n"

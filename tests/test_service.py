@@ -155,6 +155,7 @@ def test_a_refused_submit_exits_2_and_starts_nothing(
         (("test/lok", "--env", "staging"), "unknown runbook 'test/lok'"),
         (("test/look", "--env", "nowhere"), "unknown environment 'nowhere'"),
         (("test/look", "--env", "production"), "no worker polls vextrus-runbooks-production"),
+        (("test/look", "--env", "staging", "-p", "db_password=hunter2"), "look like secrets"),
     ):
         done = submit(store, tmp_path, runbooks, *args, "--wait")
         assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
@@ -413,6 +414,23 @@ def test_a_gated_run_waits_for_two_valid_approvals_of_others_and_records_them(
         [entry] = entries_of(store, {run_id})
         assert entry["status"] == "passed" and marker.read_text().count("started") == 1
         assert [a["name"] for a in entry["submitted"]["approvals"]] == ["bob", "carol"]  # type: ignore[index]
+
+        # A workflow started by hand, claiming approvals it does not have: the worker's runner
+        # checks them against its own copy of the approvers' keys and refuses; nothing runs.
+        async def forge() -> dict[str, object]:
+            connected = await client.connect(store.control())
+            handle = await connected.start_workflow(
+                "RunbookRun",
+                {"run_id": "forged000001", "runbook": "test/hold", "env": "staging-gated",
+                 "parameters": request["parameters"],
+                 "submitted": {"by": "mallory", "approvals": [{"name": "bob"}, {"name": "carol"}]}},
+                id="forged000001", task_queue="vextrus-runbooks-staging-gated",
+            )  # fmt: skip
+            return await handle.result()  # type: ignore[no-any-return]
+
+        forged_run = asyncio.run(forge())
+        assert forged_run["status"] == "refused" and "approval" in str(forged_run["message"])
+        assert marker.read_text().count("started") == 1
 
         # Expired: nobody approves within staging-quick's 3 s; nothing runs.
         quick = ask("staging-quick", "submit", "--wait")

@@ -183,7 +183,11 @@ def approve(
             f"approved by {', '.join(request['approved_by']) or 'nobody yet'}",
             err=True,
         )
-        signed = approvals.message(run_id, request["runbook"], request["env"], request["params_hash"])
+        # The run's own id, which the workflow and the worker check (a run an alert started has a
+        # workflow id of its own).
+        signed = approvals.message(
+            request["run_id"], request["runbook"], request["env"], request["params_hash"]
+        )
         decision = {
             "name": name,
             "params_hash": request["params_hash"],

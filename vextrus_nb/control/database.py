@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from vextrus_nb.control.settings import Control
-from vextrus_nb.errors import ControlStoreUnavailable, first_line
+from vextrus_nb.errors import ControlStoreError, ControlStoreUnavailable, first_line
 from vextrus_nb.evidence import identity
 from vextrus_nb.pg_conninfo import conninfo
 
@@ -43,3 +43,5 @@ def connect(control: Control) -> Iterator[psycopg.Connection[Any]]:
             yield conn
     except psycopg.OperationalError as exc:
         raise ControlStoreUnavailable(f"{where(control)} failed: {first_line(exc)}") from None
+    except psycopg.Error as exc:  # no schema, no grant: the store is there but not set up for us
+        raise ControlStoreError(f"{where(control)} refused: {first_line(exc)}") from None

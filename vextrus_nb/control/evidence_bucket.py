@@ -118,8 +118,12 @@ def check(control: Control, stored: dict[str, str], sha256: str) -> str:
         return f"object s3://{bucket}/{key} version {version} does not hash to what was sealed"
     try:
         current = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
-    except ClientError:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NotFound"):
+            raise _unavailable(control, exc) from None
         return f"object s3://{bucket}/{key} was deleted (a delete marker hides version {version})"
+    except BotoCoreError as exc:
+        raise _unavailable(control, exc) from None
     if current != version:
         return (
             f"object s3://{bucket}/{key} was changed after the run "

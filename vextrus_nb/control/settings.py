@@ -121,7 +121,13 @@ def load() -> Control:
         raise ConfigError(f"control settings {path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"control settings {path}: not valid YAML ({exc})") from None
-    if raw.get("store", "files") == "files":
+    if not isinstance(raw, dict) or raw.get("store") not in ("files", "shared"):
+        raise ConfigError(
+            f"control settings {path}: say `store: shared` (with postgres and s3) or `store: files`"
+        )
+    if raw["store"] == "files":
+        if extra := sorted(set(raw) - {"store"}):
+            raise ConfigError(f"control settings {path}: `store: files` takes no {', '.join(extra)}")
         return Control(str(path), None, path.parent)
     try:
         shared = SharedStoreSettings.model_validate(raw)

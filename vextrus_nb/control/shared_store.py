@@ -9,9 +9,12 @@ this host also tries: the entry says it was appended late, when and from where i
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,12 +49,16 @@ class SharedStore:
 
     # -- appending ------------------------------------------------------------------
     def append(self, record: dict[str, Any], outputs_dir: Path) -> dict[str, Any]:
-        """Upload the record's files and chain it; when the store cannot be reached, keep it
-        pending on this host (returned marked `pending`) rather than lose it."""
+        """Upload the record's files and chain it; when that fails for whatever reason (the store
+        unreachable, refusing, a file gone), keep it pending on this host (returned marked
+        `pending`) rather than lose the record of a run that may have changed an environment."""
         try:
             self.sync(outputs_dir)
+        except Exception as exc:  # the waiting ones wait on: this record still goes in
+            log.warning("ledger sync failed (%s); this run is appended, the waiting ones stay", exc)
+        try:
             return self.append_now(record, outputs_dir)
-        except ControlStoreUnavailable as exc:
+        except Exception as exc:
             self._keep_pending(record, outputs_dir)
             log.warning("%s; run %s kept here until `vextrus-nb ledger sync`", exc, record.get("run_id"))
             return {**record, "pending": str(exc)}
@@ -75,31 +82,35 @@ class SharedStore:
         waiting = {**record, "sealed_at": now_utc(), "sealed_on": identity.host()}
         path = pending_path(outputs_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
+        with _pending_lock(path), open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(waiting, sort_keys=True, default=str) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
     def sync(self, outputs_dir: Path) -> SyncResult:
         """Append this host's pending records in the order they were sealed, each once: a record
-        already in the chain (a sync cut short after its insert) is not appended again."""
+        already in the chain (a sync cut short after its insert) is not appended again. Under a
+        lock on the pending file: two syncs, or a sync and a run going pending, never interleave."""
         path = pending_path(outputs_dir)
-        if not path.exists() or not path.read_text().strip():
+        if not path.exists():
             return SyncResult([], 0)
-        waiting = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        done = shared_ledger.run_ids(self.control)
-        appended: list[str] = []
-        for index, record in enumerate(waiting):
-            if record.get("run_id") in done:
-                continue
-            try:
-                self.append_now({**record, "appended_late": True}, outputs_dir)
-            except ControlStoreUnavailable as exc:
-                _rewrite(path, waiting[index:])
-                return SyncResult(appended, len(waiting) - index, str(exc))
-            appended.append(str(record.get("run_id")))
-        path.unlink()
-        return SyncResult(appended, 0)
+        with _pending_lock(path):
+            waiting = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if not waiting:
+                return SyncResult([], 0)
+            done = {_identity(e) for e in shared_ledger.entries(self.control)}
+            appended: list[str] = []
+            for index, record in enumerate(waiting):
+                if _identity(record) in done:
+                    continue
+                try:
+                    self.append_now({**record, "appended_late": True}, outputs_dir)
+                except ControlStoreUnavailable as exc:
+                    _rewrite(path, waiting[index:])
+                    return SyncResult(appended, len(waiting) - index, str(exc))
+                appended.append(str(record.get("run_id")))
+            path.unlink()
+            return SyncResult(appended, 0)
 
     # -- reading --------------------------------------------------------------------
     def entries(self) -> list[dict[str, Any]]:
@@ -127,6 +138,19 @@ class SharedStore:
             return check_objects(entry) or check_approvals(entry)
 
         return chain.verify_lines(shared_ledger.lines(self.control), check_entry, where=self.describe())
+
+
+def _identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a record itself, not only its run: one run may have two records (a worker
+    recorded lost, then its notebook sealed after all), each to be chained once."""
+    return (record.get("run_id"), record.get("status"), record.get("output_sha256"), record.get("sealed_at"))
+
+
+@contextlib.contextmanager
+def _pending_lock(path: Path) -> Iterator[None]:
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:

@@ -57,18 +57,28 @@ def public_pem(private_pem: bytes) -> bytes:
     )
 
 
-def check_entry(entry: dict[str, Any], keys_of: Any) -> str:
+def check_entry(entry: dict[str, Any], keys_of: Any, required_of: Any = lambda entry: 0) -> str:
     """ "" when every approval an entry records verifies with its environment's key for that
-    approver (`keys_of(env) -> {name: public PEM bytes}`), else what is wrong."""
+    approver (`keys_of(env) -> {name: public PEM bytes}`), else what is wrong. For a run that
+    executed, each approval must also be over the parameters the entry says it ran with, by
+    distinct approvers, at least as many as its environment requires (`required_of(entry)`)."""
     submitted = entry.get("submitted") or {}
     decisions = submitted.get("approvals") or []
+    executed = entry.get("executed_by") == "vextrus-nb run"
+    required = required_of(entry) if executed else 0
+    names = [d.get("name") for d in decisions]
+    if required and len(set(names)) < required:
+        return f"ran with {len(set(names))} distinct approvals where '{entry.get('env')}' requires {required}"
     if not decisions:
         return ""
     keys = keys_of(entry.get("env", ""))
+    ran_with = parameters_hash(entry.get("parameters") or {})
     for decision in decisions:
         key = keys.get(decision.get("name"))
         if key is None:
             return f"approval by {decision.get('name')!r}: no such approver for '{entry.get('env')}'"
+        if executed and decision.get("params_hash") != ran_with:
+            return f"approval by {decision.get('name')} was given for other parameters than the run's"
         signed = message(entry["run_id"], entry["runbook"], entry["env"], decision.get("params_hash", ""))
         if not is_valid(key, signed, decision.get("signature", "")):
             return f"approval by {decision.get('name')} does not verify with their key"
@@ -86,15 +96,31 @@ def environment_keys(env: str) -> dict[str, bytes]:
 
 
 def checker() -> Any:
-    """check_entry with each environment's keys read once."""
-    cache: dict[str, dict[str, bytes]] = {}
+    """check_entry with each environment's keys and policy read once."""
+    from vextrus_nb.config import load_environment
+
+    keys: dict[str, dict[str, bytes]] = {}
+    policies: dict[str, Any] = {}
 
     def keys_of(env: str) -> dict[str, bytes]:
-        if env not in cache:
+        if env not in keys:
             try:
-                cache[env] = environment_keys(env)
+                keys[env] = environment_keys(env)
             except (ConfigError, OSError):
-                cache[env] = {}
-        return cache[env]
+                keys[env] = {}
+        return keys[env]
 
-    return lambda entry: check_entry(entry, keys_of)
+    def required_of(entry: dict[str, Any]) -> int:
+        env = entry.get("env", "")
+        if env not in policies:
+            try:
+                policies[env] = load_environment(env).approvals
+            except ConfigError:
+                policies[env] = None
+        policy = policies[env]
+        live = not (entry.get("parameters") or {}).get("dry_run", True)
+        if policy is None or not policy.needs(entry.get("runbook", ""), bool(entry.get("destructive")), live):
+            return 0
+        return int(policy.required)
+
+    return lambda entry: check_entry(entry, keys_of, required_of)

@@ -28,7 +28,7 @@ from typing import Any
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
 from vextrus_nb.display import badge, in_notebook, note, show
-from vextrus_nb.errors import RunbookFailed, RunRefused
+from vextrus_nb.errors import LeaseLost, RunbookFailed, RunRefused
 from vextrus_nb.evidence import identity, ledger, scrub
 from vextrus_nb.run import interactive, locks, steps
 from vextrus_nb.run.naming import (
@@ -113,7 +113,9 @@ class Runbook:
         except Exception as exc:
             record.seconds = round(time.perf_counter() - started, 3)
             record.error = self.scrubber.text(f"{type(exc).__name__}: {exc}")
-            if allow_failure:
+            # A lost lease stops the run whatever the step allows (and it came before the step's
+            # body ran: returning here would leave the context manager without its yield).
+            if allow_failure and not isinstance(exc, LeaseLost):
                 record.status = "failed-allowed"
                 show(f"step '{title}' failed and is allowed to: {record.error}")
                 return
@@ -277,6 +279,14 @@ def start(
         raise RunRefused(
             f"'{runbook}' makes changes and '{environment.name}' is production: "
             f"pass confirm='{environment.name}' to proceed"
+        )
+    if (
+        environment.approvals is not None
+        and environment.approvals.needs(runbook, destructive, not dry_run)
+        and not os.environ.get(RUN_ID_VAR)
+    ):  # approvals are checked by the runner of a submitted run: run any other way, none came
+        raise RunRefused(
+            f"'{runbook}' on '{environment.name}' needs approvals: submit it (`vextrus-nb submit`)"
         )
     # The runner checked these before the kernel started; run any other way, this is the check.
     steps.validate(runbook, environment, values)

@@ -8,6 +8,8 @@ will take)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,7 +30,7 @@ from temporalio.service import RPCError
 from vextrus_nb.clock import now_utc
 from vextrus_nb.control.settings import Control, TemporalService
 from vextrus_nb.errors import ControlStoreUnavailable, RunRefused, first_line
-from vextrus_nb.evidence import approvals, identity, ledger
+from vextrus_nb.evidence import approvals, identity, ledger, scrub
 from vextrus_nb.run import runner
 from vextrus_nb.run.naming import new_run_id
 from vextrus_nb.service.workflows import PIPELINE_NAME, WORKFLOW_NAME
@@ -59,6 +61,18 @@ async def connect(control: Control) -> Client:
         ) from None
 
 
+@contextlib.contextmanager
+def temporal_errors(client: Client) -> Iterator[None]:
+    """Temporal refusing or failing a call (an unknown namespace, an overloaded frontend): one
+    line naming it, never a gRPC traceback."""
+    try:
+        yield
+    except RPCError as exc:
+        raise ControlStoreUnavailable(
+            f"Temporal at {client.service_client.config.target_host} ({client.namespace}): {first_line(exc)}"
+        ) from None
+
+
 async def pollers(client: Client, env: str) -> list[str]:
     """The identities of the workers polling the environment's queue (recently: Temporal keeps
     a poller for a minute after its last poll)."""
@@ -79,6 +93,16 @@ class Submitted:
     workers: list[str]
 
 
+def refuse_secret_parameters(given: dict[str, Any]) -> None:
+    """A submitted run's parameters live in Temporal's history and are shown to its approvers:
+    a secret is passed by reference in the environment, never as a parameter here (as `open`)."""
+    if secret := sorted(k for k in given if scrub.is_secret_name(k)):
+        raise RunRefused(
+            f"parameter(s) {', '.join(secret)} look like secrets: a submitted run's parameters are "
+            "kept in Temporal's history; give secrets by reference in the environment instead"
+        )
+
+
 def pipeline_phases(runbook: str) -> list[str] | None:
     """The runbooks a pipeline runs in order (deploy/all: the eight phases), or None."""
     if runbook.removesuffix(".ipynb") == "deploy/all":
@@ -91,6 +115,7 @@ async def submit(
 ) -> Submitted:
     """Validate as `run` does (every phase of a pipeline), check a worker is there, start the
     workflow; RunRefused before anything is started otherwise."""
+    refuse_secret_parameters(given)
     phases = pipeline_phases(runbook)
     if phases is None and resume:
         raise RunRefused("--resume is for a pipeline (deploy/all), which runs from its failed phase")
@@ -99,8 +124,9 @@ async def submit(
         runner.prepare(phase, env, given, approvals_awaited=not phases) for phase in (phases or [runbook])
     ]
     client = await connect(control)
-    finished = await _finished_phases(client, resume, env) if resume else {}
-    workers = await pollers(client, env)
+    finished = await _finished_phases(client, resume, env, given) if resume else {}
+    with temporal_errors(client):
+        workers = await pollers(client, env)
     if not workers:
         raise RunRefused(
             f"no worker polls {task_queue(env)}: start one on a host that can reach '{env}' "
@@ -120,14 +146,15 @@ async def submit(
         request |= {"pipeline": name, "phases": phases, "finished": finished, "resumes": resume}
     elif (gate := approval_gate(plans[0], run_id)) is not None:
         request["approval"] = gate
-    await client.start_workflow(
-        PIPELINE_NAME if phases else WORKFLOW_NAME,
-        request,
-        id=run_id,
-        task_queue=task_queue(env),
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        memo={"runbook": name, "env": env, "submitted_by": identity.operator()},
-    )
+    with temporal_errors(client):
+        await client.start_workflow(
+            PIPELINE_NAME if phases else WORKFLOW_NAME,
+            request,
+            id=run_id,
+            task_queue=task_queue(env),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={"runbook": name, "env": env, "submitted_by": identity.operator()},
+        )
     return Submitted(run_id, task_queue(env), workers)
 
 
@@ -154,7 +181,7 @@ def approval_gate(plan: runner.Plan, run_id: str) -> dict[str, Any] | None:
     }
 
 
-async def _finished_phases(client: Client, resume: str, env: str) -> dict[str, str]:
+async def _finished_phases(client: Client, resume: str, env: str, given: dict[str, Any]) -> dict[str, str]:
     """The phases of pipeline run `resume` that passed and whose notebooks are sealed, by
     runbook: a phase finished but not sealed counts as not finished, and runs again."""
     handle = client.get_workflow_handle(resume)
@@ -172,6 +199,11 @@ async def _finished_phases(client: Client, resume: str, env: str) -> dict[str, s
         raise RunRefused(f"pipeline run {resume} ended without a result ({first_line(exc)})") from None
     if previous.get("status") == "passed":
         raise RunRefused(f"pipeline run {resume} passed: nothing to resume")
+    if previous.get("parameters", given) != given:
+        raise RunRefused(
+            f"pipeline run {resume} ran with {previous.get('parameters')}, not {given}: resuming with other "
+            "parameters would leave phases deployed two ways; submit a new deploy/all instead"
+        )
     entries = {e.get("run_id"): e for e in ledger.read_entries()}
     finished = {}
     for phase in previous.get("phases", []):
@@ -292,14 +324,15 @@ async def submit_for_alert(client: Client, routed: Any) -> str:
     if gate is not None:
         request["approval"] = {**gate, "requester": "alertmanager"}
     try:
-        await client.start_workflow(
-            WORKFLOW_NAME,
-            request,
-            id=routed.workflow_id,
-            task_queue=task_queue(routed.env),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            memo={"runbook": plan.runbook, "env": routed.env, "submitted_by": "alertmanager"},
-        )
+        with temporal_errors(client):
+            await client.start_workflow(
+                WORKFLOW_NAME,
+                request,
+                id=routed.workflow_id,
+                task_queue=task_queue(routed.env),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={"runbook": plan.runbook, "env": routed.env, "submitted_by": "alertmanager"},
+            )
     except WorkflowAlreadyStartedError:
         return "already"
     return "started"

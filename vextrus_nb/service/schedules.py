@@ -33,7 +33,7 @@ from vextrus_nb.control.settings import Control
 from vextrus_nb.errors import RunRefused, first_line
 from vextrus_nb.evidence import identity
 from vextrus_nb.run import runner
-from vextrus_nb.service.client import connect, task_queue
+from vextrus_nb.service.client import connect, refuse_secret_parameters, task_queue
 from vextrus_nb.service.workflows import WORKFLOW_NAME
 
 DEFAULT_CATCHUP = timedelta(hours=1)
@@ -59,6 +59,7 @@ async def upsert(
     catchup: timedelta = DEFAULT_CATCHUP,
 ) -> Scheduled:
     """Create or update the schedule of RUNBOOK on ENV; validated as `run` is, before anything."""
+    refuse_secret_parameters(given)
     plan = runner.prepare(runbook, env, given)
     client = await connect(control)
     name = schedule_id(plan.runbook, env)
@@ -85,7 +86,10 @@ async def upsert(
         return Scheduled(name, created=True)
     except ScheduleAlreadyRunningError:
 
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        def replace(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            # An update replaces the whole schedule: keep its state, so a paused one (a change
+            # freeze, with its note) stays paused.
+            schedule.state = current.description.schedule.state
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(name).update(replace)

@@ -193,6 +193,15 @@ class PipelineRun:
                 RECORD_PIPELINE, summary, schedule_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )  # fmt: skip
+        # A failed pipeline pages as a failed run does; a passing one resolves it.
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_activity(
+                PAGE,
+                {"status": status, "runbook": request["pipeline"], "env": request["env"],
+                 "run_id": request["run_id"], "message": phases[-1].get("message", "") if phases else ""},
+                schedule_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )  # fmt: skip
         stopped = next((p for p in phases if p["status"] != "passed"), None)
         message = (
             f"stopped at {stopped['runbook']}: {stopped.get('message', '')}"
@@ -206,4 +215,5 @@ class PipelineRun:
             "message": message,
             "run_id": request["run_id"],
             "phases": phases,
+            "parameters": request.get("parameters") or {},  # what a --resume must match
         }
