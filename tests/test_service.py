@@ -488,3 +488,57 @@ def test_a_gated_run_waits_for_two_valid_approvals_of_others_and_records_them(
     assert tampered.returncode == 1 and "approval by bob does not verify with their key" in tampered.stderr, (
         tampered.stderr
     )
+
+
+def test_a_gated_working_copy_asks_for_approvals_and_its_start_cell_waits_for_them(
+    store: ControlStore, runbooks: Path, tmp_path: Path, gated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+
+    from .test_interactive import execute, open_copy, save, stop
+
+    worker = subprocess.Popen(
+        [CLI, "worker", "--env", "staging-gated"],
+        env=gated_env(store, "gated-worker", tmp_path, runbooks, gated),
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    marker, release = tmp_path / "starts.log", tmp_path / "released"
+    marker.touch()
+    release.touch()
+    for name, value in gated_env(store, "alice", tmp_path, runbooks, gated).items():
+        monkeypatch.setenv(name, value)
+    try:
+        assert worker.stderr is not None and "polling" in worker.stderr.readline()
+        copy = open_copy(
+            "test/hold", "--env", "staging-gated", "-p", "dry_run=False", "-p", "confirm=staging-gated",
+            "-p", f"marker={marker}", "-p", f"release_file={release}",
+        )  # fmt: skip
+        run_id = copy.name.removesuffix(".ipynb").rsplit("-", 1)[1]
+        start = 1 + next(
+            i for i, c in enumerate(nbformat.read(copy, as_version=4).cells) if "start(" in c.source
+        )
+        client_ = execute(copy, cells=slice(0, start))
+        try:
+            refused = json.dumps(client_.nb.cells[start - 1].outputs)
+            assert f"run {run_id} has 0 of 2 approvals" in refused and "ask alice, bob, carol" in refused
+            assert leases.holder(store.control(), "staging-gated") is None  # no lease before them
+            for who in ("bob", "carol"):
+                done = approve(store, tmp_path, runbooks, gated, run_id, who)
+                assert done.returncode == 0, done.stderr
+            execute(copy, cells=slice(start - 1, start), client=client_)  # the start cell again
+            assert not [o for o in client_.nb.cells[start - 1].outputs if o.get("output_type") == "error"]
+            held = leases.holder(store.control(), "staging-gated")
+            assert held is not None and held["run_id"] == run_id
+            execute(copy, cells=slice(start, None), client=client_)
+            save(client_, copy)
+        finally:
+            stop(client_)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(90)
+    [entry] = entries_of(store, {run_id})
+    assert entry["status"] == "passed" and [a["name"] for a in entry["submitted"]["approvals"]] == [
+        "bob",
+        "carol",
+    ]  # type: ignore[index]
+    assert marker.read_text().count("started") == 1

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
 import typer
 
@@ -255,6 +255,7 @@ def worker(
 
 
 @app.command("open")
+@_temporal_command
 def open_(
     runbook: RunbookName,
     env: EnvName,
@@ -268,9 +269,16 @@ def open_(
         opened = interactive.open_run(
             runbook, env, parameters.parse_assignments(parameter or []), parameters_file
         )
+        gated = opened.plan.env.approvals is not None and _request_approval(opened)
     except VextrusError as exc:
         _err(f"refused: {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
+    if gated:
+        typer.echo(
+            f"run {opened.run_id} needs approvals before its start cell takes the lease: "
+            f"`vextrus-nb approve {opened.run_id} --as NAME --key FILE`",
+            err=True,
+        )
     url = None
     try:
         from vextrus_nb.run.lab import running_server_url
@@ -282,6 +290,15 @@ def open_(
     if url is None:
         typer.echo("no JupyterLab is running over this project: start one with `vextrus-nb lab`", err=True)
     typer.echo(url or str(opened.notebook))
+
+
+def _request_approval(opened: Any) -> bool:
+    """Ask for the working copy's approvals when its environment gates it (a workflow that only
+    gathers them; the kernel's start cell checks them before it takes the lease)."""
+    from vextrus_nb.control import settings
+    from vextrus_nb.service import client
+
+    return bool(client.run_async(client.request_approval(settings.load(), opened.plan, opened.run_id)))
 
 
 @app.command()

@@ -124,3 +124,28 @@ def checker() -> Any:
         return int(policy.required)
 
     return lambda entry: check_entry(entry, keys_of, required_of)
+
+
+def verify_decisions(
+    policy: Any, run_id: str, runbook: str, env: str, parameters: dict[str, Any], requester: str | None,
+    decisions: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """Raise RunRefused unless `decisions` are enough approvals for this run under `policy`,
+    checked with this host's copy of the approvers' keys: distinct approvers, none the requester,
+    each signed over the run's id, runbook, environment and the hash of `parameters`."""
+    from vextrus_nb.errors import RunRefused
+
+    expected = parameters_hash(parameters)
+    counted: set[str] = set()
+    for decision in decisions:
+        name = decision.get("name", "")
+        if name not in policy.approvers or name == requester or name in counted:
+            raise RunRefused(f"approval by {name!r} does not count for '{env}'")
+        if decision.get("params_hash") != expected:
+            raise RunRefused(f"{name}'s approval was given for other parameters than this run's")
+        signed = message(run_id, runbook, env, expected)
+        if not is_valid(policy.key_path(name).read_bytes(), signed, decision.get("signature", "")):
+            raise RunRefused(f"{name}'s approval does not verify with their key on this host")
+        counted.add(name)
+    if len(counted) < policy.required:
+        raise RunRefused(f"'{runbook}' on '{env}' has {len(counted)} of {policy.required} approvals")

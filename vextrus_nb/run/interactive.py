@@ -79,6 +79,7 @@ def _private(path: Path) -> Path:
 class OpenedRun:
     run_id: str
     notebook: Path  # the working copy, at the run's output path
+    plan: Any = None  # runner.Plan: what a request for approvals is made from
 
 
 def open_run(
@@ -96,7 +97,9 @@ def open_run(
 
     outputs_dir = outputs_dir or paths.outputs_dir()
     reap_abandoned(outputs_dir)
-    plan = prepare(runbook, env, given, parameters_file)
+    # A gated run opens and waits: its approvals are asked for when it is opened (`vextrus-nb
+    # open` submits the request) and its start cell takes the lease only once they are in.
+    plan = prepare(runbook, env, given, parameters_file, approvals_awaited=True)
     secret_given = [k for k, v in (given or {}).items() if scrub.is_secret_name(k) and v not in (None, "")]
     if secret_given:
         # The working copy is a file on disk: a credential in it would outlive the run.
@@ -123,7 +126,7 @@ def open_run(
         output=str(output.relative_to(outputs_dir)),
         destructive=bool(plan.metadata.get("destructive")),
     )
-    return OpenedRun(run_id, output)
+    return OpenedRun(run_id, output, plan)
 
 
 # -- inside the kernel ------------------------------------------------------------------------------

@@ -160,33 +160,18 @@ def _check_approvals(
 
 def _verify_approvals(plan: Plan, run_id: str) -> None:
     """Where the run executes, each recorded approval is checked again, against this host's own
-    copy of the environment's approvers: a request can carry anything, so counting is not enough.
-    Distinct approvers, none the requester, each signature over this run's id, runbook,
-    environment and the hash of the parameters it will really run with."""
+    copy of the approvers' keys: a request can carry anything, so counting is not enough."""
     policy = plan.env.approvals
     live = not plan.parameters.get("dry_run", True)
     if policy is None or not policy.needs(plan.runbook, bool(plan.metadata.get("destructive")), live):
         return
     from vextrus_nb.evidence import approvals
 
-    decisions = (plan.submitted or {}).get("approvals") or []
-    requester = (plan.submitted or {}).get("by")
-    expected = approvals.parameters_hash(plan.parameters)
-    counted: set[str] = set()
-    for decision in decisions:
-        name = decision.get("name", "")
-        if name not in policy.approvers or name == requester or name in counted:
-            raise RunRefused(f"approval by {name!r} does not count for '{plan.env.name}'")
-        if decision.get("params_hash") != expected:
-            raise RunRefused(f"{name}'s approval was given for other parameters than this run's")
-        signed = approvals.message(run_id, plan.runbook, plan.env.name, expected)
-        if not approvals.is_valid(policy.key_path(name).read_bytes(), signed, decision.get("signature", "")):
-            raise RunRefused(f"{name}'s approval does not verify with their key on this host")
-        counted.add(name)
-    if len(counted) < policy.required:
-        raise RunRefused(
-            f"'{plan.runbook}' on '{plan.env.name}' has {len(counted)} of {policy.required} approvals"
-        )
+    submitted = plan.submitted or {}
+    approvals.verify_decisions(
+        policy, run_id, plan.runbook, plan.env.name, plan.parameters, submitted.get("by"),
+        submitted.get("approvals") or [],
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

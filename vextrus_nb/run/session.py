@@ -70,6 +70,7 @@ class Runbook:
     scrubber: scrub.Scrubber = field(default_factory=lambda: scrub.Scrubber(spill=_spill_path()), repr=False)
     lock: Any = field(default=None, repr=False)  # locks.acquire(): an flock or a lease
     interactive: bool = False  # a working copy from `vextrus-nb open`, sealed when saved after finish
+    submitted: dict[str, Any] | None = None  # a gated working copy: who asked, and the approvals
     finished: bool = False  # finish() ran: steps are refused until the start cell reopens the run
     # Which step registered each finding, so a re-attempt of that step withdraws its old ones.
     _finding_steps: list[str | None] = field(default_factory=list, repr=False)
@@ -214,6 +215,7 @@ class Runbook:
             "resume_from": failed.title if failed else None,
             "artifacts": list(self.artifacts),
             **({"lock": self.lock.as_record()} if self.lock is not None else {}),
+            **({"submitted": self.submitted} if self.submitted else {}),
         }
 
     def _write_record(self, status: str) -> dict[str, Any]:
@@ -280,18 +282,24 @@ def start(
             f"'{runbook}' makes changes and '{environment.name}' is production: "
             f"pass confirm='{environment.name}' to proceed"
         )
-    if (
-        environment.approvals is not None
-        and environment.approvals.needs(runbook, destructive, not dry_run)
-        and not os.environ.get(RUN_ID_VAR)
-    ):  # approvals are checked by the runner of a submitted run: run any other way, none came
-        raise RunRefused(
-            f"'{runbook}' on '{environment.name}' needs approvals: submit it (`vextrus-nb submit`)"
-        )
     # The runner checked these before the kernel started; run any other way, this is the check.
     steps.validate(runbook, environment, values)
     run_id = os.environ.get(RUN_ID_VAR) or _interactive_run(runbook, env, values)
     interactive_run = bool(run_id) and not os.environ.get(RUN_ID_VAR)
+    policy = environment.approvals
+    approved: dict[str, Any] | None = None
+    if (
+        policy is not None
+        and policy.needs(runbook, destructive, not dry_run)
+        and not os.environ.get(RUN_ID_VAR)
+    ):
+        # A submitted run's runner checked its approvals; a working copy's are checked here,
+        # before the lease; run any other way (plain papermill), none came.
+        if not interactive_run:
+            raise RunRefused(
+                f"'{runbook}' on '{environment.name}' needs approvals: submit it (`vextrus-nb submit`)"
+            )
+        approved = _approvals_of_working_copy(str(run_id), runbook, environment, values)
     rb = _active.get(run_id or "") if interactive_run else None
     if rb is not None:  # the engineer re-runs the start cell: the same run goes on, steps kept
         rb.parameters, rb.finished = values, False
@@ -309,12 +317,48 @@ def start(
         if interactive_run:
             rb.scrubber.spill = interactive.spill_path(rb.run_id)
             _active[rb.run_id] = rb
+    if approved is not None:
+        rb.submitted = approved
     if destructive and not dry_run and rb.lock is None:
         rb.lock = locks.acquire(environment.name, rb.run_id, runbook, rb.started_at)
     # A secret passed as a parameter must not come back through a summary or an error message.
     rb.scrubber.add(str(v) for k, v in rb.parameters.items() if scrub.is_secret_name(k) and v)
     show(rb.header())
     return rb
+
+
+def _approvals_of_working_copy(
+    run_id: str, runbook: str, environment: Environment, values: dict[str, Any]
+) -> dict[str, Any]:
+    """The approvals `vextrus-nb open` asked for, once they are in and check out here; the
+    working copy's parameters as they were approved. RunRefused saying what is missing."""
+    from vextrus_nb.asyncio_bridge import run_sync
+    from vextrus_nb.control import settings
+    from vextrus_nb.evidence import approvals
+    from vextrus_nb.service import client
+
+    request = run_sync(client.pending_request(settings.load(), run_id))
+    approved_parameters = request.get("parameters") or {}
+    changed = sorted(k for k, v in values.items() if k in approved_parameters and approved_parameters[k] != v)
+    if changed:
+        raise RunRefused(
+            f"run {run_id}: {', '.join(changed)} changed since the run was approved; open a new run"
+        )
+    decisions = request.get("approvals") or []
+    if len(decisions) < int(request.get("required") or 0):
+        by = request.get("approved_by") or []
+        others = [a for a in request.get("approvers", []) if a not in by]
+        raise RunRefused(
+            f"run {run_id} has {len(decisions)} of {request.get('required')} approvals "
+            f"({', '.join(by) or 'none yet'}): ask {', '.join(others)} to "
+            f"`vextrus-nb approve {run_id}`, then run this cell again"
+        )
+    submitted = request.get("submitted") or {}
+    approvals.verify_decisions(
+        environment.approvals, run_id, runbook, environment.name, approved_parameters, submitted.get("by"),
+        decisions,
+    )  # fmt: skip
+    return {**submitted, "approvals": decisions}
 
 
 # The interactive runs this kernel has started, by run id (one, in practice: its working copy's).

@@ -336,3 +336,28 @@ async def submit_for_alert(client: Client, routed: Any) -> str:
     except WorkflowAlreadyStartedError:
         return "already"
     return "started"
+
+
+async def request_approval(control: Control, plan: runner.Plan, run_id: str) -> bool:
+    """For a working copy (`vextrus-nb open`) its environment gates: a workflow that only gathers
+    the approvals, which the kernel's start cell then checks. False when none is needed."""
+    gate = approval_gate(plan, run_id)
+    if gate is None:
+        return False
+    client = await connect(control)
+    request = {
+        "run_id": run_id,
+        "runbook": plan.runbook,
+        "env": plan.env.name,
+        "parameters": plan.parameters,
+        "submitted": {"by": identity.operator(), "host": identity.host(), "at": now_utc()},
+        "approval": gate,
+        "interactive": True,
+    }
+    with temporal_errors(client):
+        await client.start_workflow(
+            WORKFLOW_NAME, request, id=run_id, task_queue=task_queue(plan.env.name),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={"runbook": plan.runbook, "env": plan.env.name, "submitted_by": identity.operator()},
+        )  # fmt: skip
+    return True

@@ -73,6 +73,9 @@ class RunbookRun:
             if self._rejection is not None:
                 reason = f"rejected by {self._rejection['name']}: {self._rejection.get('reason', '')}"
                 return await self._not_executed(request, "rejected", reason)
+            if request.get("interactive"):  # `vextrus-nb open`: the kernel runs it, with these
+                run_id = request["run_id"]
+                return {"exit_code": 0, "status": "approved", "run_id": run_id, "approvals": self._approvals}
         try:
             result: dict[str, Any] = await workflow.execute_activity(
                 EXECUTE,
@@ -115,6 +118,7 @@ class RunbookRun:
             "required": gate.get("required", 0),
             "approvers": sorted(gate.get("approvers", {})),
             "approved_by": [a["name"] for a in self._approvals],
+            "approvals": self._approvals,
             "rejected_by": self._rejection["name"] if self._rejection else None,
         }
 
