@@ -223,3 +223,49 @@ def test_an_alert_starts_triage_once_per_firing_and_a_failing_run_pages_until_on
     finally:
         responder.send_signal(signal.SIGTERM)
         responder.wait(90)
+
+
+def test_a_live_backup_on_sandbox_gated_waits_for_two_approvals_then_runs_and_verifies(
+    healthy: SandboxState, tmp_path: Path
+) -> None:
+    assert run_cli("sandbox", "up", "--control").returncode == 0
+    keys = healthy.root / "approvers"
+    worker = subprocess.Popen(
+        [CLI, "worker", "--env", "sandbox-gated"],
+        env={**os.environ, **host(healthy, "gatekeeper", tmp_path)},
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    alice = {**host(healthy, "alice-laptop", tmp_path), "VEXTRUS_OPERATOR": "alice"}
+    try:
+        assert worker.stderr is not None and "polling" in worker.stderr.readline()
+        submitted = run_cli(
+            "submit", "dr/backup", "--env", "sandbox-gated", "-p", "dry_run=false",
+            "-p", "confirm=sandbox-gated", "-p", "services=auth", env=alice,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        run_id = submitted.stdout.strip()
+
+        def approve(who: str) -> subprocess.CompletedProcess[str]:
+            return run_cli("approve", run_id, "--as", who, "--key", str(keys / f"{who}.pem"),
+                           env={**host(healthy, who, tmp_path), "VEXTRUS_OPERATOR": who})  # fmt: skip
+
+        own = approve("alice")
+        assert own.returncode == 2 and "alice asked for this run and cannot approve it" in own.stderr
+        assert "1 of 2 approvals" in approve("bob").stdout
+        listed = run_cli("runs", env={**alice, "COLUMNS": "250"})  # one row a line
+        assert run_id in listed.stdout and "awaiting approval (1 of 2)" in listed.stdout
+        assert "2 of 2 approvals" in approve("carol").stdout
+
+        def entry() -> dict[str, Any] | None:
+            exported = run_cli("ledger", "export", "--format", "jsonl", env=alice).stdout.splitlines()
+            return next((e for e in map(json.loads, exported) if e["run_id"] == run_id), None)
+
+        done = wait_until(entry, "the approved live backup's entry", timeout_s=300)
+        assert (
+            done["status"] == "passed" and done["runbook"] == "dr/backup" and done["env"] == "sandbox-gated"
+        )
+        assert [a["name"] for a in done["submitted"]["approvals"]] == ["bob", "carol"]
+        assert run_cli("ledger", "verify", env=alice).returncode == 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(120)

@@ -21,6 +21,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowFailureError,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
@@ -257,8 +258,16 @@ async def list_runs(control: Control, limit: int = 50) -> list[dict[str, Any]]:
         if execution.status == WorkflowExecutionStatus.RUNNING:
             described = await handle.describe()
             pending = described.raw_description.pending_activities
-            row["where"] = pending[0].last_worker_identity if pending else "queued"
+            row["where"] = pending[0].last_worker_identity if pending else ""
             row["state"] = "running" if pending and pending[0].last_worker_identity else "queued"
+            if not pending and execution.workflow_type == WORKFLOW_NAME:
+                with contextlib.suppress(RPCError, WorkflowQueryFailedError):
+                    asked = await handle.query("request")
+                    if asked.get("required"):
+                        row["state"] = (
+                            f"awaiting approval ({len(asked['approved_by'])} of {asked['required']})"
+                        )
+                        row["where"] = ", ".join(asked["approved_by"])
         elif execution.status == WorkflowExecutionStatus.COMPLETED:
             try:
                 result = await handle.result()
