@@ -1,7 +1,13 @@
 """The sandbox's own control store (`sandbox up --control`) with the real runbooks: it outlives
 the platform's PostgreSQL going down, and while it is down itself (`sandbox fault control down`)
 triage still runs and seals here, joining the shared chain late, while a live backup is refused
-naming the store."""
+naming the store.
+
+These tests run on a sandbox of this module's own: `sandbox up --control` wires a control store,
+an alert receiver and Alertmanager webhooks into the sandbox it is given, and the faults and
+workers here come and go around them, which the other modules' shared sandbox should not carry
+(test_sandbox.py's service faults, run after these on the same sandbox, once saw a service's
+liveness stall for 8 s)."""
 
 from __future__ import annotations
 
@@ -9,13 +15,40 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import control_store, manager
 
 from .helpers import CLI, REPO, run_cli, wait_until
+
+pytestmark = pytest.mark.sandbox
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
+    root = tmp_path_factory.mktemp("control-sandbox") / "sandbox"
+    saved = os.environ.get("VEXTRUS_SANDBOX_DIR")
+    os.environ["VEXTRUS_SANDBOX_DIR"] = str(root)
+    try:
+        yield manager.up(root)
+    finally:
+        manager.down(root)
+        if saved is None:
+            os.environ.pop("VEXTRUS_SANDBOX_DIR", None)
+        else:
+            os.environ["VEXTRUS_SANDBOX_DIR"] = saved
+
+
+@pytest.fixture
+def healthy(platform: SandboxState) -> Iterator[SandboxState]:
+    """This module's sandbox, every fault a test injects cleared afterwards."""
+    yield platform
+    manager.heal(root=platform.root)
 
 
 def host(state: SandboxState, name: str, tmp_path: Path) -> dict[str, str]:
