@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vextrus_nb.errors import RunRefused
-from vextrus_nb.run.parameters import declared_parameters, parse_assignments, validate
+from vextrus_nb.run.parameters import declared_parameters, papermill_value, parse_assignments, validate
 
 from .helpers import write_runbook
 
@@ -74,3 +74,37 @@ def test_every_problem_is_named_at_once(declared: dict, tmp_path: Path) -> None:
     with pytest.raises(RunRefused) as refused:
         validate(declared, parse_assignments(["colour=red", "dry_run=maybe"]))
     assert "unknown parameter 'colour'" in str(refused.value) and "'dry_run'" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "True",
+        "False",
+        "None",
+        "true",
+        "0",
+        "-7",
+        " 5",
+        "1_000",
+        "0x10",
+        "1.5",
+        "1e3",
+        "nan",
+        "-inf",
+        "",
+        "=",
+        "a b",
+        "12abc",
+        "TRUE",
+        "none",
+        "3.",
+        ".5",
+    ],
+)
+def test_our_reading_of_a_value_is_papermills(raw: str) -> None:
+    from papermill.cli import _resolve_type
+
+    ours, theirs = papermill_value(raw), _resolve_type(raw)
+    assert type(ours) is type(theirs)
+    assert ours == theirs or (ours != ours and theirs != theirs)  # nan is not equal to itself

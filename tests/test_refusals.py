@@ -57,3 +57,48 @@ def test_a_live_production_run_without_confirm_is_refused_before_any_kernel(
 ) -> None:
     outcome = runner.run("dr/backup", "production", {"dry_run": "false"}, outputs_dir=tmp_path / "outputs")
     assert outcome.exit_code == runner.EXIT_REFUSED and "pass -p confirm=production" in outcome.message
+
+
+# What a refusal must not wait for: each takes 0.1-0.8 s to import on the 2-core machine, and
+# none is needed to tell an operator that a parameter is wrong.
+HEAVY = ("papermill", "boto3", "httpx", "psycopg", "redis", "pandas", "plotly", "nbclient")
+REFUSE_IN_A_FRESH_PROCESS = """
+import json, sys
+from vextrus_nb.run import runner
+outcome = runner.run("verify/checklist", "sandbox", {"threshold": 150})
+heavy = sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[1].split(",")))
+print(json.dumps({"exit": outcome.exit_code, "message": outcome.message, "heavy": heavy}))
+"""
+
+
+def test_a_refusal_imports_none_of_the_heavy_libraries(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, VEXTRUS_CACHE_DIR=str(tmp_path / "cache"), VEXTRUS_OUTPUTS_DIR=str(tmp_path))
+    argv = [sys.executable, "-c", REFUSE_IN_A_FRESH_PROCESS, ",".join(HEAVY)]
+    first, second = (json.loads(subprocess.check_output(argv, env=env, text=True)) for _ in range(2))
+    for outcome in (first, second):
+        assert outcome["exit"] == runner.EXIT_REFUSED and "threshold must be between" in outcome["message"]
+    # The first reads the notebook's declarations through papermill and keeps them; after that,
+    # nothing heavy is imported at all.
+    assert "papermill" in first["heavy"]
+    assert second["heavy"] == []
+
+
+def test_the_kept_declarations_follow_an_edit_of_the_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vextrus_nb.run.parameters import declared_parameters
+
+    from .helpers import write_runbook
+
+    monkeypatch.setenv("VEXTRUS_CACHE_DIR", str(tmp_path / "cache"))
+    notebook = write_runbook(tmp_path, "kept", 'env = "sandbox"\nlimit = 5\n')
+    assert declared_parameters(notebook)["limit"].default == 5
+    assert declared_parameters(notebook)["limit"].default == 5  # from the cache this time
+    write_runbook(tmp_path, "kept", 'env = "sandbox"\nlimit = 7\nlabel = "x"\n')
+    declared = declared_parameters(notebook)
+    assert declared["limit"].default == 7 and declared["label"].type_name == "str"

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, MutableMapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.evidence import scrub
 from vextrus_nb.targets import components_in_scope, endpoints
+
+if TYPE_CHECKING:
+    import httpx
 
 # A live read wants its probes at once. A pool smaller than the number of targets (about 85 on
 # the full platform) lets a few hanging targets hold slots while the rest queue past their
@@ -29,6 +30,8 @@ MIN_POOL = 128
 def http_client(connections: int) -> httpx.AsyncClient:
     """The one client of a live read: `connections` at a time, none kept alive between
     requests, no redirect followed (a health path that redirects is an answer, not a hop)."""
+    import httpx  # here, not at the top: a refusal imports this module and must not wait for it
+
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=0)
     return httpx.AsyncClient(limits=limits, follow_redirects=False)
 

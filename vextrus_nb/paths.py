@@ -37,3 +37,10 @@ def outputs_dir() -> Path:
 
 def sandbox_dir() -> Path:
     return Path(os.environ.get("VEXTRUS_SANDBOX_DIR") or project_root() / ".sandbox")
+
+
+def cache_dir() -> Path:
+    """What can be thrown away and worked out again (VEXTRUS_CACHE_DIR, else the XDG cache)."""
+    if chosen := os.environ.get("VEXTRUS_CACHE_DIR"):
+        return Path(chosen)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vextrus-nb"

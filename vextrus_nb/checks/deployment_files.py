@@ -17,10 +17,9 @@ from typing import Any
 
 import yaml
 
-from vextrus_nb.config import Environment, describe_yaml_error
+from vextrus_nb.config import SAFE_LOADER, Environment, describe_yaml_error
 from vextrus_nb.errors import ConfigError
 
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 BATCH_KINDS = ("Job", "CronJob")
 KUBE_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 # The objects around the workloads that the manifests checks read (checks/manifests.py).
@@ -286,7 +285,6 @@ def _kube_object(document: dict[str, Any], relative: str) -> KubeObject:
 
 def _load_yaml_documents(path: Path) -> list[Any]:
     try:
-        # libyaml's loader when PyYAML has it: a platform's manifests run to thousands of lines.
         return list(yaml.load_all(path.read_text(), Loader=SAFE_LOADER))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None

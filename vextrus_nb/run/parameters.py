@@ -13,6 +13,10 @@ only understands scalars; lists and dicts come through YAML).
 from __future__ import annotations
 
 import ast
+import contextlib
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from vextrus_nb import paths
 from vextrus_nb.config import describe_yaml_error
 from vextrus_nb.errors import RunRefused
 
@@ -60,10 +65,8 @@ def _declared_type(annotation: str, default: Any) -> tuple[str, bool]:
 
 
 def declared_parameters(notebook: Path) -> dict[str, DeclaredParameter]:
-    import papermill
-
     declared = {}
-    for name, info in papermill.inspect_notebook(str(notebook)).items():
+    for name, info in _inspected(notebook).items():
         try:
             default = ast.literal_eval(info["default"])
         except (ValueError, SyntaxError):
@@ -71,6 +74,31 @@ def declared_parameters(notebook: Path) -> dict[str, DeclaredParameter]:
         type_name, nullable = _declared_type(str(info.get("inferred_type_name") or "None"), default)
         declared[name] = DeclaredParameter(name, type_name, default, info.get("help") or "", nullable)
     return declared
+
+
+def _inspected(notebook: Path) -> dict[str, dict[str, Any]]:
+    """papermill.inspect_notebook's reading of the parameters cell, kept under the notebook's
+    content hash: importing papermill costs 0.4-0.8 s, and a refusal must not wait for it. A
+    notebook edited since is a different key; an unwritable cache only costs the time."""
+    from importlib.metadata import version
+
+    content = notebook.read_bytes()
+    key = hashlib.sha256(content + version("papermill").encode()).hexdigest()
+    kept = paths.cache_dir() / "parameters" / f"{key}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return dict(json.loads(kept.read_text()))
+    import papermill
+
+    found = {
+        name: {key: info.get(key) for key in ("default", "inferred_type_name", "help")}
+        for name, info in papermill.inspect_notebook(str(notebook)).items()
+    }
+    with contextlib.suppress(OSError):
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        unfinished = kept.with_suffix(f".{os.getpid()}.tmp")
+        unfinished.write_text(json.dumps(found))
+        unfinished.replace(kept)
+    return found
 
 
 def effective_values(declared: dict[str, DeclaredParameter], given: dict[str, Any]) -> dict[str, Any]:
@@ -119,15 +147,30 @@ def validate(declared: dict[str, DeclaredParameter], given: dict[str, Any]) -> d
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     """`-p key=value` the way papermill reads it: bool, None, int, float, else str."""
-    from papermill.cli import _resolve_type  # papermill's own -p semantics
-
     parsed = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise RunRefused(f"malformed parameter '{pair}': expected key=value")
-        parsed[key.strip()] = _resolve_type(raw)
+        parsed[key.strip()] = papermill_value(raw)
     return parsed
+
+
+def papermill_value(raw: str) -> Any:
+    """papermill.cli's `-p` typing, restated: importing papermill costs a refusal 0.8 s (its I/O
+    layer imports boto3), and a refusal must not wait for it. tests/test_parameters.py holds
+    the two to agreeing."""
+    if raw in _PAPERMILL_CONSTANTS:
+        return _PAPERMILL_CONSTANTS[raw]
+    for number in (int, float):
+        try:
+            return number(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+_PAPERMILL_CONSTANTS: dict[str, Any] = {"True": True, "False": False, "None": None}
 
 
 def load_file(path: Path) -> dict[str, Any]:
