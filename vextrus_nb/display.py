@@ -25,11 +25,21 @@ def show(obj: Any) -> None:
 
 def show_figure(fig: Any) -> None:
     """Plotly figures travel as their JSON (mimetype), not as a 3.5 MB inline
-    plotly.js: JupyterLab renders them, and the report renders them offline."""
+    plotly.js: JupyterLab renders them, and the report renders them offline. A
+    vextrus_nb.figures.Figure is that JSON already; a plotly figure is shown through
+    plotly's own mimetype renderer."""
+    from vextrus_nb.figures import Figure
+
     if in_notebook():
-        fig.show(renderer="plotly_mimetype")
+        if isinstance(fig, Figure):
+            from IPython.display import display
+
+            display(fig)
+        else:
+            fig.show(renderer="plotly_mimetype")
     else:
-        print(f"[figure: {fig.layout.title.text or 'untitled'}]")
+        title = fig.title if isinstance(fig, Figure) else fig.layout.title.text
+        print(f"[figure: {title or 'untitled'}]")
 
 
 class Shown:
