@@ -15,6 +15,7 @@ from bench import (
     bench_pgbackrest,
     bench_real_servers,
     bench_report,
+    bench_smoke_run,
     bench_submit,
     bench_sweep,
     bench_triage,
@@ -36,5 +37,6 @@ for bench in (
     bench_ledger,
     bench_submit,
     bench_alert,
+    bench_smoke_run,
 ):
     bench.main()

@@ -183,8 +183,10 @@ def test_redis_near_or_without_maxmemory_is_a_finding(healthy: SandboxState) -> 
 
 
 def test_a_slow_service_fails_the_latency_budget_and_only_it(healthy: SandboxState) -> None:
+    # 1 s, though 18 readiness probes at once on the sandbox's one services process can queue past
+    # it on a loaded machine: a service is judged on its latency alone, not on the probes' queue.
     assert (
-        run("PERF-HEALTH-LATENCY", timeout_s=5, latency_budget_ms=4000).result("PERF-HEALTH-LATENCY").passed
+        run("PERF-HEALTH-LATENCY", timeout_s=5, latency_budget_ms=1000).result("PERF-HEALTH-LATENCY").passed
     )
     manager.fault("hr", "slow", root=healthy.root, delay_s=2.5)
     result = run("PERF-HEALTH-LATENCY", "SVC-READY", timeout_s=5, latency_budget_ms=2000)

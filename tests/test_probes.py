@@ -212,3 +212,61 @@ def test_results_keep_the_order_of_the_targets(sandbox: SandboxState, closed_por
 def test_probe_target_never_shows_its_password() -> None:
     target = ProbeTarget("postgres", "postgres", LOCAL, 5432, user="u", password="pa55-word-xyz")
     assert "pa55-word-xyz" not in repr(target) and "pa55-word-xyz" not in target.address
+
+
+class _OneAtATime:
+    """An HTTP target that answers one request at a time, each after `answer_s`: probes sent
+    together queue behind each other, as they do on the sandbox's one services process."""
+
+    def __init__(self, answer_s: float) -> None:
+        class Slow(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                threading.Event().wait(answer_s)  # the server's own work: what latency should show
+                body = json.dumps({"status": "ok"}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        class Sequential(http.server.HTTPServer):
+            request_queue_size = 64  # every probe's connection waits in the backlog, none is refused
+
+        self.server = Sequential((LOCAL, 0), Slow)
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def targets(self, count: int) -> list[ProbeTarget]:
+        port = self.server.server_address[1]
+        return [ProbeTarget(f"svc-{i}", "http", LOCAL, port, path="/health") for i in range(count)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_probe_slow_only_for_waiting_its_turn_is_measured_again_alone() -> None:
+    server = _OneAtATime(answer_s=0.08)
+    try:
+        results = sweep(server.targets(8), timeout=2.0, latency_budget_ms=250)
+    finally:
+        server.close()
+    # Eight at once on a one-at-a-time server: the later ones waited 300-640 ms in the queue.
+    remeasured = [r for r in results if "measured alone" in r.detail]
+    assert len(remeasured) >= 3, results
+    assert all(r.status == "up" and r.latency_ms < 250 for r in results), results
+    assert all("within the sweep" in r.detail for r in remeasured)
+
+
+def test_a_component_slow_on_its_own_stays_degraded() -> None:
+    server = _OneAtATime(answer_s=0.4)
+    try:
+        [result] = sweep(server.targets(1), timeout=2.0, latency_budget_ms=250)
+    finally:
+        server.close()
+    assert result.status == "degraded" and result.over_budget and result.latency_ms >= 400
+    assert "budget 250 ms" in result.detail and "measured alone" in result.detail

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import httpx
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import probes
 from vextrus_nb.checks.model import Finding, Outcome
@@ -27,6 +22,10 @@ from vextrus_nb.evidence import scrub
 from vextrus_nb.live_context import LiveContext, live_fields
 from vextrus_nb.probes import ProbeResult, ProbeTarget
 from vextrus_nb.targets import probe_targets
+
+if TYPE_CHECKING:
+    import httpx
+    import redis.asyncio as aioredis
 
 
 @dataclass
@@ -81,19 +80,30 @@ class CheckContext(LiveContext):
         async with self.gate:
             return await probes.probe(target, self.timeout_s, self.client)
 
+    async def measured_alone(self, results: list[ProbeResult], check: str) -> list[ProbeResult]:
+        """These results of one health check, each over the latency budget measured again alone
+        (probes.measured_alone): the checklist has every check's requests in flight at once."""
+        budget = self.latency_budget_ms
+        swept = [
+            (
+                self._target(r.component, check),
+                replace(r, over_budget=r.status != "down" and r.latency_ms > budget),
+            )
+            for r in results
+        ]
+        return await probes.measured_alone(swept, self.timeout_s, self.client, budget)
+
     def redis_client(self, authenticated: bool = True) -> aioredis.Redis:
         """A client for the environment's Redis, with its login or with none; no retries, since
         a check reports the first answer (redis-py would otherwise retry even a refused login)."""
         host, port = self.where["redis"]
         login = self.env.redis if authenticated else None
-        return aioredis.Redis(
-            host=host,
-            port=port,
-            username=login.user if login else None,
-            password=self.secret(login.password_secret) if login else None,
-            socket_timeout=self.timeout_s,
-            socket_connect_timeout=self.timeout_s,
-            retry=Retry(NoBackoff(), 0),
+        return probes.redis_client(
+            host,
+            port,
+            login.user if login else None,
+            self.secret(login.password_secret) if login else None,
+            self.timeout_s,
         )
 
     @classmethod

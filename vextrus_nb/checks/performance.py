@@ -15,15 +15,19 @@ MEMORY_CEILING = 0.80  # of maxmemory
     "performance",
     "medium",
     title="Every service answers readiness within the latency budget",
-    probes="the latency of every service's /health/ready (the same request SVC-READY reads)",
-    criterion="latency at or below the environment's latency budget (probe.latency_budget_ms)",
+    probes="the latency of every service's /health/ready (the same request SVC-READY reads); "
+    "one over the budget there, where every check's requests are in flight, is measured again alone",
+    criterion="latency at or below the environment's latency budget (probe.latency_budget_ms), "
+    "measured alone",
     remediation="Look for a slow dependency in the service's readiness indicators, event-loop lag "
     "(nodejs_eventloop_lag_seconds) or CPU throttling against its limit.",
 )
 async def health_latency(ctx: CheckContext) -> Outcome:
     services = ctx.services()
-    results = await asyncio.gather(*(ctx.probe(s.name, "ready") for s in services))
     budget = ctx.latency_budget_ms
+    results = await ctx.measured_alone(
+        await asyncio.gather(*(ctx.probe(s.name, "ready") for s in services)), "ready"
+    )
     findings = [
         Finding(
             r.component,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.display import styled_table
+from vextrus_nb.figures import Figure, bars
 from vextrus_nb.probes import ProbeResult, check_probe_settings, sweep
 from vextrus_nb.targets import probe_targets
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 STATUS_COLOURS = {"up": "#1a7f37", "degraded": "#bf8700", "down": "#cf222e"}
 FAILING_CRITICALITY = ("critical",)
+# What the latency figure measures: every probe is in flight at once, so a round trip includes
+# waiting its turn in the probing process; one over the budget is measured again alone
+# (probes.measured_alone) and that figure is the one shown and judged.
+LATENCY_AXIS = "probe round trip (ms): all at once; over budget, measured alone"
 
 
 @dataclass
@@ -56,21 +61,19 @@ class SmokeResult:
         )
         return styled_table(styler)
 
-    def figure(self) -> Any:
-        import plotly.express as px
-
-        frame = self.frame
-        fig = px.bar(
-            frame,
+    def figure(self) -> Figure:
+        rows = [r.as_row() for r in self.results]
+        return bars(
+            rows,
             x="component",
             y="latency_ms",
-            color="status",
-            color_discrete_map=STATUS_COLOURS,
-            hover_data=["check", "detail", "criticality"],
+            colour="status",
+            colours=STATUS_COLOURS,
+            hover=["check", "detail", "criticality"],
             title="Component health and probe latency",
+            y_title=LATENCY_AXIS,
+            tick_angle=-45,
         )
-        fig.update_layout(xaxis_tickangle=-45, yaxis_title="probe latency (ms)", height=450)
-        return fig
 
     def summary(self) -> dict[str, Any]:
         counts = self.frame["status"].value_counts().to_dict()
