@@ -259,3 +259,32 @@ def test_a_crashed_run_does_not_leave_the_environment_locked(
     crashed = run_cli("run", "test/wipe", "--env", "sandbox", "-p", "dry_run=False")
     assert crashed.returncode == 1
     assert locks.holder("sandbox") is None
+
+
+def test_runs_in_one_long_lived_process_leave_no_kernel_and_no_channel_behind(
+    sandbox: SandboxState, outputs: Path, runbooks: Path
+) -> None:
+    """The worker runs one run after another in one process: each run's kernel (started by the
+    runner before papermill, run/kernel.py) must be shut down, and its client's channels closed,
+    whether the notebook passed, failed or killed its kernel."""
+    import threading
+
+    import psutil
+
+    from vextrus_nb.run import runner
+
+    write_runbook(runbooks, "test/fine", STANDARD, "x = 1")
+    write_runbook(runbooks, "test/crash", STANDARD, "import os\nos._exit(3)")
+    write_runbook(runbooks, "test/raises", STANDARD, 'raise RuntimeError("no")')
+    me = psutil.Process()
+    runner.run(
+        "test/fine", "sandbox", outputs_dir=outputs
+    )  # the first run's imports start threads of their own
+    threads, children = threading.active_count(), set(me.children(recursive=True))  # the sandbox's
+    statuses = [
+        runner.run(name, "sandbox", outputs_dir=outputs).status
+        for name in ("test/fine", "test/crash", "test/raises")
+    ]
+    assert statuses == ["passed", "error", "error"]
+    assert set(me.children(recursive=True)) == children
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]

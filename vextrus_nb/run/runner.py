@@ -27,6 +27,7 @@ from vextrus_nb.errors import ConfigError, ControlStoreUnavailable, RunRefused
 from vextrus_nb.evidence import identity, seal
 from vextrus_nb.exit_codes import EXIT_FAILED, EXIT_PASSED, EXIT_REFUSED
 from vextrus_nb.run import locks, parameters, steps
+from vextrus_nb.run.kernel import booted_kernel
 from vextrus_nb.run.naming import (
     OUTPUT_PATH_VAR,
     RECORD_PATH_VAR,
@@ -241,10 +242,6 @@ def _take_shared_lease(plan: Plan, run_id: str) -> Any:
 
 
 def _execute(plan: Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, lease: Any) -> RunOutcome:
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     started = datetime.now(UTC)
     output = output_path_for(outputs_dir, plan.env.name, plan.runbook, run_id, started)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -268,26 +265,30 @@ def _execute(plan: Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, le
     status: RunStatus = "passed"
     cause = ""
     try:
-        with _kernel_environment(kernel_vars):
+        # The kernel first: it boots on the other core while papermill is imported (run/kernel.py).
+        with _kernel_environment(kernel_vars), booted_kernel(plan.notebook.parent) as kernel:
+            import papermill
+
             papermill.execute_notebook(
                 str(plan.notebook),
                 str(scratch),
                 parameters=plan.parameters,
                 kernel_name="python3",
+                km=kernel,
                 start_timeout=KERNEL_START_TIMEOUT_S,
                 execution_timeout=cell_timeout_s,
                 progress_bar=False,
                 log_output=False,
                 cwd=str(plan.notebook.parent),
-                # The kernel's own start-up warnings (e.g. loopback TCP transport) are noise on
-                # an operator's terminal; its errors still show.
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
-    except PapermillExecutionError as exc:
-        status = _STATUS_OF_ERROR.get(exc.ename, "error")
-        cause = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # a dead kernel, a start timeout: still leave the record (papermill #125, #478)
-        status, cause = "error", f"{type(exc).__name__}: {exc}"
+        from papermill.exceptions import PapermillExecutionError
+
+        if isinstance(exc, PapermillExecutionError):
+            status = _STATUS_OF_ERROR.get(exc.ename, "error")
+            cause = f"{exc.ename}: {exc.evalue}"
+        else:
+            status, cause = "error", f"{type(exc).__name__}: {exc}"
 
     scrubber = seal.scrubber_for(plan.env, plan.parameters, spill_file)
     spill_file.unlink(missing_ok=True)
@@ -296,6 +297,8 @@ def _execute(plan: Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, le
     if status == "refused":
         scratch.unlink(missing_ok=True)
         return RunOutcome(EXIT_REFUSED, "refused", record["cause"], None, run_id, record)
+
+    import nbformat
 
     if scratch.stat().st_size:
         nb = nbformat.read(scratch, as_version=4)
