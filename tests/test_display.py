@@ -70,3 +70,35 @@ def test_progress_outside_a_kernel_is_a_terminal_bar(capsys: object) -> None:
     bar.step("two")
     bar.close()
     assert bar.done == 2
+
+
+def test_a_table_holds_what_pandas_would_print_aligned_and_escapes_what_it_shows() -> None:
+    import pandas as pd
+
+    from vextrus_nb.display import table
+
+    rows = [
+        {"component": "auth", "status": "down", "latency_ms": 2001.5, "detail": "<script>alert(1)</script>"},
+        {"component": "finance-long-name", "status": "up", "latency_ms": 3.2, "detail": None},
+    ]
+    columns = ["component", "status", "latency_ms", "detail"]
+    shown = table(rows, columns, {"status": lambda v: "background-color: red" if v == "down" else ""})
+    expected = pd.DataFrame(rows, columns=columns).to_string()
+    assert [line.split() for line in repr(shown).splitlines()] == [
+        line.split() for line in expected.splitlines()
+    ]
+    assert len({len(line) for line in repr(shown).splitlines()}) == 1  # every column right-aligned
+    assert "<script>" not in shown.html and "&lt;script&gt;" in shown.html
+    assert '<td style="background-color: red">down</td>' in shown.html
+    assert "<td>up</td>" in shown.html  # no style: no attribute
+
+
+def test_a_header_lists_each_name_with_its_value() -> None:
+    from vextrus_nb.display import key_values
+
+    shown = key_values({"runbook": "verify/smoke", "started (UTC)": "2026-12-07T12:00:00+00:00"})
+    assert repr(shown).splitlines() == [
+        "runbook        verify/smoke",
+        "started (UTC)  2026-12-07T12:00:00+00:00",
+    ]
+    assert "<th>started (UTC)</th><td>2026-12-07T12:00:00+00:00</td>" in shown.html

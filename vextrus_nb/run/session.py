@@ -27,7 +27,7 @@ from typing import Any
 
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
-from vextrus_nb.display import badge, in_notebook, note, show
+from vextrus_nb.display import Shown, badge, in_notebook, key_values, note, show
 from vextrus_nb.errors import LeaseLost, RunbookFailed, RunRefused
 from vextrus_nb.evidence import identity, ledger, scrub
 from vextrus_nb.run import interactive, locks, steps
@@ -175,9 +175,7 @@ class Runbook:
         self._finding_steps.append(self._current_step)
 
     # -- record ---------------------------------------------------------------
-    def header(self) -> Any:
-        import pandas as pd
-
+    def header(self) -> Shown:
         rows = {
             "runbook": self.name,
             "run id": self.run_id,
@@ -189,7 +187,7 @@ class Runbook:
             "mode": self.mode(),
             "version": f"vextrus-nb {identity.package_version()} @ {identity.git_commit()[:12]}",
         }
-        return pd.DataFrame({"": list(rows.values())}, index=list(rows.keys()))
+        return key_values(rows)
 
     def mode(self) -> str:
         """What this run may change, as its header says it."""

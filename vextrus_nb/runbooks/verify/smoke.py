@@ -6,22 +6,22 @@ anything else down or degraded is reported as a warning.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb.display import styled_table
+from vextrus_nb.display import Shown, table
 from vextrus_nb.figures import Figure, bars
 from vextrus_nb.probes import ProbeResult, check_probe_settings, sweep
 from vextrus_nb.targets import probe_targets
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from vextrus_nb.config import Environment
     from vextrus_nb.run.session import Runbook
 
 STATUS_COLOURS = {"up": "#1a7f37", "degraded": "#bf8700", "down": "#cf222e"}
 FAILING_CRITICALITY = ("critical",)
+COLUMNS = ["component", "check", "kind", "status", "latency_ms", "criticality", "detail", "address"]
 # What the latency figure measures: every probe is in flight at once, so a round trip includes
 # waiting its turn in the probing process; one over the budget is measured again alone
 # (probes.measured_alone) and that figure is the one shown and judged.
@@ -32,13 +32,6 @@ LATENCY_AXIS = "probe round trip (ms): all at once; over budget, measured alone"
 class SmokeResult:
     results: list[ProbeResult]
     seconds: float
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        columns = ["component", "check", "kind", "status", "latency_ms", "criticality", "detail", "address"]
-        return pd.DataFrame([r.as_row() for r in self.results], columns=columns)
 
     @property
     def critical_down(self) -> list[str]:
@@ -52,14 +45,15 @@ class SmokeResult:
             r.component for r in self.results if r.status != "up" and r.component not in self.critical_down
         ]
 
-    def table(self) -> Any:
+    def table(self) -> Shown:
         """Problems first, then by component; status cells coloured."""
-        frame = self.frame.assign(_order=lambda f: f["status"].map({"down": 0, "degraded": 1, "up": 2}))
-        frame = frame.sort_values(["_order", "component"]).drop(columns="_order").reset_index(drop=True)
-        styler = frame.style.map(
-            lambda v: f"color: white; background-color: {STATUS_COLOURS.get(v, '#57606a')}", subset=["status"]
+        order = {"down": 0, "degraded": 1, "up": 2}
+        rows = sorted((r.as_row() for r in self.results), key=lambda r: (order[r["status"]], r["component"]))
+        return table(
+            rows,
+            COLUMNS,
+            {"status": lambda v: f"color: white; background-color: {STATUS_COLOURS.get(v, '#57606a')}"},
         )
-        return styled_table(styler)
 
     def figure(self) -> Figure:
         rows = [r.as_row() for r in self.results]
@@ -76,7 +70,7 @@ class SmokeResult:
         )
 
     def summary(self) -> dict[str, Any]:
-        counts = self.frame["status"].value_counts().to_dict()
+        counts = Counter(r.status for r in self.results)
         return {
             "components": len({r.component for r in self.results}),
             "up": counts.get("up", 0),
