@@ -101,7 +101,7 @@ async def alert_rules(ctx: CheckContext) -> Outcome:
     try:
         wanted = rule_group_names(path)
     except (yaml.YAMLError, AttributeError, TypeError) as exc:
-        detail = f"{path.name} is not a rules file: {describe_error(exc)}"
+        detail = f"{path.name} is not a rules file: {describe_error(exc, ctx.timeout_s)}"
         return Outcome.of(detail, [Finding(path.name, detail)])
     try:
         data = await prometheus_api(ctx, "/api/v1/rules")
