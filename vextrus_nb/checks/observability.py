@@ -131,7 +131,8 @@ def receivers_with_integrations(config_text: str) -> tuple[str, list[str], list[
     of an Alertmanager configuration: a receiver with no *_configs is a blackhole."""
     config = yaml.safe_load(config_text) or {}
     default = str((config.get("route") or {}).get("receiver", "?"))
-    sending, blackholes = [], []
+    sending: list[str] = []
+    blackholes: list[str] = []
     for receiver in config.get("receivers") or []:
         integrations = [key for key, value in receiver.items() if key.endswith("_configs") and value]
         (sending if integrations else blackholes).append(str(receiver.get("name", "?")))
