@@ -94,7 +94,11 @@ class LiveContext:
     gate: asyncio.Semaphore
     scrubber: scrub.Scrubber
     where: MutableMapping[str, tuple[str, int]]
-    timeout_s: float
+
+    if TYPE_CHECKING:  # declared for mypy only: a class attribute here would be a dataclass's default
+
+        @property
+        def timeout_s(self) -> float: ...
 
     # -- scope ---------------------------------------------------------------------
     def components(self, include_dev_tools: bool = False) -> list[Component]:
