@@ -303,3 +303,17 @@ def test_kubernetes_manifests_fail_each_check_naming_the_workload(
     # The same developer tool outside production is allowed.
     staging = deployment_file_checks(with_files(tmp_path / "staging", manifests={"tools.yaml": [adminer]}))
     assert staging.result("SEC-DEV-TOOLS").passed
+
+
+def test_an_alert_rules_file_that_is_not_one_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    """OBS-ALERT-RULES reads the rules file before it asks Prometheus: a file that is not a
+    rules file is named as the finding (it once raised a TypeError from describe_error)."""
+    rules = tmp_path / "alerts.yml"
+    rules.write_text("groups: [just-a-name]\n")  # a group that is a string, not a mapping
+    env = load_environment("sandbox", load_inventory())
+    env = env.model_copy(update={"deployment": {"prometheus_rules": str(rules)}})
+    result = checks.run_checklist(env, load_inventory(), checks.select(ids=("OBS-ALERT-RULES",)))
+    (only,) = result.results
+    assert only.status == "failed", only.evidence
+    assert only.evidence.startswith("alerts.yml is not a rules file: TypeError: ")
+    assert [f.subject for f in only.findings] == ["alerts.yml"]

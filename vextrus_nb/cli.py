@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -23,6 +23,7 @@ from vextrus_nb.import_speed import skip_slow_unused_imports
 skip_slow_unused_imports()
 
 P = ParamSpec("P")
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Operational runbooks for the Vextrus ERP platform.",
@@ -249,7 +250,7 @@ def worker(
 
     inventory = _guard(load_inventory)
     for name in env:
-        _guard(lambda name=name: load_environment(name, inventory))  # an unknown name, before serving
+        _guard(functools.partial(load_environment, name, inventory))  # an unknown name, before serving
     control = _guard(settings.load)
     _guard(lambda: asyncio.run(service_worker.serve(control, env, lambda line: typer.echo(line, err=True))))
 
@@ -373,7 +374,7 @@ def locks() -> None:
     from vextrus_nb.run import locks as environment_locks
 
     for env in available_environments():
-        held = _guard(lambda env=env: environment_locks.holder(env))
+        held = _guard(functools.partial(environment_locks.holder, env))
         if held is None:
             typer.echo(f"{env}: free")
         else:
@@ -575,7 +576,7 @@ def ledger_export(
         from vextrus_nb.evidence.ledger import copy_notebooks
 
         _guard(lambda: copy_notebooks(entries, notebooks))
-    text = export(entries, fmt.value)  # type: ignore[arg-type]
+    text = export(entries, fmt.value)
     if out:
         out.write_text(text)
         typer.echo(str(out))
@@ -628,7 +629,7 @@ def control_status() -> None:
 
     control = _guard(settings.load)
     typer.echo(f"control store: {control.describe()} (from {control.source})")
-    if not control.is_shared:
+    if (shared := control.shared) is None:  # a local store: nothing more to ask
         return
     from vextrus_nb.control import evidence_bucket, leases, shared_ledger, shared_store
     from vextrus_nb.errors import ControlStoreUnavailable
@@ -640,7 +641,7 @@ def control_status() -> None:
     try:
         held = leases.holders(control)
         typer.echo(f"ledger: answers, {len(shared_ledger.run_ids(control))} entries")
-        evidence_bucket.client(control).head_bucket(Bucket=control.shared.s3.bucket)  # type: ignore[union-attr]
+        evidence_bucket.client(control).head_bucket(Bucket=shared.s3.bucket)
         typer.echo("bucket: answers")
     except ControlStoreUnavailable as exc:
         _err(str(exc))
@@ -824,7 +825,7 @@ def sandbox_heal(
     typer.echo("healed: " + (", ".join(healed) if healed else "nothing was faulted"))
 
 
-def _guard(action):  # type: ignore[no-untyped-def]
+def _guard(action: Callable[[], T]) -> T:
     """Known errors become one clear line and exit code 2, not a traceback."""
     try:
         return action()

@@ -18,4 +18,4 @@ SLOW_UNUSED = "rfc3987_syntax"
 def skip_slow_unused_imports() -> None:
     # None in sys.modules makes `import rfc3987_syntax` raise ImportError, which
     # jsonschema._format expects and handles. Nothing is done if it is already loaded.
-    sys.modules.setdefault(SLOW_UNUSED, None)  # type: ignore[arg-type]
+    sys.modules.setdefault(SLOW_UNUSED, None)  # type: ignore[arg-type]  # typeshed: modules only

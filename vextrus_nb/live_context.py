@@ -11,8 +11,8 @@ driver); the methods here are the part they share.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.evidence import scrub
@@ -20,6 +20,8 @@ from vextrus_nb.targets import components_in_scope, endpoints
 
 if TYPE_CHECKING:
     import httpx
+
+T = TypeVar("T")
 
 # A live read wants its probes at once. A pool smaller than the number of targets (about 85 on
 # the full platform) lets a few hanging targets hold slots while the rest queue past their
@@ -92,7 +94,11 @@ class LiveContext:
     gate: asyncio.Semaphore
     scrubber: scrub.Scrubber
     where: MutableMapping[str, tuple[str, int]]
-    timeout_s: float
+
+    if TYPE_CHECKING:  # declared for mypy only: a class attribute here would be a dataclass's default
+
+        @property
+        def timeout_s(self) -> float: ...
 
     # -- scope ---------------------------------------------------------------------
     def components(self, include_dev_tools: bool = False) -> list[Component]:
@@ -110,7 +116,7 @@ class LiveContext:
         return value
 
     # -- bounded work --------------------------------------------------------------
-    async def bounded(self, work: Any, timeout_s: float | None = None) -> Any:
+    async def bounded(self, work: Awaitable[T], timeout_s: float | None = None) -> T:
         """One awaitable through the pool, within the timeout: a hanging target costs its own timeout."""
         async with self.gate:
             return await asyncio.wait_for(work, timeout_s or self.timeout_s)

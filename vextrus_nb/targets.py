@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from vextrus_nb import paths
 from vextrus_nb.config import EDGE_ENTRYPOINTS, HA_ENDPOINTS, Component, Environment, Inventory
@@ -40,6 +40,15 @@ def components_in_scope(
     ]
 
 
+class _Common(TypedDict):
+    """What every probe target of a component has, whatever its kind."""
+
+    component: str
+    host: str
+    port: int
+    criticality: str
+
+
 def probe_targets(
     env: Environment,
     inventory: Inventory,
@@ -55,7 +64,7 @@ def probe_targets(
     targets = []
     for component in components if components is not None else components_in_scope(env, inventory):
         host, port = where[component.name]
-        common = {
+        common: _Common = {
             "component": component.name,
             "host": host,
             "port": port,
@@ -72,7 +81,7 @@ def probe_targets(
     return targets
 
 
-def _protocol_target(env: Environment, component: Component, common: dict[str, Any]) -> ProbeTarget | None:
+def _protocol_target(env: Environment, component: Component, common: _Common) -> ProbeTarget | None:
     """The target in the component's own protocol, or None where it takes http/tcp or the login
     it needs is not in the environment."""
     kind = component.probe

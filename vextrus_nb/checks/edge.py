@@ -236,6 +236,7 @@ async def services_routed(ctx: CheckContext) -> Outcome:
     web, websecure = _address(ctx, WEB), _address(ctx, WEBSECURE)
     if web is None and websecure is None:
         return Outcome.of("no public entrypoint", [_no_address(WEB)])
+    # websecure is set when web is not: both None returned above, in a form mypy cannot follow
     start = edge.url("http", web, "") if web else edge.url("https", websecure, "")  # type: ignore[arg-type]
     gateway: Component | None = next((s for s in services if s.subgraphs), None)
     wanted = [(s.name, f"/api/{s.name}/health", "status") for s in services]

@@ -40,7 +40,8 @@ async def postgres_accepts(ctx: CheckContext) -> Outcome:
     "put PgBouncer in front, or lower the services' pool sizes.",
 )
 async def postgres_connections(ctx: CheckContext) -> Outcome:
-    if not ctx.in_scope("postgres") or ctx.env.postgres is None:
+    login = ctx.env.postgres
+    if not ctx.in_scope("postgres") or login is None:
         return Outcome.not_applicable("the environment runs no PostgreSQL")
     host, port = ctx.where["postgres"]
 
@@ -49,8 +50,8 @@ async def postgres_connections(ctx: CheckContext) -> Outcome:
             host=host,
             port=port,
             dbname="postgres",
-            user=ctx.env.postgres.user,  # type: ignore[union-attr]
-            password=ctx.secret(ctx.env.postgres.password_secret),  # type: ignore[union-attr]
+            user=login.user,
+            password=ctx.secret(login.password_secret),
             connect_timeout=max(1, int(ctx.timeout_s)),
             application_name="vextrus-nb-checklist",
         )
@@ -59,7 +60,7 @@ async def postgres_connections(ctx: CheckContext) -> Outcome:
                 "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
                 " current_setting('max_connections')::int"
             )
-            used, limit = await cur.fetchone()  # type: ignore[misc]
+            used, limit = await cur.fetchone()  # type: ignore[misc]  # Optional, but this SELECT has a row
         return used, limit
 
     try:

@@ -58,7 +58,7 @@ async def kafka_metadata(ctx: CheckContext) -> Any:
 def kafka_error(exc: BaseException, ctx: CheckContext) -> str:
     """One line for a Kafka client error: librdkafka's own name of it, not the exception's repr."""
     error = exc.args[0] if exc.args else None
-    if hasattr(error, "str") and hasattr(error, "name"):
+    if error is not None and hasattr(error, "str") and hasattr(error, "name"):
         return f"{error.name()}: {error.str()}"
     return describe_error(exc, ctx.timeout_s)
 

@@ -101,7 +101,7 @@ async def alert_rules(ctx: CheckContext) -> Outcome:
     try:
         wanted = rule_group_names(path)
     except (yaml.YAMLError, AttributeError, TypeError) as exc:
-        detail = f"{path.name} is not a rules file: {describe_error(exc)}"
+        detail = f"{path.name} is not a rules file: {describe_error(exc, ctx.timeout_s)}"
         return Outcome.of(detail, [Finding(path.name, detail)])
     try:
         data = await prometheus_api(ctx, "/api/v1/rules")
@@ -131,7 +131,8 @@ def receivers_with_integrations(config_text: str) -> tuple[str, list[str], list[
     of an Alertmanager configuration: a receiver with no *_configs is a blackhole."""
     config = yaml.safe_load(config_text) or {}
     default = str((config.get("route") or {}).get("receiver", "?"))
-    sending, blackholes = [], []
+    sending: list[str] = []
+    blackholes: list[str] = []
     for receiver in config.get("receivers") or []:
         integrations = [key for key, value in receiver.items() if key.endswith("_configs") and value]
         (sending if integrations else blackholes).append(str(receiver.get("name", "?")))

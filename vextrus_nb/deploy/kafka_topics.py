@@ -96,7 +96,7 @@ def _admin(bootstrap: str) -> AdminClient:
 def _kafka_reason(exc: BaseException) -> str:
     """The broker's error name and text (a KafkaException carries a KafkaError)."""
     error = exc.args[0] if exc.args else None
-    if hasattr(error, "name") and hasattr(error, "str"):
+    if error is not None and hasattr(error, "name") and hasattr(error, "str"):
         return f"{error.name()}: {error.str()}"
     return f"{type(exc).__name__}: {exc}"
 

@@ -23,6 +23,7 @@ from vextrus_nb.drivers.base import (
     HealthState,
     LogLine,
     PlatformEvent,
+    RunState,
 )
 from vextrus_nb.errors import DriverError, DriverUnavailable, first_line
 
@@ -86,7 +87,9 @@ class ComposeDriver:
                 states[name] = ComponentState(name, "stopped", detail="no container")
                 continue
             run = container.attrs["State"]
-            state = "restarting" if run.get("Restarting") else "running" if run.get("Running") else "stopped"
+            state: RunState = (
+                "restarting" if run.get("Restarting") else "running" if run.get("Running") else "stopped"
+            )
             detail = run.get("Status", "")
             if state == "stopped":
                 detail = f"{detail}, exit code {run.get('ExitCode')}"

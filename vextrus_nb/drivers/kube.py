@@ -31,6 +31,7 @@ from vextrus_nb.drivers.base import (
     HealthState,
     LogLine,
     PlatformEvent,
+    RunState,
 )
 from vextrus_nb.errors import DriverError, DriverUnavailable, first_line
 
@@ -143,6 +144,7 @@ class KubeDriver:
                 s.last_state.terminated for s in statuses if s.last_state and s.last_state.terminated
             ]
             started = [p.status.start_time for p in running if p.status and p.status.start_time]
+            state: RunState
             if name not in workloads:
                 state, detail = "stopped", "no workload"
             elif any(p.status and p.status.phase == "Running" for p in running):

@@ -102,7 +102,7 @@ def repoint(config_path: Path, host: str, port: int, admin_dsn: str, timeout_s: 
 
 def _read(config_path: Path) -> configparser.ConfigParser:
     config = configparser.ConfigParser(interpolation=None, delimiters=("=",))
-    config.optionxform = str  # type: ignore[assignment,method-assign]  # keep keys' case
+    config.optionxform = str  # type: ignore[assignment,method-assign]  # keep keys' case (typeshed: a method)
     if not config.read(config_path):
         raise PoolerError(f"no PgBouncer configuration at {config_path}")
     return config

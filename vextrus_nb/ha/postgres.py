@@ -67,6 +67,7 @@ def _connect(dsn: str, timeout_s: float) -> psycopg.Connection[dict[str, Any]]:
 def primary_view(dsn: str, timeout_s: float = 5.0) -> PrimaryView:
     """The primary's replicas and slots; refused (named) when the server is itself a replica."""
     with _connect(dsn, timeout_s) as conn:
+        # fetchone() is typed Optional; a SELECT of one expression always returns its one row
         if conn.execute("SELECT pg_is_in_recovery() AS r").fetchone()["r"]:  # type: ignore[index]
             raise ReplicationError("this server is a replica (in recovery), not a primary")
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text AS lsn").fetchone()["lsn"]  # type: ignore[index]
@@ -130,6 +131,7 @@ def set_replay_paused(dsn: str, paused: bool, timeout_s: float = 5.0) -> None:
 def promote(dsn: str, wait_s: float = 30.0) -> None:
     """`pg_promote(wait => true)`: returns once the replica accepts writes, raises if it did not."""
     with _connect(dsn, wait_s) as conn:
+        # fetchone() is typed Optional; a SELECT of one expression always returns its one row
         if not conn.execute("SELECT pg_is_in_recovery() AS r").fetchone()["r"]:  # type: ignore[index]
             raise ReplicationError("this server is already a primary: nothing to promote")
         promoted = conn.execute("SELECT pg_promote(true, %s) AS done", (max(1, int(wait_s)),)).fetchone()[

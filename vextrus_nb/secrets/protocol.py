@@ -212,6 +212,7 @@ def _finish(ctx: RotationContext, credential: Credential, entry: JournalEntry, r
     restarted = restart_and_wait(ctx.driver, list(credential.restart_after_finish), ctx.deadline_s)
     result.restarts.append(restarted)
     if versions.previous is not None:
+        # current is set: its fingerprint matched the pending one just above
         ctx.target_for(credential).revoke(versions.previous, versions.current)  # type: ignore[arg-type]
     if credential.kind == "jwt":
         retire_at = datetime.now(UTC) + timedelta(seconds=credential.grace_s)

@@ -29,7 +29,8 @@ from vextrus_nb.secrets.versions import STAGES, Versions, fingerprint
 
 
 class SecretStore(Protocol):
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def read(self, key: str) -> Versions: ...
 

@@ -24,6 +24,10 @@ from typing import TYPE_CHECKING, Protocol
 from vextrus_nb.errors import RotationError
 
 if TYPE_CHECKING:
+    import psycopg
+    import redis
+    from psycopg.rows import TupleRow
+
     from vextrus_nb.drivers import Driver
     from vextrus_nb.secrets.catalogue import Credential
 
@@ -54,7 +58,7 @@ class PostgresRole(_ReachedAsAdmin):
     """Single-user rotation of a login role's password: the old password stops working
     the moment the new one is set, so set, test and finish follow one another at once."""
 
-    def _admin(self):  # type: ignore[no-untyped-def]
+    def _admin(self) -> psycopg.Connection[TupleRow]:
         import psycopg
 
         return psycopg.connect(
@@ -161,7 +165,7 @@ class RedisAclUser(_ReachedAsAdmin):
     """An ACL user may hold several passwords: the new one is added beside the old, so
     no client is locked out at any point; the old one is removed at the finish."""
 
-    def _admin(self):  # type: ignore[no-untyped-def]
+    def _admin(self) -> redis.Redis:
         import redis
 
         return redis.Redis(
@@ -173,9 +177,11 @@ class RedisAclUser(_ReachedAsAdmin):
             socket_connect_timeout=5,
         )
 
-    def _hashes(self, client) -> list[str]:  # type: ignore[no-untyped-def]
+    def _hashes(self, client: redis.Redis) -> list[str]:
         user = client.acl_getuser(self.credential.login) or {}
-        return [h.decode() if isinstance(h, bytes) else h for h in user.get("passwords", [])]
+        # redis-py types a reply as Awaitable | Any for its sync and async clients alike
+        passwords = user.get("passwords", [])  # type: ignore[union-attr]
+        return [h.decode() if isinstance(h, bytes) else h for h in passwords]
 
     def _change(self, add: str | None = None, remove: str | None = None) -> None:
         import redis

@@ -32,7 +32,7 @@ class _Group:
     symptom: str
     signals: list[Signal] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
-    explained_by: set[str] = field(default_factory=set)
+    explained_by: frozenset[str] = frozenset()
     affected: set[str] = field(default_factory=set)
 
     @property
@@ -142,9 +142,9 @@ def _group(signals: list[Signal], rules: RuleTable) -> list[_Group]:
             continue
         merged[key] = group
     for component, symptom in list(merged):
-        if (group := merged.get((component, symptom))) is None:
+        if (kept := merged.get((component, symptom))) is None:
             continue  # itself absorbed by an earlier finding
         for absorbed in rules.get(symptom).absorbs:
             if (taken := merged.pop((component, absorbed), None)) is not None:
-                group.evidence += taken.evidence
+                kept.evidence += taken.evidence
     return list(merged.values())

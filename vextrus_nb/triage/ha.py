@@ -359,8 +359,8 @@ async def collect_sentinels(ctx: TriageContext) -> CollectorReport:
         return CollectorReport("sentinels", "error", detail=f"no address for any Sentinel named ({named})")
     states, primary_unreachable = await read_sentinels(ctx, ha)
     answering = [s for s in states if s.vote.primary]
-    named = Counter(s.vote.primary for s in answering)
-    primary = named.most_common(1)[0][0] if named else "none"
+    votes = Counter(s.vote.primary for s in answering)
+    primary = votes.most_common(1)[0][0] if votes else "none"
     return CollectorReport(
         "sentinels",
         detail=f"{len(answering)} of {len(states)} Sentinel(s) answer; primary {primary}"

@@ -48,7 +48,8 @@ async def collect_health(ctx: TriageContext) -> CollectorReport:
 def implicated(result: ProbeResult, inventory: Inventory) -> tuple[list[str], list[str]]:
     """The failing indicators of a Terminus body, split into dependencies (components) and own checks."""
     errors = (result.body or {}).get("error") or {}
-    dependencies, own = [], []
+    dependencies: list[str] = []
+    own: list[str] = []
     for key in errors:
         name = INDICATOR_COMPONENTS.get(key, key)
         (dependencies if name in inventory.components else own).append(
@@ -76,8 +77,15 @@ def _evidence(result: ProbeResult) -> str:
 def _component_signals(
     name: str, answers: list[ProbeResult], inventory: Inventory, latency_budget_ms: float
 ) -> list[Signal]:
-    def signal(symptom: str, evidence: list[ProbeResult], **extra: object) -> Signal:
-        return Signal(symptom, name, "; ".join(_evidence(r) for r in evidence), "health", **extra)  # type: ignore[arg-type]
+    def signal(
+        symptom: str,
+        evidence: list[ProbeResult],
+        subject: str = "",
+        implicates: tuple[str, ...] = (),
+        magnitude: float = 0.0,
+    ) -> Signal:
+        text = "; ".join(_evidence(r) for r in evidence)
+        return Signal(symptom, name, text, "health", subject, implicates, magnitude=magnitude)
 
     failed = [r for r in answers if r.status == "down"]
     timed_out = [r for r in failed if r.timed_out]

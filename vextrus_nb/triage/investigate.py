@@ -29,7 +29,7 @@ def settings_for(env: Environment, **overrides: float | str | None) -> TriageSet
     unset (the environment's, else the default); every other value, 0 included, is used."""
     base = TriageSettings(timeout_s=env.probe.timeout_s, latency_budget_ms=env.probe.latency_budget_ms)
     chosen = {k: v for k, v in overrides.items() if v is not None}
-    return TriageSettings(**{**base.__dict__, **chosen})  # type: ignore[arg-type]
+    return TriageSettings(**{**base.__dict__, **chosen})
 
 
 def template_values(env: Environment, inventory: Inventory) -> dict[str, dict[str, str]]:
@@ -88,7 +88,7 @@ def triage(
     scrubbing = scrubber or scrub.Scrubber()
     reports, seconds, at = collect(env, inventory, settings, scrubbing, concurrency, one_after_another)
     signals: list[Signal] = [s for r in reports for s in r.signals]
-    logs = next((r.data.get("lines", {}) for r in reports if r.name == "logs"), {})
+    logs: dict[str, list[str]] = next((r.data.get("lines", {}) for r in reports if r.name == "logs"), {})
     findings = diagnose(
         signals, inventory, load_rules(), env.driver, template_values(env, inventory), log_lines=logs
     )

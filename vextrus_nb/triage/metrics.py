@@ -156,9 +156,9 @@ async def collect_metrics(ctx: TriageContext) -> CollectorReport:
         except Exception as exc:  # a service that cannot be scraped is already a health finding
             return describe_error(exc, ctx.settings.timeout_s)
 
-    (windowed, no_window), *answers = await asyncio.gather(
+    (windowed, no_window), answers = await asyncio.gather(
         windowed_traffic(ctx, [s.name for s in services]),
-        *(scrape(s.name, s.metrics_path or "/metrics") for s in services),
+        asyncio.gather(*(scrape(s.name, s.metrics_path or "/metrics") for s in services)),
     )
     scraped = {s.name: a for s, a in zip(services, answers, strict=True) if isinstance(a, Traffic)}
     unscraped = {s.name: a for s, a in zip(services, answers, strict=True) if isinstance(a, str)}
@@ -225,7 +225,7 @@ class GroupLag:
 
 def _kafka_reason(exc: BaseException) -> str:
     error = exc.args[0] if exc.args else None
-    if hasattr(error, "name") and hasattr(error, "str"):
+    if error is not None and hasattr(error, "name") and hasattr(error, "str"):
         return f"{error.name()}: {error.str()}"
     return describe_error(exc)
 

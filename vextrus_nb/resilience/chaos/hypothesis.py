@@ -7,12 +7,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
 from vextrus_nb.probes import describe_error, sweep
 from vextrus_nb.resilience.chaos.context import ChaosContext
 from vextrus_nb.resilience.chaos.experiment import SERVICES, HealthProbe, LatencyProbe, Probe, WriteProbe
+
+if TYPE_CHECKING:
+    import redis
 
 REDIS_PROBE_KEY = "vextrus:chaos:probe"
 POSTGRES_PROBE_TABLE = "vextrus_chaos_probe"
@@ -113,7 +117,7 @@ def _postgres_write(ctx: ChaosContext) -> None:
         conn.execute(f"DELETE FROM {POSTGRES_PROBE_TABLE} WHERE at < now() - interval '1 hour'")
 
 
-def redis_client(ctx: ChaosContext) -> object:
+def redis_client(ctx: ChaosContext) -> redis.Redis:
     """A client that tries once: a probe (or a fault) sees the datastore as it is, not after retries."""
     import redis
     from redis.backoff import NoBackoff
@@ -137,6 +141,6 @@ def redis_client(ctx: ChaosContext) -> object:
 def _redis_write(ctx: ChaosContext) -> None:
     client = redis_client(ctx)
     try:
-        client.set(REDIS_PROBE_KEY, str(time.time()), ex=600)  # type: ignore[attr-defined]
+        client.set(REDIS_PROBE_KEY, str(time.time()), ex=600)
     finally:
-        client.close()  # type: ignore[attr-defined]
+        client.close()

@@ -41,6 +41,7 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
             f"environment {env.name!r} declares no ha.{datastore} (a replica to fail over to): "
             "there is nothing to fail over"
         )
+    # ha.postgres is not None: the getattr above checked it, in a form mypy cannot follow
     if datastore == "postgres" and not ha.postgres.pooler_config:  # type: ignore[union-attr]
         raise RunRefused(f"environment {env.name!r}: ha.postgres.pooler_config is not set (PgBouncer's ini)")
     if datastore == "postgres" and env.postgres is None:
@@ -59,7 +60,7 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
 @dataclass
 class Plan:
     datastore: str
-    mode: str
+    mode: failover.Mode
     refusals: list[str]
     actions: list[tuple[str, str]]  # (what, detail)
     facts: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +82,20 @@ class Plan:
         import pandas as pd
 
         return pd.DataFrame(self.facts)
+
+
+def _postgres_ha(rb: Runbook) -> PostgresHA:
+    """The environment's ha.postgres, which validate() refused to run without."""
+    settings = rb.env.ha.postgres if rb.env.ha else None
+    assert settings is not None
+    return settings
+
+
+def _redis_ha(rb: Runbook) -> RedisHA:
+    """The environment's ha.redis, which validate() refused to run without."""
+    settings = rb.env.ha.redis if rb.env.ha else None
+    assert settings is not None
+    return settings
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -121,8 +136,7 @@ def _control(rb: Runbook) -> Any:
 
 
 def _plan_postgres(rb: Runbook, mode: failover.Mode) -> Plan:
-    settings = rb.env.ha.postgres  # type: ignore[union-attr]
-    assert settings is not None
+    settings = _postgres_ha(rb)
     ends = _postgres_endpoints(rb, settings)
     pre = failover.preflight(ends, mode, settings.max_lag_bytes, settings.max_replay_lag_s)
     refusals = list(pre.refusals)
@@ -179,8 +193,7 @@ def _redis_client(rb: Runbook, address: str) -> redis.Redis:
 
 
 def _plan_redis(rb: Runbook, mode: failover.Mode) -> Plan:
-    settings = rb.env.ha.redis  # type: ignore[union-attr]
-    assert settings is not None
+    settings = _redis_ha(rb)
     view = sentinel.view(_sentinels(rb, settings), settings.service)
     refusals = []
     answering = len(view.answering())
@@ -191,11 +204,14 @@ def _plan_redis(rb: Runbook, mode: failover.Mode) -> Plan:
         refusals.append("the Sentinels do not agree on a primary: a failover now could split the data")
     elif not view.has_quorum():
         refusals.append("CKQUORUM fails: the Sentinels could not authorise a failover")
-    facts = [{"check": f"Sentinel {v.sentinel}", "value": v.primary or v.detail} for v in view.votes]
+    facts: list[dict[str, Any]] = [
+        {"check": f"Sentinel {v.sentinel}", "value": v.primary or v.detail} for v in view.votes
+    ]
     at_risk = "writes acknowledged by the primary and not yet replicated (Redis replication is asynchronous)"
     if primary and mode == "planned":
         try:
-            info = _redis_client(rb, primary).info("replication")
+            # redis-py types a reply as Awaitable | Any for its sync and async clients alike
+            info: dict[str, Any] = _redis_client(rb, primary).info("replication")  # type: ignore[assignment]
             offsets = [int(v.get("offset", 0)) for k, v in info.items() if k.startswith("slave")]
             gap = int(info["master_repl_offset"]) - max(offsets, default=0)
             facts.append({"check": "replication offset gap (bytes)", "value": gap})
@@ -249,15 +265,14 @@ def fail_over(rb: Runbook, made: Plan) -> Outcome:
         return Outcome(False, "dry run: nothing promoted or repointed (dry_run=False to fail over)")
     started = time.monotonic()
     if made.datastore == "postgres":
-        settings = rb.env.ha.postgres  # type: ignore[union-attr]
-        assert settings is not None
+        settings = _postgres_ha(rb)
         control = _control(rb)
         stop = (lambda: control.stop_datastore("postgres")) if control else None
         record = failover.switch(
             _postgres_endpoints(rb, settings),
             made.mode,
             stop_old_primary=stop,
-            primary_died_at=started,  # type: ignore[arg-type]
+            primary_died_at=started,
         )
         outcome = Outcome(
             True,
@@ -281,8 +296,7 @@ def fail_over(rb: Runbook, made: Plan) -> Outcome:
 
 
 def _fail_over_redis(rb: Runbook, started: float) -> Outcome:
-    settings = rb.env.ha.redis  # type: ignore[union-attr]
-    assert settings is not None
+    settings = _redis_ha(rb)
     addresses = _sentinels(rb, settings)
     steps: dict[str, float] = {}
     mark = time.perf_counter()
@@ -310,9 +324,7 @@ def rejoin(rb: Runbook, made: Plan, outcome: Outcome) -> str:
     if made.datastore == "redis":
         if control is None:
             return "Sentinel reconfigures the old primary as a replica of the new one when it answers again"
-        settings = rb.env.ha.redis  # type: ignore[union-attr]
-        assert settings is not None
-        control.rejoin_as_replica("redis", settings.replica)
+        control.rejoin_as_replica("redis", _redis_ha(rb).replica)
         return f"the old primary replicates from {outcome.new_primary}"
     if control is None:
         raise RunRefused(
@@ -320,7 +332,5 @@ def rejoin(rb: Runbook, made: Plan, outcome: Outcome) -> str:
             "pg_rewind --source-server='<new primary>' -D <data dir>, touch standby.signal, set "
             "primary_conninfo to the new primary, start it"
         )
-    settings = rb.env.ha.postgres  # type: ignore[union-attr]
-    assert settings is not None
-    control.rejoin_as_replica("postgres", settings.replica)
+    control.rejoin_as_replica("postgres", _postgres_ha(rb).replica)
     return f"the old primary streams from {outcome.new_primary}"

@@ -118,7 +118,7 @@ class Plan:
     def table(self) -> Any:
         import pandas as pd
 
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "part": "hypothesis",
                 "what": p.probe,

@@ -8,6 +8,7 @@ the run reads or makes is handed to the run's scrubber as soon as it is seen.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ ALL = "all"
 DRY_RUN = note("Dry run: nothing was changed. Run with `dry_run=False` to do what the plan shows.")
 
 
-def _table(rows: list[dict[str, object]]) -> Shown:
+def _table(rows: Sequence[Mapping[str, object]]) -> Shown:
     """Whole cells in both forms: a plain-text reader (grep, a raw .ipynb) sees no '...'."""
     import pandas as pd
 
