@@ -21,16 +21,19 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import vextrus_nb
+from vextrus_nb.backup import pgbackrest, sets
 from vextrus_nb.backup import platform_drill as engine
-from vextrus_nb.backup import sets
+from vextrus_nb.backup.access import physical_stanza
 from vextrus_nb.backup.take import back_up
-from vextrus_nb.errors import BackupError
+from vextrus_nb.config import load_environment, load_inventory
+from vextrus_nb.errors import BackupError, RunRefused
 from vextrus_nb.evidence import ledger, report
 from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.run.session import Runbook
 from vextrus_nb.runbooks.dr import platform_drill
 from vextrus_nb.sandbox import real_platform, real_servers
 
-from .helpers import ledger_entries, notebook_plain_text, run_cli
+from .helpers import admin_connection, ledger_entries, notebook_plain_text, run_cli
 
 BUCKET = "vextrus-files"
 DOCUMENTS = {"contracts/pd-0001.pdf": b"%PDF-1.7 contract" * 64, "hr/pd-badge.png": bytes(range(256)) * 8}
@@ -210,8 +213,21 @@ def test_the_drill_from_the_set_s_dumps_restores_every_datastore_and_passes(
     assert "password=" not in text and "PGPASSWORD" not in text
 
 
-def test_the_drill_recovers_postgres_from_the_s3_repository(a_set: Path, drill_outputs: Path) -> None:
+def test_the_drill_recovers_postgres_from_the_s3_repository(
+    a_set: Path, drill_outputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    restore_commands = []
+    restore_into = engine.PhysicalRecovery.restore_into
+
+    def noting_restore_command(self: engine.PhysicalRecovery, datadir: Path) -> None:
+        restore_into(self, datadir)
+        settings = (datadir / "postgresql.auto.conf").read_text().splitlines()
+        restore_commands.extend(line for line in settings if line.startswith("restore_command"))
+
+    monkeypatch.setattr(engine.PhysicalRecovery, "restore_into", noting_restore_command)
     rb, drilled = _drill_in_process(dry_run=False, set_id=a_set.name, repo=2)
+    [restore_command] = restore_commands
+    assert "--repo=2" in restore_command  # the WAL too comes from the S3 repository
     assert not rb.failures and drilled.passed, (rb.failures, drilled.failure)
     assert drilled.physical is not None and drilled.physical.result.repo == 2
     assert drilled.rpo_s is not None and 0 <= drilled.rpo_s <= 60
@@ -283,3 +299,81 @@ def test_a_dry_run_verifies_and_plans_and_starts_and_writes_nothing(
     assert not list(tmp_path.rglob("*"))  # no metric, nothing else: in-process, not even a record
     assert rb.summary["verified"] is False and rb.summary["rto_by_datastore"] == {}
     assert json.dumps(rb.summary)  # the record's summary stays plain data
+
+
+def _stanza() -> pgbackrest.Stanza:
+    inventory = load_inventory()
+    env = load_environment("sandbox", inventory)
+    rb = Runbook(name="dr/platform-drill", env=env, inventory=inventory, parameters={"dry_run": True})
+    found = physical_stanza(rb)
+    assert found is not None
+    return found
+
+
+def _archived_now(state: SandboxState) -> None:
+    """Everything committed so far is in the repository: switch the segment, wait for it."""
+    with admin_connection(state) as conn:
+        pgbackrest.wait_archived(conn, pgbackrest.switch_wal(conn))
+
+
+@pytest.mark.parametrize("damage", ["corrupt a backup file", "delete a WAL segment"])
+def test_a_damaged_pgbackrest_repository_fails_the_drill_naming_it_before_anything_starts(
+    sandbox: SandboxState, a_set: Path, drill_outputs: Path, damage: str
+) -> None:
+    stanza = _stanza()
+    _archived_now(sandbox)
+    _archived_now(sandbox)  # two segments after the backup: a deleted one leaves a gap
+    if damage == "delete a WAL segment":
+        segments = sorted((stanza.repo_path.resolve() / "archive" / stanza.name).rglob("0*-*"))
+        victim = segments[-2]  # not the newest: a gap needs a segment after it
+        expected = f"WAL segment {victim.name[:24]} missing"
+    else:
+        newest = pgbackrest.backups(stanza, 1)[-1].label
+        files = [p for p in pgbackrest.iter_backup_files(stanza, newest) if "/pg_data/base/" in str(p)]
+        victim = max(files, key=lambda p: p.stat().st_size)
+        expected = f"{victim.name}: corrupted: checksum differs"
+    original = victim.read_bytes()
+    aside = victim.with_name(victim.name + ".aside")
+    before = _drill_folders()
+    try:
+        if damage == "delete a WAL segment":
+            victim.rename(aside)  # moved back after: the server's account keeps owning it
+        else:
+            victim.write_bytes(original[:64] + bytes([original[64] ^ 0xFF]) + original[65:])
+        rb, drilled = _drill_in_process(dry_run=False, set_id=a_set.name)
+    finally:
+        if aside.exists():
+            aside.rename(victim)
+        else:
+            victim.write_bytes(original)
+    assert expected in drilled.failure and "failed verify, nothing was restored" in drilled.failure
+    assert any(expected in f for f in rb.failures)
+    assert drilled.recoveries == [] and drilled.writes == [] and _drill_folders() == before
+    metric = (drill_outputs / "metrics" / "vextrus_dr_platform_drill_sandbox.prom").read_text()
+    assert 'vextrus_dr_platform_drill_success{env="sandbox"} 0.0' in metric
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refusal"),
+    [
+        ({"repo": 3}, "repo must be 1"),
+        ({"target_time": "yesterday"}, "not ISO 8601"),
+        ({"target_time": "2026-12-01T15:10:00"}, "no UTC offset"),
+        ({"target_time": "2999-01-01T00:00:00Z"}, "in the future"),
+        ({"postgres_from": "tape"}, "postgres_from must be one of pgbackrest, dumps"),
+        ({"postgres_from": "dumps", "repo": 2}, "with postgres_from=dumps"),
+        ({"rpo_target_s": 0}, "rpo_target_s must be a positive number"),
+    ],
+)
+def test_bad_parameters_are_refused_before_anything_is_touched(
+    parameters: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(RunRefused, match=refusal):
+        platform_drill.validate(load_environment("sandbox"), parameters)
+
+
+def test_the_cli_refuses_an_unknown_repository_before_a_kernel(drill_outputs: Path) -> None:
+    before = ledger_entries(drill_outputs)
+    done = run_cli("run", "dr/platform-drill", "--env", "sandbox", "-p", "dry_run=False", "-p", "repo=3")
+    assert done.returncode == 2 and "repo must be 1" in done.stderr
+    assert ledger_entries(drill_outputs) == before and not any(drill_outputs.glob("sandbox/**/*.ipynb"))
