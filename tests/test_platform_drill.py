@@ -249,7 +249,9 @@ def test_the_report_draws_the_platform_drill_rto_per_datastore(
     assert {r["run_id"] for r in rows} == {
         live_drill["entry"]["run_id"]
     }  # a dry or unsealed run is not evidence
-    assert {r["datastore"] for r in rows} == {"postgres", "redis", "objects", "kafka", "all"}
+    assert {r["datastore"] for r in rows} == {"postgres", "redis", "objects", "kafka", "all", "rpo"}
+    [rpo] = [r for r in rows if r["datastore"] == "rpo"]
+    assert rpo["seconds"] == live_drill["entry"]["summary"]["rpo_s"] and rpo["postgres_from"] == "pgbackrest"
     [(name, chart)] = report.platform_drill_charts(entries, drill_outputs)
     assert name == "dr/platform-drill:sandbox" and "RTO per datastore" in chart
 
