@@ -154,20 +154,29 @@ def prove(
     workers: int | None = None,
 ) -> None:
     """The recovered cluster at `copy` against the live one: its heartbeats row for row, its
-    recovery point, every chosen database's tables side by side. The tables are read `workers`
-    at a time (default: the machine's cores), each database's copy and live reads apart: the
-    checksums are the server's work, one core each."""
+    recovery point, every chosen database's tables side by side (prove_heartbeats, then
+    prove_tables)."""
+    if prove_heartbeats(result, copy, live, target_time):
+        prove_tables(result, copy, live, services, workers)
+
+
+def prove_heartbeats(
+    result: PitrResult,
+    copy: postgres.PostgresLogin,
+    live: postgres.PostgresLogin,
+    target_time: datetime | None,
+) -> bool:
+    """The recovered cluster's heartbeats equal the live one's row for row, and its newest one is
+    the recovery point reached (never past a time target). Before anything writes to the copy:
+    a heartbeat written there afterwards would move it. False when it has no heartbeat table."""
     with copy.connect(heartbeat.DATABASE) as conn:
         if not heartbeat.has_table(conn):
             result.mismatches.append(f"{heartbeat.TABLE}: missing from the recovered cluster")
-            return
+            return False
         recovered = heartbeat.digest(conn)
     with live.connect(heartbeat.DATABASE) as conn:
         same_rows = heartbeat.digest(conn, recovered.last_seq)
         newest_live = heartbeat.digest(conn)
-        sizes: dict[str, int] = dict(
-            conn.execute("SELECT datname, pg_database_size(oid) FROM pg_database").fetchall()
-        )
     result.last_heartbeat, result.heartbeat_rows = recovered.last_beat_at, recovered.rows
     if (same_rows.rows, same_rows.checksum) != (recovered.rows, recovered.checksum):
         result.mismatches.append(
@@ -183,6 +192,22 @@ def prove(
                 f"recovered past the target: last heartbeat {recovered.last_beat_at.isoformat()} "
                 f"after {target_time.isoformat()}"
             )
+    return True
+
+
+def prove_tables(
+    result: PitrResult,
+    copy: postgres.PostgresLogin,
+    live: postgres.PostgresLogin,
+    services: list[Component],
+    workers: int | None = None,
+) -> None:
+    """Every chosen database's tables, rows and checksums, in the copy beside the live cluster's.
+    Read `workers` at a time (default: the machine's cores), each database's copy and live reads
+    apart: the checksums are the server's work, one core each."""
+    with live.connect(heartbeat.DATABASE) as conn:
+        query = "SELECT datname, pg_database_size(oid) FROM pg_database"
+        sizes: dict[str, int] = dict(conn.execute(query).fetchall())
     # The biggest databases first, so the last read to finish is a small one.
     databases = sorted((s.database for s in services if s.database), key=lambda d: -sizes.get(d, 0))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,8 +156,9 @@ class PhysicalRecovery:
     repository `repo` (the newest backup that fits the target) and its archived WAL, to
     `target_time` or the latest archived moment, into the second platform's data directory, and,
     once its server has promoted, proven against the live cluster: the heartbeats row for row up
-    to the recovery point, every table's rows and checksum beside the live ones (`workers` at a
-    time: None, the machine's cores). RPO is measured in the restored cluster: its newest
+    to the recovery point before the platform's services start, then every table's rows and
+    checksum beside the live ones (`workers` at a time: None, the machine's cores) while the
+    platform starts the rest. RPO is measured in the restored cluster: its newest
     heartbeat against `drill_started_at` (0 when it holds beats written after the drill began).
 
     The copy is reached with the live cluster's own login: the restored roles and passwords are
@@ -175,15 +177,19 @@ class PhysicalRecovery:
     rpo_s: float | None = None
     _began: float = 0.0
     _restored: float = 0.0
+    _proving: float = 0.0
+    _tables: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self._reset()
 
     def _reset(self) -> None:
+        if self._tables is not None:
+            self._tables.join()  # a platform that retried its start: the last proof ends first
         target = self.target_time.isoformat() if self.target_time else "latest"
         self.result = pitr.PitrResult(target=target, repo=self.repo)
         self.recovery = DatastoreRecovery("postgres")
-        self.rpo_s = None
+        self.rpo_s, self._tables = None, None
 
     def describe(self) -> str:
         target = self.target_time.isoformat() if self.target_time else "the latest archived moment"
@@ -204,17 +210,44 @@ class PhysicalRecovery:
         self._restored = time.perf_counter()
 
     def proven(self, host: str, port: int) -> None:
+        """The recovery point at once (the heartbeats, before the platform's services process
+        writes more), then every table in the background while the platform starts the rest:
+        its services only read their databases, and the table proof is a long read (join it
+        with tables_proven). The services wait for nothing but the recovery point."""
         proving = time.perf_counter()
         self.result.port, self.result.start_s = port, proving - self._restored
         copy = PostgresLogin(host, port, self.live.user, self.live.password, self.live.bindir)
         try:
-            pitr.prove(self.result, copy, self.live, self.services, self.target_time, self.workers)
-        except Exception as exc:  # the live cluster unreadable, say: not proven, on record
+            beats = pitr.prove_heartbeats(self.result, copy, self.live, self.target_time)
+        except Exception as exc:  # the copy or the live cluster unreadable: not proven, on record
             self.result.mismatches.append(f"proof failed: {type(exc).__name__}: {str(exc).strip()[:300]}")
-        self.result.prove_s = time.perf_counter() - proving
+            beats = False
         if self.result.last_heartbeat is not None:
             behind = (self.drill_started_at - self.result.last_heartbeat).total_seconds()
             self.rpo_s = max(0.0, behind)
+        self._proving = proving
+        self._tables = threading.Thread(
+            target=self._prove_tables, args=(copy,) if beats else (None,), name="table-proof", daemon=True
+        )
+        self._tables.start()
+
+    def _prove_tables(self, copy: PostgresLogin | None) -> None:
+        try:
+            if copy is not None:
+                pitr.prove_tables(self.result, copy, self.live, self.services, self.workers)
+        except Exception as exc:  # a database unreadable mid-proof: not proven, on record
+            self.result.mismatches.append(f"proof failed: {type(exc).__name__}: {str(exc).strip()[:300]}")
+        finally:
+            self.result.prove_s = time.perf_counter() - self._proving
+            self._finish()
+
+    def tables_proven(self) -> DatastoreRecovery:
+        """PostgreSQL's recovery, once the table proof proven() started has ended."""
+        if self._tables is not None:
+            self._tables.join()
+        return self.recovery
+
+    def _finish(self) -> None:
         recovery = self.recovery
         recovery.mismatches = list(self.result.mismatches)
         changed = sum(1 for t in self.result.tables if not t["same as live"])
@@ -278,18 +311,23 @@ def restore_platform(
     drill_started: float,
     scrubber: Scrubber,
     jobs: int = 2,
-    postgres_recovered: DatastoreRecovery | None = None,
+    postgres_recovered: Callable[[], DatastoreRecovery] | None = None,
 ) -> list[DatastoreRecovery]:
     """Every datastore the set holds into `platform`, side by side (they are independent), each
     proven; a datastore whose restore raises is recorded as not proven (its error, scrubbed) and
     the others still go on, so the record times all of them. `drill_started` is a
     time.perf_counter() reading. `postgres_recovered`: PostgreSQL was already recovered into the
-    platform as it started (PhysicalRecovery), so the set's dumps are not restored."""
+    platform as it started (PhysicalRecovery), so the set's dumps are not restored: this waits
+    for its proof, beside the others."""
     target = _Target(platform.environment, endpoints(platform.environment, inventory), scrubber)
     restorers = {"postgres": _postgres, "redis": _redis, "objects": _objects, "kafka": _kafka}
-    names = [n for n in datastores_in(manifest) if not (postgres_recovered and n == "postgres")]
+    names = [n for n in datastores_in(manifest) if n != "postgres" or postgres_recovered is None]
+    if postgres_recovered is not None:
+        names.insert(0, "postgres")
 
     def restore(name: str) -> DatastoreRecovery:
+        if name == "postgres" and postgres_recovered is not None:
+            return postgres_recovered()
         started = time.perf_counter()
         recovery = DatastoreRecovery(name)
         try:
@@ -302,8 +340,7 @@ def restore_platform(
         return recovery
 
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        recovered = list(pool.map(restore, names))
-    return [postgres_recovered, *recovered] if postgres_recovered else recovered
+        return list(pool.map(restore, names))
 
 
 def _postgres(

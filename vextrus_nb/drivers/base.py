@@ -135,8 +135,9 @@ class PostgresRecovery(Protocol):
     restore_into: put the restored data directory at `datadir` (which does not exist yet; its
     parent belongs to the server's account), set to recover and promote at its first start.
     proven: called once the platform's server has recovered and promoted, on `host`:`port`,
-    before anything of the platform writes to it; its own findings are its to keep (it raises
-    only when the platform must not go on)."""
+    before anything of the platform writes to it, and the platform's services are started when
+    it returns; its own findings are its to keep (it raises only when the platform must not go
+    on), and it may go on reading in the background."""
 
     def restore_into(self, datadir: Path) -> None: ...
 

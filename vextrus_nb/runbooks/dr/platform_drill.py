@@ -321,7 +321,7 @@ def drill(rb: Runbook) -> PlatformDrillResult:
                 started,
                 rb.scrubber,
                 rb.env.backup.jobs if rb.env.backup else 2,
-                result.physical.recovery if result.physical is not None else None,
+                result.physical.tables_proven if result.physical is not None else None,
             )
             result.datastores_s = time.perf_counter() - restoring
             if result.unproven:
