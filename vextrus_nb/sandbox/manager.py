@@ -69,6 +69,9 @@ SANDBOX_STANZA = "vextrus"
 # WAL is switched and archived at least this often while anything is written: the recovery
 # point stays within 60 s (the heartbeat writes every second, so there always is a write).
 ARCHIVE_TIMEOUT_S = 10
+# While this file is in the sandbox's directory its services process writes no heartbeat: a
+# restored cluster's recovery point is being read.
+HEARTBEAT_HOLD = "heartbeat.hold"
 DEPLOYMENT_VARIANTS = ("planted", "hardened")
 DEFAULT_DEPLOYMENT = "planted"
 
@@ -286,40 +289,33 @@ def _start(
         # Restored into below: the data directory (and its HA settings) are the backup's.
         state.pg_datadir = str(PostgresCluster.new_home() / "data")
     state.save()
+    recovering: ThreadPoolExecutor | None = None
     try:
-        if recovery is not None:
-            recovery.restore_into(Path(state.pg_datadir))
-        _prepare_repository(state)
-        state.save()
-        cluster(state).start()
-        if recovery is not None:
-            _wait_promoted(state)
-            recovery.proven("127.0.0.1", ports["postgres"])
-        pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
-        with _admin_connect(state, heartbeat.DATABASE) as conn:
-            heartbeat.ensure_table(conn)
         if recovery is None:
+            _prepare_repository(state)
+            state.save()
+            cluster(state).start()
+            pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
+            with _admin_connect(state, heartbeat.DATABASE) as conn:
+                heartbeat.ensure_table(conn)
             _provision_databases(state, inventory, scale)
-        # Redis's files (and its replica's and the Sentinels', which hold its password as Redis
-        # requires: masterauth, auth-pass) in a private directory of their own, as PostgreSQL's
-        # data directory is, not among the sandbox's operator-facing files.
-        redis_home = Path(tempfile.mkdtemp(prefix="vextrus-redis-"))
-        ha_topology.ha_record(state)["redis_home"] = str(redis_home)
-        state.save()
-        conf = redis_server.write_config(
-            redis_home,
-            ports["redis"],
-            state.secret("redis_password"),
-            {s.name: state.secret(redis_secret_name(s.name)) for s in services},
-        )
-        _prepare_redis_for_replication(conf, state.secret("redis_password"))
-        state.redis_pid = redis_server.start(conf, ports["redis"], state.secret("redis_password"))
-        ha_topology.start_sandbox_plumbing(state, ADMIN_USER)
-        state.save()
-        write_faults(root, {})
-        state.services_pid = _spawn_services(root)
-        state.save()
-        _wait_for_services(state)
+        else:
+            # Restored, recovered and proven while the rest starts: the services process holds
+            # its heartbeats (the proof reads the recovery point) until that ends.
+            (root / HEARTBEAT_HOLD).touch()
+            state.extra["pgbackrest"] = {}  # the keys both threads set, made before they start
+            ha_topology.ha_record(state)
+            recovering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-recovery")
+            postgres_ready = recovering.submit(_recover_postgres, state, recovery)
+        try:
+            _start_redis_and_services(state, services)
+        finally:
+            if recovering is not None:
+                recovering.shutdown(wait=True)  # never torn down under a running restore
+        if recovering is not None:
+            postgres_ready.result()  # its error, if it failed
+            (root / HEARTBEAT_HOLD).unlink(missing_ok=True)
+            state.save()
         backup_repositories.enable_s3_repository(state)
         pgbackrest.stanza_create(stanza(state))  # in repo2 now: every segment goes to both
         ha_topology.start_sandbox_sentinels(state)
@@ -333,6 +329,44 @@ def _start(
         _teardown(root)
         raise
     return state
+
+
+def _recover_postgres(state: SandboxState, recovery: PostgresRecovery) -> None:
+    """The cluster restored by `recovery`, started with the sandbox's settings (its WAL archived
+    into this sandbox's own stanza), recovered, promoted and proven. Saves no state: the caller's
+    thread does, once this has ended."""
+    recovery.restore_into(Path(state.pg_datadir))
+    _prepare_repository(state)
+    cluster(state).start()
+    _wait_promoted(state)
+    recovery.proven("127.0.0.1", state.ports["postgres"])
+    pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
+    with _admin_connect(state, heartbeat.DATABASE) as conn:
+        heartbeat.ensure_table(conn)
+
+
+def _start_redis_and_services(state: SandboxState, services: list[Component]) -> None:
+    """Redis (and PgBouncer), then the services process, until it answers."""
+    # Redis's files (and its replica's and the Sentinels', which hold its password as Redis
+    # requires: masterauth, auth-pass) in a private directory of their own, as PostgreSQL's
+    # data directory is, not among the sandbox's operator-facing files.
+    redis_home = Path(tempfile.mkdtemp(prefix="vextrus-redis-"))
+    ha_topology.ha_record(state)["redis_home"] = str(redis_home)
+    state.save()
+    conf = redis_server.write_config(
+        redis_home,
+        state.ports["redis"],
+        state.secret("redis_password"),
+        {s.name: state.secret(redis_secret_name(s.name)) for s in services},
+    )
+    _prepare_redis_for_replication(conf, state.secret("redis_password"))
+    state.redis_pid = redis_server.start(conf, state.ports["redis"], state.secret("redis_password"))
+    ha_topology.start_sandbox_plumbing(state, ADMIN_USER)
+    state.save()
+    write_faults(state.root, {})
+    state.services_pid = _spawn_services(state.root)
+    state.save()
+    _wait_for_services(state)
 
 
 def _new_secrets(state: SandboxState, services: list[Component]) -> None:
