@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -195,38 +195,63 @@ def prove_heartbeats(
     return True
 
 
+LiveTables = dict[str, dict[str, postgres.TableEntry]]  # database -> table -> rows and checksum
+
+
+def live_tables(
+    live: postgres.PostgresLogin, services: list[Component], workers: int | None = None
+) -> LiveTables:
+    """Every chosen database's tables in the live cluster, read `workers` at a time (default: the
+    machine's cores): the side of prove_tables a caller may read ahead, while the copy recovers."""
+    databases = _biggest_first(live, services)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        read = {d: pool.submit(_stats, live, d) for d in databases}
+        return {d: read[d].result() for d in databases}
+
+
+def _biggest_first(live: postgres.PostgresLogin, services: list[Component]) -> list[str]:
+    """The chosen databases, the biggest first, so the last read to finish is a small one."""
+    with live.connect(heartbeat.DATABASE) as conn:
+        query = "SELECT datname, pg_database_size(oid) FROM pg_database"
+        sizes: dict[str, int] = dict(conn.execute(query).fetchall())
+    return sorted((s.database for s in services if s.database), key=lambda d: -sizes.get(d, 0))
+
+
+def _stats(login: postgres.PostgresLogin, database: str) -> dict[str, postgres.TableEntry]:
+    with login.connect(database) as conn:
+        return postgres.table_stats(conn)
+
+
 def prove_tables(
     result: PitrResult,
     copy: postgres.PostgresLogin,
     live: postgres.PostgresLogin,
     services: list[Component],
     workers: int | None = None,
+    live_read: LiveTables | None = None,
 ) -> None:
-    """Every chosen database's tables, rows and checksums, in the copy beside the live cluster's.
-    Read `workers` at a time (default: the machine's cores), each database's copy and live reads
-    apart: the checksums are the server's work, one core each."""
-    with live.connect(heartbeat.DATABASE) as conn:
-        query = "SELECT datname, pg_database_size(oid) FROM pg_database"
-        sizes: dict[str, int] = dict(conn.execute(query).fetchall())
-    # The biggest databases first, so the last read to finish is a small one.
-    databases = sorted((s.database for s in services if s.database), key=lambda d: -sizes.get(d, 0))
+    """Every chosen database's tables, rows and checksums, in the copy beside the live cluster's
+    (`live_read`: read already, by live_tables). Read `workers` at a time (default: the machine's
+    cores), each database's copy and live reads apart: the checksums are the server's work, one
+    core each."""
+    databases = _biggest_first(live, services)
 
-    def stats(login: postgres.PostgresLogin, database: str) -> dict[str, postgres.TableEntry] | None:
+    def copied(database: str) -> dict[str, postgres.TableEntry] | None:
         try:
-            with login.connect(database) as conn:
-                return postgres.table_stats(conn)
+            return _stats(copy, database)
         except psycopg.Error:
-            if login is live:
-                raise
             return None  # missing from the copy: named below
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        copies, lives = {}, {}
+        copies: dict[str, Future[dict[str, postgres.TableEntry] | None]] = {}
+        lives: dict[str, Future[dict[str, postgres.TableEntry]]] = {}
         for database in databases:
-            copies[database] = pool.submit(stats, copy, database)
-            lives[database] = pool.submit(stats, live, database)
+            copies[database] = pool.submit(copied, database)
+            if live_read is None or database not in live_read:
+                lives[database] = pool.submit(_stats, live, database)
         for database in sorted(databases):
-            found, now = copies[database].result(), lives[database].result() or {}
+            found = copies[database].result()
+            now = live_read[database] if database not in lives and live_read else lives[database].result()
             if found is None:
                 result.mismatches.append(f"{database}: missing from the recovered cluster")
                 continue

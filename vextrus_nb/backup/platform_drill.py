@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -156,10 +156,11 @@ class PhysicalRecovery:
     repository `repo` (the newest backup that fits the target) and its archived WAL, to
     `target_time` or the latest archived moment, into the second platform's data directory, and,
     once its server has promoted, proven against the live cluster: the heartbeats row for row up
-    to the recovery point before the platform's services start, then every table's rows and
-    checksum beside the live ones (`workers` at a time: None, the machine's cores) while the
-    platform starts the rest. RPO is measured in the restored cluster: its newest
-    heartbeat against `drill_started_at` (0 when it holds beats written after the drill began).
+    to the recovery point before the platform's services write to it, then every table's rows and
+    checksum beside the live ones (`workers` at a time: None, the machine's cores; the live ones
+    read while the copy is restored and recovers) while the platform starts the rest. RPO is
+    measured in the restored cluster: its newest heartbeat against `drill_started_at` (0 when it
+    holds beats written after the drill began).
 
     The copy is reached with the live cluster's own login: the restored roles and passwords are
     the environment's, which the second platform's services also take from the secret store."""
@@ -179,6 +180,7 @@ class PhysicalRecovery:
     _restored: float = 0.0
     _proving: float = 0.0
     _tables: threading.Thread | None = None
+    _live_read: Future[pitr.LiveTables] | None = None
 
     def __post_init__(self) -> None:
         self._reset()
@@ -201,6 +203,11 @@ class PhysicalRecovery:
     def restore_into(self, datadir: Path) -> None:
         self._reset()  # a platform that retried its start restores afresh
         self._began = time.perf_counter()
+        # The live side of the table proof, read meanwhile: the copy's recovery mostly waits on
+        # fetching WAL segments one by one, and these reads would otherwise follow it.
+        self._live_read = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-tables").submit(
+            pitr.live_tables, self.live, self.services, self.workers
+        )
         label = pgbackrest.choose_backup(self.stanza, self.target_time, self.repo).label
         self.result.backup_label = label
         self.result.datadir = str(datadir)
@@ -234,7 +241,8 @@ class PhysicalRecovery:
     def _prove_tables(self, copy: PostgresLogin | None) -> None:
         try:
             if copy is not None:
-                pitr.prove_tables(self.result, copy, self.live, self.services, self.workers)
+                live_read = self._live_read.result() if self._live_read is not None else None
+                pitr.prove_tables(self.result, copy, self.live, self.services, self.workers, live_read)
         except Exception as exc:  # a database unreadable mid-proof: not proven, on record
             self.result.mismatches.append(f"proof failed: {type(exc).__name__}: {str(exc).strip()[:300]}")
         finally:
