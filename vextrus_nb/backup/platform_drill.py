@@ -158,7 +158,7 @@ class PhysicalRecovery:
     once its server has promoted, proven against the live cluster: the heartbeats row for row up
     to the recovery point before the platform's services write to it, then every table's rows and
     checksum beside the live ones (`workers` at a time: None, the machine's cores; the live ones
-    read while the copy is restored and recovers) while the platform starts the rest. RPO is
+    read while the copy recovers) while the platform starts the rest. RPO is
     measured in the restored cluster: its newest heartbeat against `drill_started_at` (0 when it
     holds beats written after the drill began).
 
@@ -203,11 +203,6 @@ class PhysicalRecovery:
     def restore_into(self, datadir: Path) -> None:
         self._reset()  # a platform that retried its start restores afresh
         self._began = time.perf_counter()
-        # The live side of the table proof, read meanwhile: the copy's recovery mostly waits on
-        # fetching WAL segments one by one, and these reads would otherwise follow it.
-        self._live_read = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-tables").submit(
-            pitr.live_tables, self.live, self.services, self.workers
-        )
         label = pgbackrest.choose_backup(self.stanza, self.target_time, self.repo).label
         self.result.backup_label = label
         self.result.datadir = str(datadir)
@@ -215,6 +210,11 @@ class PhysicalRecovery:
             self.stanza, datadir, self.target_time, label, repo=self.repo
         )
         self._restored = time.perf_counter()
+        # The live side of the table proof, read while the copy recovers: recovery mostly waits on
+        # fetching WAL segments one by one (not during the restore, which wants both cores).
+        self._live_read = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-tables").submit(
+            pitr.live_tables, self.live, self.services, self.workers
+        )
 
     def proven(self, host: str, port: int) -> None:
         """The recovery point at once (the heartbeats, before the platform's services process
