@@ -166,8 +166,9 @@ def platform_drill_series(
     entries: list[dict[str, Any]], outputs_dir: Path | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Per environment, the seconds from each sealed live platform drill's start to each datastore
-    proven and to the smoke sweep passing ("all": the RTO), in the order given: a dry run timed
-    nothing, and an edited notebook is no longer evidence."""
+    proven and to the smoke sweep passing ("all": the RTO), and, for a drill that recovered
+    PostgreSQL with pgBackRest, its RPO measured in the restored cluster ("rpo"), in the order
+    given: a dry run timed nothing, and an edited notebook is no longer evidence."""
     series: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         summary = entry.get("summary") or {}
@@ -176,6 +177,9 @@ def platform_drill_series(
             continue
         if not isinstance(figures, dict) or not figures or not ledger.is_sealed(entry, outputs_dir):
             continue
+        rpo = summary.get("rpo_s")
+        if isinstance(rpo, int | float):
+            figures = {**figures, "rpo": rpo}
         series.setdefault(str(entry.get("env")), []).extend(
             {
                 "started_at": entry.get("started_at"),
@@ -183,6 +187,7 @@ def platform_drill_series(
                 "datastore": datastore,
                 "seconds": float(seconds),
                 "set_id": summary.get("set_id"),
+                "postgres_from": summary.get("postgres_from") or "dumps",
                 "status": entry.get("status"),
             }
             for datastore, seconds in figures.items()
@@ -214,9 +219,9 @@ def platform_drill_charts(
             y="seconds",
             color="datastore",
             markers=True,
-            hover_data=["status", "set_id", "run_id"],
+            hover_data=["status", "postgres_from", "set_id", "run_id"],
             title=f"Platform drill: RTO per datastore, seconds from the drill's start ('all': smoke "
-            f"sweep passing): {env}",
+            f"sweep passing; 'rpo': the restored cluster's newest heartbeat before it): {env}",
         )
         chart = fig.to_html(full_html=False, include_plotlyjs=False)
         charts.append((f"{PLATFORM_DRILL_RUNBOOK}:{env}", chart))
