@@ -270,3 +270,17 @@ def test_a_component_slow_on_its_own_stays_degraded() -> None:
         server.close()
     assert result.status == "degraded" and result.over_budget and result.latency_ms >= 400
     assert "budget 250 ms" in result.detail and "measured alone" in result.detail
+
+
+def test_measuring_alone_stays_within_one_timeout_and_never_calls_slow_down() -> None:
+    # Two components that take 0.65 of the timeout on their own: there is time to measure the
+    # first alone, not the second; the second keeps the sweep's figure (slow, still answering).
+    first, second = _OneAtATime(answer_s=0.65), _OneAtATime(answer_s=0.65)
+    try:
+        results = sweep([*first.targets(1), *second.targets(1)], timeout=1.0, latency_budget_ms=250)
+    finally:
+        first.close()
+        second.close()
+    remeasured = [r for r in results if "measured alone" in r.detail]
+    assert len(remeasured) == 1, results
+    assert all(r.status == "degraded" and r.over_budget for r in results), results

@@ -119,6 +119,7 @@ async def _sweep_first(ctx: CheckContext) -> None:
                 except Exception:  # no address for it: the check that asks will say so
                     continue
         await asyncio.gather(*wanted, return_exceptions=True)
+    await ctx.remeasure_slow_alone()
 
 
 async def run_checks_async(
