@@ -127,6 +127,40 @@ def test_a_wrong_console_password_fails_pgbouncer_without_showing_it(
     assert "not-the-password" not in str(result.as_row())
 
 
+def test_a_pool_whose_clients_keep_waiting_fails_pgbouncer_and_a_drained_one_passes(
+    environment: Environment, pair: PgPair
+) -> None:
+    import threading
+
+    import psycopg
+
+    from vextrus_nb.ha import pgbouncer
+
+    # Transaction pooling: a client inside a transaction holds one of the pool's 10 server
+    # connections until it ends, so ten open transactions leave an eleventh client queued.
+    holders = [psycopg.connect(pair.pooled_dsn) for _ in range(10)]
+    for holder in holders:
+        holder.execute("SELECT 1")  # opens the transaction (autocommit off), holding a server
+    queued = threading.Thread(target=lambda: psycopg.connect(pair.pooled_dsn).execute("SELECT 1").close())
+    try:
+        queued.start()
+        wait_until(
+            lambda: any(
+                p.max_wait_s >= pgbouncer.SATURATED_AFTER_S for p in pgbouncer.pools(pair.console_dsn, 3)
+            ),
+            "the queued client to have waited past the saturation threshold",
+        )
+        result = run_all(environment, "INF-PGBOUNCER-POOLS")["INF-PGBOUNCER-POOLS"]
+        assert result.status == "failed" and result.subjects == ["pgbouncer"], result.evidence
+        assert "client(s) waiting" in result.findings[0].detail
+    finally:
+        for holder in holders:
+            holder.close()  # ends each transaction: the queued client gets its server
+        queued.join(timeout=30)
+    assert not queued.is_alive()
+    assert run_all(environment, "INF-PGBOUNCER-POOLS")["INF-PGBOUNCER-POOLS"].status == "passed"
+
+
 def test_losing_the_redis_replica_and_two_sentinels_fails_naming_them(
     environment: Environment, redis_set: RedisSet
 ) -> None:

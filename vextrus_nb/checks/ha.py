@@ -185,7 +185,7 @@ async def postgres_slots(ctx: CheckContext) -> Outcome:
     "high",
     title="PgBouncer answers and no pool is saturated",
     probes="PgBouncer's admin console: SHOW POOLS (clients active and waiting, servers, max wait)",
-    criterion="the console answers and no pool has clients waiting for a server connection",
+    criterion="the console answers and no pool has a client waiting 1 s or more for a server connection",
     remediation="Raise default_pool_size (or the backend's max_connections); find the service "
     "holding server connections (SHOW CLIENTS); a backend that refuses shows in PgBouncer's log.",
 )

@@ -19,6 +19,10 @@ import psycopg
 from vextrus_nb.errors import PoolerError, first_line
 
 ADMIN_DATABASE = "pgbouncer"
+# How long the oldest queued client must have waited for a pool to count as saturated. A client
+# waits a moment whenever a pool opens a server connection (after PgBouncer starts, or a backend
+# comes back): a saturated pool is one whose clients keep waiting, not one caught mid-connect.
+SATURATED_AFTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,9 @@ class Pool:
 
     @property
     def saturated(self) -> bool:
-        """Clients queue for a server connection: the pool is too small for its load."""
-        return self.clients_waiting > 0
+        """Clients queue for a server connection, the oldest for SATURATED_AFTER_S or more: the
+        pool is too small for its load."""
+        return self.clients_waiting > 0 and self.max_wait_s >= SATURATED_AFTER_S
 
 
 def _console(admin_dsn: str, timeout_s: float) -> psycopg.Connection[Any]:
