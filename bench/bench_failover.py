@@ -1,6 +1,6 @@
 """Write unavailability after a primary dies: from the kill -9 to the first write that commits.
 
-PostgreSQL: the failover procedure (vextrus_nb/ha/failover.py: promote, repoint PgBouncer, a
+PostgreSQL: the failover procedure (vextrus_nb/ha/postgres_failover.py: promote, repoint PgBouncer, a
 write through the same pooler) driven at once, as the runbook drives it; Patroni's defaults on
 paper for comparison (the leader key expires after ttl 30 s, noticed within loop_wait 10 s).
 Redis: Sentinel's own automatic failover with down-after-milliseconds 1000 (the baseline, as the
@@ -22,17 +22,17 @@ SENTINEL_DEFAULT_DOWN_AFTER_S = 30.0
 
 
 def _postgres_window() -> float:
-    from vextrus_nb.ha import failover
+    from vextrus_nb.ha import postgres_failover
     from vextrus_nb.sandbox.ha_topology import pg_pair
     from vextrus_nb.sandbox.real_servers import LOOPBACK
 
     with pg_pair() as pair:
-        ends = failover.Endpoints(
+        ends = postgres_failover.Endpoints(
             pair.primary.dsn, pair.replica.dsn, pair.pooled_dsn, pair.config, LOOPBACK, pair.replica.port
         )
         pair.primary.kill_hard()
         died = time.monotonic()
-        record = failover.switch(ends, "unplanned", primary_died_at=died)
+        record = postgres_failover.switch(ends, "unplanned", primary_died_at=died)
     assert record.write_unavailable_s is not None
     return record.write_unavailable_s
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL failover procedure (vextrus_nb/ha/failover.py) on a real primary, replica and
+"""The PostgreSQL failover procedure (vextrus_nb/ha/postgres_failover.py) on a real primary, replica and
 PgBouncer: refused when it would be wrong (the primary still answers an unplanned failover, the
 replica lags beyond the bound or its replay is paused), a planned switchover losing nothing, then
 an unplanned one after kill -9, the write-unavailability window measured from the death to the
@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from vextrus_nb.ha import failover, pgbouncer, postgres
+from vextrus_nb.ha import pgbouncer, postgres, postgres_failover
 from vextrus_nb.sandbox import ha_servers
 from vextrus_nb.sandbox.ha_topology import PgPair
 from vextrus_nb.sandbox.real_servers import LOOPBACK
@@ -21,8 +21,8 @@ from .helpers import wait_until
 BOUND = 16 * 2**20
 
 
-def endpoints(pair: PgPair) -> failover.Endpoints:
-    return failover.Endpoints(
+def endpoints(pair: PgPair) -> postgres_failover.Endpoints:
+    return postgres_failover.Endpoints(
         pair.primary.dsn, pair.replica.dsn, pair.pooled_dsn, pair.config, LOOPBACK, pair.replica.port
     )
 
@@ -44,9 +44,9 @@ def _streams(primary_dsn: str) -> bool:
 
 
 def test_preflight_refuses_an_unplanned_failover_while_the_primary_answers(pair: PgPair) -> None:
-    planned = failover.preflight(endpoints(pair), "planned", BOUND, 30)
+    planned = postgres_failover.preflight(endpoints(pair), "planned", BOUND, 30)
     assert planned.ok, planned.refusals
-    unplanned = failover.preflight(endpoints(pair), "unplanned", BOUND, 30)
+    unplanned = postgres_failover.preflight(endpoints(pair), "unplanned", BOUND, 30)
     assert not unplanned.ok and "still answers" in unplanned.refusals[0]
 
 
@@ -55,7 +55,7 @@ def test_preflight_refuses_a_lagging_or_paused_replica_naming_the_bound(pair: Pg
     try:
         _write(pair.primary.dsn)
         wait_until(lambda: postgres.primary_view(pair.primary.dsn).standbys[0].lag_bytes > 0, "lag", 10)
-        refused = failover.preflight(endpoints(pair), "planned", 0, 30)
+        refused = postgres_failover.preflight(endpoints(pair), "planned", 0, 30)
         assert any("beyond the bound of 0" in r for r in refused.refusals), refused.refusals
         assert any("replay is paused" in r for r in refused.refusals), refused.refusals
     finally:
@@ -64,7 +64,7 @@ def test_preflight_refuses_a_lagging_or_paused_replica_naming_the_bound(pair: Pg
 
 def test_a_planned_switchover_loses_nothing_and_the_old_primary_rejoins(pair: PgPair) -> None:
     written = _write(pair.pooled_dsn)
-    record = failover.switch(endpoints(pair), "planned", stop_old_primary=pair.primary.stop)
+    record = postgres_failover.switch(endpoints(pair), "planned", stop_old_primary=pair.primary.stop)
     assert record.data_lost_bytes == 0, record
     assert written in _ids(pair.replica.dsn)
     assert pgbouncer.backend(pair.config) == (LOOPBACK, pair.replica.port)
@@ -86,7 +86,7 @@ def test_a_planned_switchover_loses_nothing_and_the_old_primary_rejoins(pair: Pg
 
 def test_a_planned_switchover_without_a_way_to_stop_the_primary_is_refused(pair: PgPair) -> None:
     with pytest.raises(ValueError, match="stop the old primary"):
-        failover.switch(endpoints(pair), "planned")
+        postgres_failover.switch(endpoints(pair), "planned")
 
 
 def test_kill_9_then_an_unplanned_failover_through_the_same_pooler(pair: PgPair) -> None:
@@ -95,9 +95,9 @@ def test_kill_9_then_an_unplanned_failover_through_the_same_pooler(pair: PgPair)
 
     pair.primary.kill_hard()
     died = time.monotonic()
-    ready = failover.preflight(endpoints(pair), "unplanned", BOUND, 30)
+    ready = postgres_failover.preflight(endpoints(pair), "unplanned", BOUND, 30)
     assert ready.ok and not ready.primary_answers, ready.refusals
-    record = failover.switch(endpoints(pair), "unplanned", primary_died_at=died)
+    record = postgres_failover.switch(endpoints(pair), "unplanned", primary_died_at=died)
     assert record.write_unavailable_s is not None and record.write_unavailable_s < 30
     assert last_before in _ids(pair.replica.dsn), "a write acknowledged before the kill was lost"
     assert record.data_lost_bytes is None  # the dead primary's last LSN is not knowable by SQL

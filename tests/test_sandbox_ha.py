@@ -19,8 +19,7 @@ import pytest
 
 from vextrus_nb import checks
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.ha import failover as ha_failover
-from vextrus_nb.ha import sentinel
+from vextrus_nb.ha import postgres_failover, sentinel
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.sandbox import ha_topology, manager
@@ -80,7 +79,7 @@ def failover(outputs: Path, *parameters: str) -> dict[str, Any]:
     return entry
 
 
-def switch_postgres_back(state: SandboxState) -> ha_failover.FailoverRecord:
+def switch_postgres_back(state: SandboxState) -> postgres_failover.FailoverRecord:
     """A planned switchover in-process (the engine and the driver the runbook uses, without a
     kernel: the runbook's own path was just tested): the sandbox's roles as they were."""
     driver = LocalDriver.for_sandbox(state.root)
@@ -90,11 +89,13 @@ def switch_postgres_back(state: SandboxState) -> ha_failover.FailoverRecord:
         return conninfo("127.0.0.1", port, manager.ADMIN_USER, password)
 
     ports = state.ports
-    ends = ha_failover.Endpoints(
+    ends = postgres_failover.Endpoints(
         dsn(ports["postgres"]), dsn(ports["postgres-replica"]), dsn(ports["pgbouncer"]),
         ha_topology.pooler_config(state), "127.0.0.1", ports["postgres-replica"],
     )  # fmt: skip
-    record = ha_failover.switch(ends, "planned", stop_old_primary=lambda: driver.stop_datastore("postgres"))
+    record = postgres_failover.switch(
+        ends, "planned", stop_old_primary=lambda: driver.stop_datastore("postgres")
+    )
     driver.rejoin_as_replica("postgres", "postgres-replica")
     return record
 

@@ -17,7 +17,7 @@ import redis
 from vextrus_nb import drivers
 from vextrus_nb.config import Environment, PostgresHA, RedisHA, load_inventory, resolve_path
 from vextrus_nb.errors import RunRefused, VextrusError
-from vextrus_nb.ha import failover, pgbouncer, sentinel
+from vextrus_nb.ha import pgbouncer, postgres_failover, sentinel
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.targets import endpoints
 
@@ -33,8 +33,8 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
     mode = parameters.get("mode", "unplanned")
     if datastore not in DATASTORES:
         raise RunRefused(f"datastore must be one of {', '.join(DATASTORES)}, not {datastore!r}")
-    if mode not in failover.MODES:
-        raise RunRefused(f"mode must be one of {', '.join(failover.MODES)}, not {mode!r}")
+    if mode not in postgres_failover.MODES:
+        raise RunRefused(f"mode must be one of {', '.join(postgres_failover.MODES)}, not {mode!r}")
     ha = env.ha
     if ha is None or getattr(ha, datastore) is None:
         raise RunRefused(
@@ -60,7 +60,7 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
 @dataclass
 class Plan:
     datastore: str
-    mode: failover.Mode
+    mode: postgres_failover.Mode
     refusals: list[str]
     actions: list[tuple[str, str]]  # (what, detail)
     facts: list[dict[str, Any]] = field(default_factory=list)
@@ -110,9 +110,9 @@ def _dsn(rb: Runbook, component: str) -> str:
     )
 
 
-def _postgres_endpoints(rb: Runbook, settings: PostgresHA) -> failover.Endpoints:
+def _postgres_endpoints(rb: Runbook, settings: PostgresHA) -> postgres_failover.Endpoints:
     host, port = endpoints(rb.env, rb.inventory)[settings.replica]
-    return failover.Endpoints(
+    return postgres_failover.Endpoints(
         primary_dsn=_dsn(rb, "postgres"),
         replica_dsn=_dsn(rb, settings.replica),
         pooler_dsn=_dsn(rb, settings.pooler),
@@ -135,10 +135,10 @@ def _control(rb: Runbook) -> Any:
     return driver if isinstance(driver, drivers.FailoverControl) else None
 
 
-def _plan_postgres(rb: Runbook, mode: failover.Mode) -> Plan:
+def _plan_postgres(rb: Runbook, mode: postgres_failover.Mode) -> Plan:
     settings = _postgres_ha(rb)
     ends = _postgres_endpoints(rb, settings)
-    pre = failover.preflight(ends, mode, settings.max_lag_bytes, settings.max_replay_lag_s)
+    pre = postgres_failover.preflight(ends, mode, settings.max_lag_bytes, settings.max_replay_lag_s)
     refusals = list(pre.refusals)
     if mode == "planned" and _control(rb) is None:
         refusals.append(
@@ -192,7 +192,7 @@ def _redis_client(rb: Runbook, address: str) -> redis.Redis:
     )
 
 
-def _plan_redis(rb: Runbook, mode: failover.Mode) -> Plan:
+def _plan_redis(rb: Runbook, mode: postgres_failover.Mode) -> Plan:
     settings = _redis_ha(rb)
     view = sentinel.view(_sentinels(rb, settings), settings.service)
     refusals = []
@@ -268,7 +268,7 @@ def fail_over(rb: Runbook, made: Plan) -> Outcome:
         settings = _postgres_ha(rb)
         control = _control(rb)
         stop = (lambda: control.stop_datastore("postgres")) if control else None
-        record = failover.switch(
+        record = postgres_failover.switch(
             _postgres_endpoints(rb, settings),
             made.mode,
             stop_old_primary=stop,
