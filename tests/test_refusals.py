@@ -61,7 +61,7 @@ def test_a_live_production_run_without_confirm_is_refused_before_any_kernel(
 
 # What a refusal must not wait for: each takes 0.1-0.8 s to import on the 2-core machine, and
 # none is needed to tell an operator that a parameter is wrong.
-HEAVY = ("papermill", "boto3", "httpx", "psycopg", "redis", "pandas", "plotly", "nbclient")
+HEAVY = ("papermill", "boto3", "httpx", "psycopg", "redis", "pandas", "plotly", "nbclient", "cryptography")
 REFUSE_IN_A_FRESH_PROCESS = """
 import json, sys
 from vextrus_nb.run import runner

@@ -24,7 +24,7 @@ from vextrus_nb import paths
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.errors import ConfigError, ControlStoreUnavailable, RunRefused
-from vextrus_nb.evidence import identity, seal
+from vextrus_nb.evidence import identity
 from vextrus_nb.exit_codes import EXIT_FAILED, EXIT_PASSED, EXIT_REFUSED
 from vextrus_nb.run import locks, parameters, steps
 from vextrus_nb.run.kernel import booted_kernel
@@ -289,6 +289,8 @@ def _execute(plan: Plan, outputs_dir: Path, cell_timeout_s: int, run_id: str, le
             cause = f"{exc.ename}: {exc.evalue}"
         else:
             status, cause = "error", f"{type(exc).__name__}: {exc}"
+
+    from vextrus_nb.evidence import seal  # here: a refusal needs none of sealing's imports
 
     scrubber = seal.scrubber_for(plan.env, plan.parameters, spill_file)
     spill_file.unlink(missing_ok=True)
