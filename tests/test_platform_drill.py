@@ -370,11 +370,14 @@ def test_a_platform_failing_after_the_proof_began_leaves_no_proof_thread_and_scr
 ) -> None:
     before = _drill_folders()
     proving: list[str] = []
+    released = threading.Event()  # set by this test once the drill has returned
 
     def after_teardown(result: pitr.PitrResult, copy: Any, live: Any, *args: Any) -> None:
         proving.append(threading.current_thread().name)
-        # Still proving when the platform is gone: the drill must wait for this before it is judged.
+        # Still proving when the platform is gone, and after: until the test releases it (a drill
+        # that does not wait for its proof returns first), or 10 s (one that waits, joining it).
         wait_until(lambda: _drill_folders() == before, "the failed platform torn down", timeout_s=300)
+        released.wait(timeout=10)
         raise RuntimeError(f"connection failed: postgresql://{live.user}:{live.password}@127.0.0.1/")
 
     def failing_start(state: Any) -> None:
@@ -382,10 +385,13 @@ def test_a_platform_failing_after_the_proof_began_leaves_no_proof_thread_and_scr
 
     monkeypatch.setattr(pitr, "prove_tables", after_teardown)
     monkeypatch.setattr(backup_repositories, "enable_s3_repository", failing_start)
-    _, drilled = _drill_in_process(dry_run=False, set_id=a_set.name)
+    try:
+        _, drilled = _drill_in_process(dry_run=False, set_id=a_set.name)
+        alive = [t.name for t in threading.enumerate() if t.name.startswith(("table-proof", "live-tables"))]
+    finally:
+        released.set()
     assert proving == ["table-proof"]
     assert "injected: the second platform failed" in drilled.failure
-    alive = [t.name for t in threading.enumerate() if t.name.startswith(("table-proof", "live-tables"))]
     assert alive == [] and _drill_folders() == before
     assert drilled.physical is not None
     findings = [*drilled.physical.result.mismatches, *drilled.physical.recovery.mismatches]
