@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,18 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import vextrus_nb
-from vextrus_nb.backup import heartbeat, pgbackrest, sets
+from vextrus_nb.backup import heartbeat, pgbackrest, pitr, sets
 from vextrus_nb.backup import platform_drill as engine
 from vextrus_nb.backup.access import physical_stanza
 from vextrus_nb.backup.take import back_up
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.errors import BackupError, RunRefused
+from vextrus_nb.errors import BackupError, RunRefused, SandboxError
 from vextrus_nb.evidence import ledger, report
+from vextrus_nb.evidence.scrub import REDACTED
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run.session import Runbook
 from vextrus_nb.runbooks.dr import platform_drill
-from vextrus_nb.sandbox import real_platform, real_servers
+from vextrus_nb.sandbox import backup_repositories, manager, real_platform, real_servers
 
 from .helpers import admin_connection, ledger_entries, notebook_plain_text, run_cli, wait_until
 
@@ -253,6 +255,148 @@ def test_the_drill_recovers_postgres_to_a_target_time_and_never_past_it(
     assert drilled.physical is not None and rb.summary["pgbackrest"]["target"] == target.isoformat()
     reached = drilled.physical.result.last_heartbeat
     assert reached is not None and target - timedelta(seconds=5) < reached <= target
+    # No RPO for a drill to a time (it would be the target's age): what it proved instead is on record.
+    assert drilled.rpo_s is None and rb.summary["rpo_s"] is None
+    assert f"recovered to the target {target.isoformat()}" in rb.summary["rpo_not_measured"]
+    assert rb.summary["pgbackrest"]["recovered_to_target"].startswith("recovered to the target")
+    metric = (drill_outputs / "metrics" / "vextrus_dr_platform_drill_sandbox.prom").read_text()
+    assert 'vextrus_dr_platform_drill_success{env="sandbox"} 1.0' in metric
+    assert "vextrus_dr_platform_drill_rpo_seconds" not in metric
+
+
+def test_a_target_before_the_oldest_backup_fails_before_anything_starts(
+    a_set: Path, drill_outputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oldest = pgbackrest.backups(_stanza(), 1)[0]
+    target = datetime.fromisoformat(oldest.stopped_at).astimezone(UTC) - timedelta(minutes=10)
+    restored: list[Path] = []
+    monkeypatch.setattr(
+        engine.PhysicalRecovery, "restore_into", lambda self, datadir: restored.append(datadir)
+    )
+    before = _drill_folders()
+    rb, drilled = _drill_in_process(dry_run=False, set_id=a_set.name, target_time=target.isoformat())
+    expected = f"has no backup in repo1 finished before {target.isoformat()}"
+    assert expected in drilled.failure and any(expected in f for f in rb.failures), rb.failures
+    # Chosen while verifying: no second platform's directory, no process of it, no restore.
+    assert drilled.writes == [] and drilled.recoveries == [] and restored == []
+    assert _drill_folders() == before
+
+
+def _archiver(state: SandboxState) -> tuple[datetime | None, datetime]:
+    """pg_stat_archiver's last failed push, and the server's clock."""
+    with admin_connection(state) as conn:
+        row = conn.execute("SELECT last_failed_time, clock_timestamp() FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_the_rpo_target_fails_a_drill_whose_wal_archive_is_behind(
+    sandbox: SandboxState, a_set: Path, drill_outputs: Path
+) -> None:
+    rpo_target_s = 5
+    _, faulted = _archiver(sandbox)
+    # The sandbox's own fault: archive-push needs every repository, so with the S3 server down no
+    # segment is archived (docs/dr.md), while the services process goes on writing heartbeats.
+    manager.fault("minio", "down", root=sandbox.root)
+    try:
+
+        def first_failure() -> datetime | None:
+            failed, _ = _archiver(sandbox)
+            return failed if failed is not None and failed > faulted else None
+
+        # No segment closed after the first failed push can be in the repository: the restored
+        # cluster's newest heartbeat is older than it.
+        failed_at = wait_until(first_failure, "a failed archive-push", timeout_s=120)
+        wait_until(
+            lambda: (_archiver(sandbox)[1] - failed_at).total_seconds() > rpo_target_s + 2,
+            "the archive more than rpo_target_s behind",
+        )
+        rb, drilled = _drill_in_process(dry_run=False, set_id=a_set.name, rpo_target_s=rpo_target_s)
+    finally:
+        manager.heal("minio", root=sandbox.root)
+        _archived_now(sandbox)  # caught up again for the tests after this one
+    assert drilled.rpo_s is not None and drilled.rpo_s > rpo_target_s, (drilled.rpo_s, drilled.failure)
+    [rpo_failure] = [f for f in rb.failures if f.startswith("RPO ")]
+    assert f"exceeds the target of {rpo_target_s} s" in rpo_failure
+    assert not drilled.unproven, drilled.recoveries  # the restore itself was sound: only the RPO fails
+    metric = (drill_outputs / "metrics" / "vextrus_dr_platform_drill_sandbox.prom").read_text()
+    assert 'vextrus_dr_platform_drill_success{env="sandbox"} 0.0' in metric
+
+
+def _physical_result(target_time: datetime | None, rpo_s: float | None) -> platform_drill.PlatformDrillResult:
+    """A judged drill's result with PostgreSQL recovered and these figures (no platform needed)."""
+    physical = engine.PhysicalRecovery(
+        stanza=None,  # type: ignore[arg-type]  # judging reads neither
+        live=None,  # type: ignore[arg-type]
+        services=[],
+        drill_started=0.0,
+        drill_started_at=datetime.now(UTC),
+        target_time=target_time,
+    )
+    physical.rpo_s = rpo_s
+    return platform_drill.PlatformDrillResult(
+        dry_run=False, physical=physical, recoveries=[engine.DatastoreRecovery("postgres")], rto_s=30.0,
+        torn_down=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target_time", "rpo_s", "failure"),
+    [
+        (None, 2.0, None),
+        (None, 90.0, "RPO 90.0 s exceeds the target of 60 s"),
+        (None, None, "RPO not measured, so not shown within the target of 60 s"),
+        (datetime(2026, 12, 1, 15, 10, tzinfo=UTC), None, None),
+    ],
+)
+def test_the_rpo_is_judged_for_a_drill_to_the_latest_moment_only(
+    drill_outputs: Path, target_time: datetime | None, rpo_s: float | None, failure: str | None
+) -> None:
+    inventory = load_inventory()
+    env = load_environment("sandbox", inventory)
+    rb = Runbook(name="dr/platform-drill", env=env, inventory=inventory, parameters={"dry_run": False})
+    platform_drill.judge(rb, _physical_result(target_time, rpo_s))
+    assert [f[: len(failure or "")] for f in rb.failures] == ([failure] if failure else []), rb.failures
+    metric = (drill_outputs / "metrics" / "vextrus_dr_platform_drill_sandbox.prom").read_text()
+    assert ("vextrus_dr_platform_drill_rpo_seconds" in metric) is (target_time is None)
+    # A missed RPO fails the record and the metric as well as the run.
+    success = "0.0" if failure else "1.0"
+    assert f'vextrus_dr_platform_drill_success{{env="sandbox"}} {success}' in metric
+    assert rb.summary["verified"] is (failure is None)
+
+
+def test_a_platform_failing_after_the_proof_began_leaves_no_proof_thread_and_scrubbed_findings(
+    sandbox: SandboxState, a_set: Path, drill_outputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _drill_folders()
+    proving: list[str] = []
+    released = threading.Event()  # set by this test once the drill has returned
+
+    def after_teardown(result: pitr.PitrResult, copy: Any, live: Any, *args: Any) -> None:
+        proving.append(threading.current_thread().name)
+        # Still proving when the platform is gone, and after: until the test releases it (a drill
+        # that does not wait for its proof returns first), or 10 s (one that waits, joining it).
+        wait_until(lambda: _drill_folders() == before, "the failed platform torn down", timeout_s=300)
+        released.wait(timeout=10)
+        raise RuntimeError(f"connection failed: postgresql://{live.user}:{live.password}@127.0.0.1/")
+
+    def failing_start(state: Any) -> None:
+        raise SandboxError("injected: the second platform failed after PostgreSQL was proven")
+
+    monkeypatch.setattr(pitr, "prove_tables", after_teardown)
+    monkeypatch.setattr(backup_repositories, "enable_s3_repository", failing_start)
+    try:
+        _, drilled = _drill_in_process(dry_run=False, set_id=a_set.name)
+        alive = [t.name for t in threading.enumerate() if t.name.startswith(("table-proof", "live-tables"))]
+    finally:
+        released.set()
+    assert proving == ["table-proof"]
+    assert "injected: the second platform failed" in drilled.failure
+    assert alive == [] and _drill_folders() == before
+    assert drilled.physical is not None
+    findings = [*drilled.physical.result.mismatches, *drilled.physical.recovery.mismatches]
+    assert any(f.startswith("proof failed: RuntimeError") and REDACTED in f for f in findings), findings
+    assert all(sandbox.secret("postgres_password") not in f for f in findings)
 
 
 def heartbeat_after(state: SandboxState, moment: datetime) -> bool:

@@ -107,7 +107,7 @@ def plan(manifest: Manifest, physical: PhysicalRecovery | None = None) -> list[d
     }
     into = {
         "postgres": "the second platform's data directory, before its server first starts: "
-        "recovered, promoted, proven, then its services started"
+        "recovered and promoted while its other parts start, proven before any of them writes to it"
         if physical is not None
         else "the second platform's cluster: a fresh database each, proven, swapped in",
         "redis": "the second platform's Redis: stopped, the RDB put in place, started, proven",
@@ -153,14 +153,21 @@ class DatastoreRecovery:
 @dataclass
 class PhysicalRecovery:
     """drivers.PostgresRecovery with pgBackRest: the environment's whole cluster restored from
-    repository `repo` (the newest backup that fits the target) and its archived WAL, to
-    `target_time` or the latest archived moment, into the second platform's data directory, and,
-    once its server has promoted, proven against the live cluster: the heartbeats row for row up
-    to the recovery point before the platform's services write to it, then every table's rows and
-    checksum beside the live ones (`workers` at a time: None, the machine's cores; the live ones
-    read while the copy recovers) while the platform starts the rest. RPO is
-    measured in the restored cluster: its newest heartbeat against `drill_started_at` (0 when it
-    holds beats written after the drill began).
+    repository `repo` (the newest backup that fits the target, chosen by `choose` before anything
+    starts) and its archived WAL, to `target_time` or the latest archived moment, into the second
+    platform's data directory, and, once its server has promoted, proven against the live
+    cluster: the heartbeats row for row up to the recovery point before anything of the platform
+    writes to it, then every table's rows and checksum beside the live ones (`workers` at a
+    time: None, the machine's cores; the live ones read while the copy recovers) while the
+    platform starts the rest. RPO is measured in the restored cluster to the latest moment: its
+    newest heartbeat against `drill_started_at` (0 when it holds beats written after the drill
+    began). A drill to `target_time` has no RPO (that figure would be the target's age): what
+    it proves is that the cluster recovered to the target and never past it
+    (`recovered_to_target`).
+
+    Its threads (the live tables' read, the table proof) end in `close`, which the drill calls
+    whatever happened: a platform that failed after `proven` leaves no proof reading a torn-down
+    cluster, or writing findings while they are judged.
 
     The copy is reached with the live cluster's own login: the restored roles and passwords are
     the environment's, which the second platform's services also take from the secret store."""
@@ -173,6 +180,7 @@ class PhysicalRecovery:
     repo: int = 1
     target_time: datetime | None = None
     workers: int | None = None
+    backup_label: str = ""  # chosen before anything starts (choose)
     result: pitr.PitrResult = field(init=False)
     recovery: DatastoreRecovery = field(init=False)
     rpo_s: float | None = None
@@ -180,41 +188,56 @@ class PhysicalRecovery:
     _restored: float = 0.0
     _proving: float = 0.0
     _tables: threading.Thread | None = None
+    _reading: ThreadPoolExecutor | None = None
     _live_read: Future[pitr.LiveTables] | None = None
 
     def __post_init__(self) -> None:
         self._reset()
 
-    def _reset(self) -> None:
+    def _end_threads(self) -> None:
+        """The table proof joined and the live tables' reader shut down (each at most once)."""
         if self._tables is not None:
-            self._tables.join()  # a platform that retried its start: the last proof ends first
+            self._tables.join()
+        if self._reading is not None:
+            self._reading.shutdown(wait=True)
+        self._reading = None
+
+    def _reset(self) -> None:
+        self._end_threads()  # a platform that retried its start: the last proof ends first
         target = self.target_time.isoformat() if self.target_time else "latest"
-        self.result = pitr.PitrResult(target=target, repo=self.repo)
+        self.result = pitr.PitrResult(target=target, repo=self.repo, backup_label=self.backup_label)
         self.recovery = DatastoreRecovery("postgres")
-        self.rpo_s, self._tables = None, None
+        self.rpo_s, self._tables, self._live_read = None, None, None
+
+    def choose(self) -> str:
+        """The backup the restore starts from, chosen before anything starts: BackupError (naming
+        the target) when the repository holds none that fits, so no platform is started for it."""
+        self.backup_label = pgbackrest.choose_backup(self.stanza, self.target_time, self.repo).label
+        self.result.backup_label = self.backup_label
+        return self.backup_label
 
     def describe(self) -> str:
         target = self.target_time.isoformat() if self.target_time else "the latest archived moment"
+        backup = f"backup {self.backup_label} of " if self.backup_label else ""
         return (
-            f"the whole cluster: pgBackRest repository {self.repo} "
+            f"the whole cluster: {backup}pgBackRest repository {self.repo} "
             f"({self.stanza.repository_location(self.repo)}) and its archived WAL, to {target}"
         )
 
     def restore_into(self, datadir: Path) -> None:
+        if not self.backup_label:
+            raise BackupError("no backup was chosen before the restore (PhysicalRecovery.choose)")
         self._reset()  # a platform that retried its start restores afresh
         self._began = time.perf_counter()
-        label = pgbackrest.choose_backup(self.stanza, self.target_time, self.repo).label
-        self.result.backup_label = label
         self.result.datadir = str(datadir)
         self.result.restore_s = pgbackrest.restore_files(
-            self.stanza, datadir, self.target_time, label, repo=self.repo
+            self.stanza, datadir, self.target_time, self.backup_label, repo=self.repo
         )
         self._restored = time.perf_counter()
         # The live side of the table proof, read while the copy recovers: recovery mostly waits on
         # fetching WAL segments one by one (not during the restore, which wants both cores).
-        self._live_read = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-tables").submit(
-            pitr.live_tables, self.live, self.services, self.workers
-        )
+        self._reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-tables")
+        self._live_read = self._reading.submit(pitr.live_tables, self.live, self.services, self.workers)
 
     def proven(self, host: str, port: int) -> None:
         """The recovery point at once (the heartbeats, before the platform's services process
@@ -229,7 +252,7 @@ class PhysicalRecovery:
         except Exception as exc:  # the copy or the live cluster unreadable: not proven, on record
             self.result.mismatches.append(f"proof failed: {type(exc).__name__}: {str(exc).strip()[:300]}")
             beats = False
-        if self.result.last_heartbeat is not None:
+        if self.result.last_heartbeat is not None and self.target_time is None:
             behind = (self.drill_started_at - self.result.last_heartbeat).total_seconds()
             self.rpo_s = max(0.0, behind)
         self._proving = proving
@@ -254,6 +277,26 @@ class PhysicalRecovery:
         if self._tables is not None:
             self._tables.join()
         return self.recovery
+
+    def close(self, scrub: Callable[[str], str]) -> None:
+        """Its threads ended (also when the platform failed after `proven`), then its findings
+        passed through the run's scrubber (`scrub`: a database's error may quote a connection
+        string), on the caller's thread once nothing else adds to them."""
+        self._end_threads()
+        self.result.mismatches[:] = [scrub(m) for m in self.result.mismatches]
+        self.recovery.mismatches[:] = [scrub(m) for m in self.recovery.mismatches]
+
+    def recovered_to_target(self) -> str | None:
+        """What a drill to `target_time` proved instead of an RPO (None for the latest moment)."""
+        if self.target_time is None:
+            return None
+        beat = self.result.last_heartbeat
+        if beat is None:
+            return f"not shown: the restored cluster gave no heartbeat to compare with {self.result.target}"
+        return (
+            f"recovered to the target {self.result.target}: newest restored heartbeat "
+            f"{beat.isoformat()}, not past it"
+        )
 
     def _finish(self) -> None:
         recovery = self.recovery
@@ -283,6 +326,7 @@ class PhysicalRecovery:
             "repo": self.repo,
             "target": self.result.target,
             "recovery_point": beat.isoformat() if beat else None,
+            "recovered_to_target": self.recovered_to_target(),
             "heartbeat_rows": self.result.heartbeat_rows,
             "tables_proven": len(self.result.tables),
             "tables_changed_since": sum(1 for t in self.result.tables if not t["same as live"]),

@@ -134,10 +134,13 @@ class PostgresRecovery(Protocol):
 
     restore_into: put the restored data directory at `datadir` (which does not exist yet; its
     parent belongs to the server's account), set to recover and promote at its first start.
-    proven: called once the platform's server has recovered and promoted, on `host`:`port`,
-    before anything of the platform writes to it, and the platform's services are started when
-    it returns; its own findings are its to keep (it raises only when the platform must not go
-    on), and it may go on reading in the background."""
+    proven: called once the platform's server has recovered and promoted, on `host`:`port`.
+    The platform's other parts may start beside the restore (the sandbox starts its Redis,
+    PgBouncer and services process while it runs), but nothing of the platform writes to the
+    copy until `proven` returns (the sandbox's services process holds its heartbeat writes
+    until then): what `proven` reads first is the recovery point as restored. Its own findings
+    are its to keep (it raises only when the platform must not go on), and it may go on reading
+    in the background, which its owner ends (the platform's start can still fail after it)."""
 
     def restore_into(self, datadir: Path) -> None: ...
 

@@ -9,11 +9,13 @@ PostgreSQL comes back as in a real complete failure: the whole cluster with pgBa
 repository `repo` (1, or 2: the S3 one) and its archived WAL to the latest moment (or
 `target_time`), into the second platform before its server first starts, with the services
 taking the environment's credentials; `postgres_from="dumps"` restores the set's logical dumps
-instead. The repository is verified with the set, side by side, before anything starts.
+instead. The repository is verified with the set, side by side, and the backup the restore
+starts from is chosen, before anything starts (a target with no backup before it starts nothing).
 
 RTO is measured: the drill's start to the smoke sweep passing on the second platform, in all,
-and for each datastore the drill's start to its proof, with every phase timed; RPO (pgBackRest)
-in the restored cluster: its newest heartbeat against the drill's start. They go on record and
+and for each datastore the drill's start to its proof, with every phase timed; RPO (pgBackRest,
+to the latest moment) in the restored cluster: its newest heartbeat against the drill's start (a
+drill to `target_time` proves it recovered to the target instead: no RPO). They go on record and
 into a Prometheus textfile beside dr/drill's. Destructive (it starts a whole platform and takes
 the environment's lock): a dry run verifies the set (and the repository) and shows the plan, and
 starts and writes nothing."""
@@ -140,8 +142,14 @@ class PlatformDrillResult:
 
     @property
     def rpo_s(self) -> float | None:
-        """Measured in the restored cluster: the drill's start minus its newest heartbeat."""
+        """Measured in the restored cluster: the drill's start minus its newest heartbeat; None
+        for the dumps, and for a drill to `target_time` (the figure would be the target's age)."""
         return None if self.physical is None else self.physical.rpo_s
+
+    @property
+    def measures_rpo(self) -> bool:
+        """A pgBackRest drill to the latest moment: the one whose RPO is measured and judged."""
+        return self.physical is not None and self.physical.target_time is None
 
     @property
     def passed(self) -> bool:
@@ -185,6 +193,9 @@ class PlatformDrillResult:
             else ""
         )
         rpo = f" RPO, measured in the restored cluster: {self.rpo_s:.1f} s." if self.rpo_s is not None else ""
+        proved = self.physical.recovered_to_target() if self.physical is not None else None
+        if proved is not None and self.recoveries:
+            rpo = f" No RPO for a drill to a target time; PostgreSQL {proved}."
         return note(
             f"Set {self.set_id}{repository} verified. The drill {what} a second platform in "
             f"{self.platform_root} (its own ports, deleted afterwards) and restores into it:{rpo}"
@@ -223,6 +234,19 @@ class PlatformDrillResult:
             ]
         )
 
+    def rpo_not_measured(self) -> str | None:
+        """Why a live drill has no RPO, for the record (None: it has one, or it is a dry run)."""
+        if self.dry_run or self.rpo_s is not None:
+            return None
+        if self.physical is None:
+            return "PostgreSQL came from the set's logical dumps: no recovery point to measure"
+        proved = self.physical.recovered_to_target()
+        if proved is not None:
+            return f"a drill to target_time measures no RPO (it would be the target's age): {proved}"
+        if not self.recoveries:
+            return "PostgreSQL was not recovered: the drill stopped first"
+        return "the restored cluster gave no newest heartbeat to measure it from"
+
     def figure(self) -> Any:
         import pandas as pd
         import plotly.express as px
@@ -255,6 +279,7 @@ class PlatformDrillResult:
             "postgres_from": self.postgres_from,
             "pgbackrest": self.physical.summary() if self.physical is not None else None,
             "rpo_s": None if self.rpo_s is None else round(self.rpo_s, 2),
+            "rpo_not_measured": self.rpo_not_measured(),
             "phases": self.phases(),
             "datastores": [r.datastore for r in self.recoveries] or self.present,
             "provision_s": round(self.provision_s, 2),
@@ -340,6 +365,8 @@ def drill(rb: Runbook) -> PlatformDrillResult:
     except Exception as exc:  # a datastore, the driver or the set failing: recorded, then judged
         result.failure = _failure(rb, doing, exc)
     finally:
+        if result.physical is not None:  # no proof left reading a torn-down cluster while judged
+            result.physical.close(rb.scrubber.text)
         result.torn_down = not Path(result.platform_root).exists()
     return result
 
@@ -363,12 +390,18 @@ def _physical(rb: Runbook, started: float, started_at: datetime) -> platform_dri
 
 def _verify(path: Path, physical: platform_drill.PhysicalRecovery | None) -> Manifest:
     """The set file by file and, for a pgBackRest drill, the repository (`pgbackrest verify`:
-    every backup file, every archived WAL segment, no gap), side by side; either failing stops
-    the drill before anything starts, naming what is wrong."""
+    every backup file, every archived WAL segment, no gap) and the backup the restore starts from
+    (the newest that fits the target), side by side; any failing stops the drill before anything
+    starts, naming what is wrong."""
     if physical is None:
         return platform_drill.verify_by_datastore(path)
+
+    def repository_and_backup() -> None:
+        pitr.verify_before_restore(physical.stanza, physical.repo)
+        physical.choose()
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        repository = pool.submit(pitr.verify_before_restore, physical.stanza, physical.repo)
+        repository = pool.submit(repository_and_backup)
         manifest = pool.submit(platform_drill.verify_by_datastore, path)
         repository.result()
         return manifest.result()
@@ -439,63 +472,92 @@ def _failure(rb: Runbook, doing: str, exc: Exception) -> str:
 
 def judge(rb: Runbook, result: PlatformDrillResult) -> Path | None:
     """Record the figures; a live drill writes its metric whatever failed; fail the run if the
-    drill did. A dry run proves nothing, so it writes no metric (one saying 0 would alert)."""
+    drill did. A dry run proves nothing, so it writes no metric (one saying 0 would alert). A
+    drill over its RTO or RPO target has failed: the record's `verified` and the metric's
+    `success` say so too, not only the run's failures."""
+    failures = drill_failures(rb, result)
     rb.summary.update(result.summary())
-    path = None if result.dry_run else write_metrics(rb, result)
+    rb.summary["verified"] = result.passed and not failures
+    path = None if result.dry_run else write_metrics(rb, result, passed=result.passed and not failures)
     if path is not None:
         rb.add_artifact(path)
+    for failure in failures:
+        rb.fail(failure)
+    return path
+
+
+def drill_failures(rb: Runbook, result: PlatformDrillResult) -> list[str]:
+    """Why the drill failed, each in a sentence (none: it passed, or it was a dry run)."""
+    failures = []
     if result.failure:
-        rb.fail(result.failure)
+        failures.append(result.failure)
     if result.unproven:
         detail = "; ".join(f"{r.datastore}: {r.mismatches[0]}" for r in result.recoveries if not r.proven)
-        rb.fail(f"restore not proven on the second platform for: {', '.join(result.unproven)} ({detail})")
+        failures.append(
+            f"restore not proven on the second platform for: {', '.join(result.unproven)} ({detail})"
+        )
     elif not result.dry_run and not result.failure and result.rto_s is None:
         down = ", ".join(result.smoke.critical_down) if result.smoke else "?"
-        rb.fail(f"the restored platform's smoke sweep did not pass: critical component(s) down: {down}")
+        failures.append(
+            f"the restored platform's smoke sweep did not pass: critical component(s) down: {down}"
+        )
     if result.checklist_regressions:
-        rb.fail(
+        failures.append(
             "critical check(s) fail on the restored platform but pass on the environment: "
             + ", ".join(result.checklist_regressions)
         )
     target = float(rb.parameters.get("rto_target_s") or RTO_TARGET_S)
     if result.rto_s is not None and result.rto_s > target:
-        rb.fail(f"RTO {result.rto_s:.1f} s exceeds the target of {target:g} s")
+        failures.append(f"RTO {result.rto_s:.1f} s exceeds the target of {target:g} s")
     rpo_target = float(rb.parameters.get("rpo_target_s") or RPO_TARGET_S)
     physical = result.physical
-    latest = physical is not None and physical.target_time is None
-    if physical is not None and latest and result.rpo_s is not None and result.rpo_s > rpo_target:
-        rb.fail(
-            f"RPO {result.rpo_s:.1f} s exceeds the target of {rpo_target:g} s: the restored cluster's "
-            f"newest heartbeat is {physical.summary()['recovery_point']}, the drill started "
-            f"{physical.drill_started_at.isoformat(timespec='seconds')}"
-        )
+    if physical is not None and result.measures_rpo and not result.dry_run:
+        if result.rpo_s is None:
+            why = result.rpo_not_measured()
+            failures.append(f"RPO not measured, so not shown within the target of {rpo_target:g} s: {why}")
+        elif result.rpo_s > rpo_target:
+            failures.append(
+                f"RPO {result.rpo_s:.1f} s exceeds the target of {rpo_target:g} s: the restored cluster's "
+                f"newest heartbeat is {physical.summary()['recovery_point']}, the drill started "
+                f"{physical.drill_started_at.isoformat(timespec='seconds')}"
+            )
     if not result.torn_down and not result.dry_run:
-        rb.fail(f"the second platform was not torn down: delete {result.platform_root}")
-    return path
+        failures.append(f"the second platform was not torn down: delete {result.platform_root}")
+    return failures
 
 
-def write_metrics(rb: Runbook, result: PlatformDrillResult) -> Path:
-    """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's."""
+def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None = None) -> Path:
+    """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's; `passed`: the
+    judged verdict (the targets included), else what the result alone says."""
     import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
     registry = CollectorRegistry()
     env = rb.env.name
-    for name, doc, value in (
-        ("vextrus_dr_platform_drill_success", "1 if the last platform drill passed", result.passed),
+    figures: list[tuple[str, str, float]] = [
+        (
+            "vextrus_dr_platform_drill_success",
+            "1 if the last platform drill passed",
+            result.passed if passed is None else passed,
+        ),
         (
             "vextrus_dr_platform_drill_rto_seconds",
             "drill start to the restored platform's smoke sweep passing (NaN: it never did)",
             float("nan") if result.rto_s is None else result.rto_s,
         ),
-        (
-            "vextrus_dr_platform_drill_rpo_seconds",
-            "the drill's start minus the restored cluster's newest heartbeat (NaN: not measured)",
-            float("nan") if result.rpo_s is None else result.rpo_s,
-        ),
         ("vextrus_dr_platform_drill_timestamp_seconds", "when the last platform drill ended", time.time()),
-    ):
+    ]
+    if result.measures_rpo:  # a drill to target_time has no RPO: not a figure, not even NaN
+        figures.insert(
+            2,
+            (
+                "vextrus_dr_platform_drill_rpo_seconds",
+                "the drill's start minus the restored cluster's newest heartbeat (NaN: not measured)",
+                float("nan") if result.rpo_s is None else result.rpo_s,
+            ),
+        )
+    for name, doc, value in figures:
         Gauge(name, doc, ["env"], registry=registry).labels(env=env).set(float(value))
     ready = Gauge(
         "vextrus_dr_platform_drill_datastore_ready_seconds",
