@@ -173,7 +173,9 @@ def test_two_workers_ten_submitted_runs_each_executed_exactly_once(
     wait_until(lambda: len(entries_of(store, run_ids)) >= 10, "ten sealed runs", timeout_s=240)
     entries = entries_of(store, run_ids)
     assert len(entries) == 10 and {e["run_id"] for e in entries} == run_ids  # once each
-    assert {e["status"] for e in entries} == {"passed"}
+    assert {e["status"] for e in entries} == {"passed"}, [
+        (e["run_id"], e["status"], e.get("cause")) for e in entries if e["status"] != "passed"
+    ]
     notebooks = [p for name in workers for p in (tmp_path / name).rglob("test-look-*.ipynb")]
     assert len(notebooks) == 10  # each executed on exactly one worker
 
