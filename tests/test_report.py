@@ -496,3 +496,44 @@ def test_the_recovery_time_chart_per_environment_draws_only_sealed_live_chaos_ru
     charts = {c["data-chart"]: c for c in page.select(".chart")}
     assert {"resilience/chaos:sandbox", "resilience/chaos:staging"} <= set(charts)
     assert "Chaos: time to recover per experiment (s): sandbox" in str(charts["resilience/chaos:sandbox"])
+
+
+def _plotted_traces(chart: str) -> list[dict[str, object]]:
+    """The traces a chart's HTML hands Plotly (its first JSON array argument)."""
+    start = chart.index("Plotly.newPlot(")
+    data = chart[chart.index("[", start) :]
+    traces, _ = json.JSONDecoder().raw_decode(data)
+    assert isinstance(traces, list)
+    return traces
+
+
+def test_the_platform_drill_chart_draws_rpo_on_its_own_axis_apart_from_rto(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    for run_id, started_at, rpo in (
+        ("p-first", "2026-11-01T10:00:00+00:00", 0.0),
+        ("p-behind", "2026-11-02T10:00:00+00:00", 95.5),
+        ("p-target", "2026-11-03T10:00:00+00:00", None),  # a drill to target_time: no RPO
+    ):
+        _entry(
+            outputs,
+            run_id,
+            started_at,
+            "passed" if rpo == 0.0 else "failed",
+            runbook="dr/platform-drill",
+            parameters={"dry_run": False},
+            summary={
+                "dry_run": False,
+                "postgres_from": "pgbackrest",
+                "set_id": "20261101T090000Z",
+                "rpo_s": rpo,
+                "rto_by_datastore": {"postgres": 30.0, "redis": 34.0, "all": 40.0},
+            },
+        )
+    [(name, chart)] = report.platform_drill_charts(ledger.read_entries(outputs), outputs)
+    assert name == "dr/platform-drill:sandbox" and "RTO per datastore" in chart
+    traces = _plotted_traces(chart)
+    axes = {t["name"]: t.get("yaxis", "y") for t in traces}
+    assert axes == {"postgres": "y", "redis": "y", "all": "y", "RPO": "y2"}  # two quantities, two axes
+    [rpo] = [t for t in traces if t["name"] == "RPO"]
+    assert rpo["y"] == [0.0, 95.5]  # the drill to a target time has none
+    assert '"text":"RPO (s)"' in chart and '"text":"RTO (s)"' in chart

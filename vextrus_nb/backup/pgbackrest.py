@@ -555,20 +555,21 @@ def scratch_home(stanza: Stanza, label: str) -> Path:
     return home
 
 
-def restore(
+def restore_files(
     stanza: Stanza,
     into: Path,
-    bindir: Path,
     target_time: datetime | None = None,
     backup_label: str = "",
-    port: int | None = None,
     databases: list[str] | None = None,
     repo: int | None = None,
-) -> RestoredCluster:
-    """Restore into `into` (a scratch data directory that must not exist yet), recover to
-    `target_time` (or the end of the archived WAL when None) and promote, on a free port.
+) -> float:
+    """pgBackRest's restore of the data directory into `into` (which must not exist yet; its
+    parent must belong to the cluster's account), set to recover to `target_time` (or the end of
+    the archived WAL when None) and promote at its first start; nothing is started. Returns the
+    seconds it took.
 
-    Archiving is off on the restored copy: it must never push WAL into the stanza it came from.
+    Archiving is off in the restored files: the copy must never push WAL into the stanza it came
+    from (a server that archives elsewhere says so on its command line, which wins).
     `databases` restores only those (and the system databases, `postgres` among them):
     pgBackRest's --db-include leaves the others as empty files the copy cannot open, and is
     that much faster. `repo`: the repository to restore from (pgBackRest's default: the first
@@ -592,13 +593,29 @@ def restore(
         options.append("--type=default")  # replay every archived segment: the newest point
     started = time.perf_counter()
     _run(stanza, "restore", *options, pg_path=into)
+    return time.perf_counter() - started
+
+
+def restore(
+    stanza: Stanza,
+    into: Path,
+    bindir: Path,
+    target_time: datetime | None = None,
+    backup_label: str = "",
+    port: int | None = None,
+    databases: list[str] | None = None,
+    repo: int | None = None,
+) -> RestoredCluster:
+    """restore_files into `into`, then start the copy on a free loopback port (a scratch
+    server: no archiving, fsync off), recovered to the target and promoted."""
+    restore_s = restore_files(stanza, into, target_time, backup_label, databases, repo)
     cluster = RestoredCluster(
         bindir,
         into,
         port or free_ports(1)[0],
         stanza.pg_user,
         stanza.pg_password,
-        restore_s=time.perf_counter() - started,
+        restore_s=restore_s,
     )
     try:
         cluster.start()

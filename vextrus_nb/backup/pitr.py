@@ -12,11 +12,15 @@ port (PostgreSQL replays WAL to the target, then promotes), and prove it:
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from vextrus_nb.backup import heartbeat, pgbackrest, postgres
 from vextrus_nb.config import Component
@@ -127,7 +131,10 @@ def point_in_time_restore(
     result.restore_s, result.start_s = restored.restore_s, restored.start_s
     try:
         started = time.perf_counter()
-        _prove(result, restored, live, services, target_time)
+        copy = postgres.PostgresLogin(
+            "127.0.0.1", restored.port, restored.user, restored.password, restored.bindir
+        )
+        prove(result, copy, live, services, target_time)
         result.prove_s = time.perf_counter() - started
     finally:
         result.kept = keep or not result.proven
@@ -138,17 +145,34 @@ def point_in_time_restore(
     return result
 
 
-def _prove(
+def prove(
     result: PitrResult,
-    restored: pgbackrest.RestoredCluster,
+    copy: postgres.PostgresLogin,
     live: postgres.PostgresLogin,
     services: list[Component],
     target_time: datetime | None,
+    workers: int | None = None,
 ) -> None:
-    with restored.connect(heartbeat.DATABASE) as conn:
+    """The recovered cluster at `copy` against the live one: its heartbeats row for row, its
+    recovery point, every chosen database's tables side by side (prove_heartbeats, then
+    prove_tables)."""
+    if prove_heartbeats(result, copy, live, target_time):
+        prove_tables(result, copy, live, services, workers)
+
+
+def prove_heartbeats(
+    result: PitrResult,
+    copy: postgres.PostgresLogin,
+    live: postgres.PostgresLogin,
+    target_time: datetime | None,
+) -> bool:
+    """The recovered cluster's heartbeats equal the live one's row for row, and its newest one is
+    the recovery point reached (never past a time target). Before anything writes to the copy:
+    a heartbeat written there afterwards would move it. False when it has no heartbeat table."""
+    with copy.connect(heartbeat.DATABASE) as conn:
         if not heartbeat.has_table(conn):
             result.mismatches.append(f"{heartbeat.TABLE}: missing from the recovered cluster")
-            return
+            return False
         recovered = heartbeat.digest(conn)
     with live.connect(heartbeat.DATABASE) as conn:
         same_rows = heartbeat.digest(conn, recovered.last_seq)
@@ -168,29 +192,79 @@ def _prove(
                 f"recovered past the target: last heartbeat {recovered.last_beat_at.isoformat()} "
                 f"after {target_time.isoformat()}"
             )
-    for service in services:
-        database = service.database or ""
-        copy = postgres.PostgresLogin(
-            "127.0.0.1", restored.port, restored.user, restored.password, restored.bindir
-        )
+    return True
+
+
+LiveTables = dict[str, dict[str, postgres.TableEntry]]  # database -> table -> rows and checksum
+
+
+def live_tables(
+    live: postgres.PostgresLogin, services: list[Component], workers: int | None = None
+) -> LiveTables:
+    """Every chosen database's tables in the live cluster, read `workers` at a time (default: the
+    machine's cores): the side of prove_tables a caller may read ahead, while the copy recovers."""
+    databases = _biggest_first(live, services)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        read = {d: pool.submit(_stats, live, d) for d in databases}
+        return {d: read[d].result() for d in databases}
+
+
+def _biggest_first(live: postgres.PostgresLogin, services: list[Component]) -> list[str]:
+    """The chosen databases, the biggest first, so the last read to finish is a small one."""
+    with live.connect(heartbeat.DATABASE) as conn:
+        query = "SELECT datname, pg_database_size(oid) FROM pg_database"
+        sizes: dict[str, int] = dict(conn.execute(query).fetchall())
+    return sorted((s.database for s in services if s.database), key=lambda d: -sizes.get(d, 0))
+
+
+def _stats(login: postgres.PostgresLogin, database: str) -> dict[str, postgres.TableEntry]:
+    with login.connect(database) as conn:
+        return postgres.table_stats(conn)
+
+
+def prove_tables(
+    result: PitrResult,
+    copy: postgres.PostgresLogin,
+    live: postgres.PostgresLogin,
+    services: list[Component],
+    workers: int | None = None,
+    live_read: LiveTables | None = None,
+) -> None:
+    """Every chosen database's tables, rows and checksums, in the copy beside the live cluster's
+    (`live_read`: read already, by live_tables). Read `workers` at a time (default: the machine's
+    cores), each database's copy and live reads apart: the checksums are the server's work, one
+    core each."""
+    databases = _biggest_first(live, services)
+
+    def copied(database: str) -> dict[str, postgres.TableEntry] | None:
         try:
-            with copy.connect(database) as conn:
-                found = postgres.table_stats(conn)
-        except Exception:
-            result.mismatches.append(f"{database}: missing from the recovered cluster")
-            continue
-        with live.connect(database) as conn:
-            now = postgres.table_stats(conn)
-        for table in sorted(set(found) | set(now)):
-            got, expected = found.get(table), now.get(table)
-            if got is None:
-                result.mismatches.append(f"{database}.{table}: missing from the recovered cluster")
-            result.tables.append(
-                {
-                    "database": database,
-                    "table": table,
-                    "rows": got.rows if got else None,
-                    "live rows": expected.rows if expected else None,
-                    "same as live": got == expected,
-                }
-            )
+            return _stats(copy, database)
+        except psycopg.Error:
+            return None  # missing from the copy: named below
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        copies: dict[str, Future[dict[str, postgres.TableEntry] | None]] = {}
+        lives: dict[str, Future[dict[str, postgres.TableEntry]]] = {}
+        for database in databases:
+            copies[database] = pool.submit(copied, database)
+            if live_read is None or database not in live_read:
+                lives[database] = pool.submit(_stats, live, database)
+        for database in sorted(databases):
+            found = copies[database].result()
+            now = live_read[database] if database not in lives and live_read else lives[database].result()
+            if found is None:
+                result.mismatches.append(f"{database}: missing from the recovered cluster")
+                continue
+            for table in sorted(set(found) | set(now)):
+                got, expected = found.get(table), now.get(table)
+                if got is None:
+                    result.mismatches.append(f"{database}.{table}: missing from the recovered cluster")
+                result.tables.append(
+                    {
+                        "database": database,
+                        "table": table,
+                        "rows": got.rows if got else None,
+                        "live rows": expected.rows if expected else None,
+                        "same as live": got == expected,
+                    }
+                )

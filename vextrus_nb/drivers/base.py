@@ -127,6 +127,26 @@ class ScratchPlatform:
     driver: Driver
 
 
+class PostgresRecovery(Protocol):
+    """PostgreSQL brought back whole into a second platform before its server first starts, as
+    in a real recovery (a physical restore of the cluster: roles, passwords and all), instead of
+    the fresh cluster a platform starts with.
+
+    restore_into: put the restored data directory at `datadir` (which does not exist yet; its
+    parent belongs to the server's account), set to recover and promote at its first start.
+    proven: called once the platform's server has recovered and promoted, on `host`:`port`.
+    The platform's other parts may start beside the restore (the sandbox starts its Redis,
+    PgBouncer and services process while it runs), but nothing of the platform writes to the
+    copy until `proven` returns (the sandbox's services process holds its heartbeat writes
+    until then): what `proven` reads first is the recovery point as restored. Its own findings
+    are its to keep (it raises only when the platform must not go on), and it may go on reading
+    in the background, which its owner ends (the platform's start can still fail after it)."""
+
+    def restore_into(self, datadir: Path) -> None: ...
+
+    def proven(self, host: str, port: int) -> None: ...
+
+
 @runtime_checkable
 class ScratchPlatforms(Protocol):
     """A throwaway copy of the whole platform, empty of the environment's data (optional: the
@@ -135,6 +155,10 @@ class ScratchPlatforms(Protocol):
 
     scratch_platform: a context manager that starts the platform under `root` (its own directory
     and ports), yields it once every component answers, and stops and deletes it on exit, also
-    when the body raised."""
+    when the body raised. With `postgres`, its PostgreSQL is that recovery rather than a fresh
+    cluster, and its services take the environment's own credentials (those the secret store
+    holds, which the restored roles have), as a real recovery's would."""
 
-    def scratch_platform(self, root: Path) -> AbstractContextManager[ScratchPlatform]: ...
+    def scratch_platform(
+        self, root: Path, postgres: PostgresRecovery | None = None
+    ) -> AbstractContextManager[ScratchPlatform]: ...

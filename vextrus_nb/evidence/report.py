@@ -166,8 +166,9 @@ def platform_drill_series(
     entries: list[dict[str, Any]], outputs_dir: Path | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Per environment, the seconds from each sealed live platform drill's start to each datastore
-    proven and to the smoke sweep passing ("all": the RTO), in the order given: a dry run timed
-    nothing, and an edited notebook is no longer evidence."""
+    proven and to the smoke sweep passing ("all": the RTO), and, for a drill that recovered
+    PostgreSQL with pgBackRest, its RPO measured in the restored cluster ("rpo"), in the order
+    given: a dry run timed nothing, and an edited notebook is no longer evidence."""
     series: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         summary = entry.get("summary") or {}
@@ -176,6 +177,9 @@ def platform_drill_series(
             continue
         if not isinstance(figures, dict) or not figures or not ledger.is_sealed(entry, outputs_dir):
             continue
+        rpo = summary.get("rpo_s")
+        if isinstance(rpo, int | float):
+            figures = {**figures, "rpo": rpo}
         series.setdefault(str(entry.get("env")), []).extend(
             {
                 "started_at": entry.get("started_at"),
@@ -183,6 +187,7 @@ def platform_drill_series(
                 "datastore": datastore,
                 "seconds": float(seconds),
                 "set_id": summary.get("set_id"),
+                "postgres_from": summary.get("postgres_from") or "dumps",
                 "status": entry.get("status"),
             }
             for datastore, seconds in figures.items()
@@ -194,9 +199,11 @@ def platform_drill_series(
 def platform_drill_charts(
     entries: list[dict[str, Any]], outputs_dir: Path | None = None
 ) -> list[tuple[str, str]]:
-    """One chart per environment of `platform_drill_series`, named `dr/platform-drill:<env>`."""
-    import pandas as pd
-    import plotly.express as px
+    """One chart per environment of `platform_drill_series`, named `dr/platform-drill:<env>`: the
+    RTO per datastore above, and the RPO (another quantity: how far behind the drill's start the
+    restored cluster's newest heartbeat is) below it on its own axis."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     series = platform_drill_series(entries, outputs_dir)
     if not series:
@@ -208,16 +215,35 @@ def platform_drill_charts(
         ]
     charts = []
     for env, rows in series.items():
-        fig = px.line(
-            pd.DataFrame(rows),
-            x="started_at",
-            y="seconds",
-            color="datastore",
-            markers=True,
-            hover_data=["status", "set_id", "run_id"],
-            title=f"Platform drill: RTO per datastore, seconds from the drill's start ('all': smoke "
-            f"sweep passing): {env}",
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            row_heights=[0.7, 0.3],
+            vertical_spacing=0.08,
+            subplot_titles=(
+                "RTO per datastore: seconds from the drill's start to its proof ('all': smoke sweep passing)",
+                "RPO: seconds the restored cluster's newest heartbeat is behind the drill's start",
+            ),
         )
+        for name in dict.fromkeys(r["datastore"] for r in rows):
+            drawn = [r for r in rows if r["datastore"] == name]
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["started_at"] for r in drawn],
+                    y=[r["seconds"] for r in drawn],
+                    name="RPO" if name == "rpo" else name,
+                    mode="lines+markers",
+                    customdata=[[r["status"], r["postgres_from"], r["set_id"], r["run_id"]] for r in drawn],
+                    hovertemplate="%{y} s<br>%{customdata[0]}, postgres from %{customdata[1]}<br>"
+                    "set %{customdata[2]}, run %{customdata[3]}<extra>" + name + "</extra>",
+                ),
+                row=2 if name == "rpo" else 1,
+                col=1,
+            )
+        fig.update_yaxes(title_text="RTO (s)", row=1, col=1)
+        fig.update_yaxes(title_text="RPO (s)", rangemode="tozero", row=2, col=1)
+        fig.update_layout(title=f"Platform drill: RTO per datastore, and RPO: {env}", height=560)
         chart = fig.to_html(full_html=False, include_plotlyjs=False)
         charts.append((f"{PLATFORM_DRILL_RUNBOOK}:{env}", chart))
     return charts

@@ -487,10 +487,14 @@ async def write_heartbeats(state: SandboxState) -> None:
     import psycopg
 
     from vextrus_nb.backup import heartbeat
-    from vextrus_nb.sandbox.manager import ADMIN_USER
+    from vextrus_nb.sandbox.manager import ADMIN_USER, HEARTBEAT_HOLD
 
     conn: psycopg.AsyncConnection[Any] | None = None
     while True:
+        if (state.root / HEARTBEAT_HOLD).exists():
+            # A restored cluster's recovery point is being read (manager._recover_postgres).
+            await asyncio.sleep(heartbeat.INTERVAL_S)
+            continue
         try:
             if conn is None or conn.closed:
                 conn = await psycopg.AsyncConnection.connect(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
@@ -27,7 +27,7 @@ from psycopg import sql
 
 from vextrus_nb import paths
 from vextrus_nb.backup import heartbeat, pgbackrest
-from vextrus_nb.config import HA_ENDPOINTS, Inventory, load_inventory
+from vextrus_nb.config import HA_ENDPOINTS, Component, Inventory, load_inventory
 from vextrus_nb.credentials import (
     JWT_KEY_SECRET,
     LOAD_USER_SECRET,
@@ -53,6 +53,9 @@ from vextrus_nb.sandbox.ha_servers import PgNode
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
 from vextrus_nb.sandbox.seed import seed_statements
 
+if TYPE_CHECKING:
+    from vextrus_nb.drivers.base import PostgresRecovery
+
 ADMIN_USER = "vextrus_admin"
 # The services process starts the real servers before it answers: RabbitMQ's ~8-10 s is the
 # critical path on an idle machine; a loaded CI runner can take several times that.
@@ -66,6 +69,9 @@ SANDBOX_STANZA = "vextrus"
 # WAL is switched and archived at least this often while anything is written: the recovery
 # point stays within 60 s (the heartbeat writes every second, so there always is a write).
 ARCHIVE_TIMEOUT_S = 10
+# While this file is in the sandbox's directory its services process writes no heartbeat: a
+# restored cluster's recovery point is being read.
+HEARTBEAT_HOLD = "heartbeat.hold"
 DEPLOYMENT_VARIANTS = ("planted", "hardened")
 DEFAULT_DEPLOYMENT = "planted"
 
@@ -164,12 +170,19 @@ def up(
     inventory: Inventory | None = None,
     deployment: str | None = None,
     control: bool = False,
+    postgres: PostgresRecovery | None = None,
+    secrets_from: Path | None = None,
 ) -> SandboxState:
     """Start the sandbox (or return the running one). Idempotent.
 
     `deployment` picks the deployment files the checklist reads (see
     use_deployment); a fresh sandbox gets the planted variant unless told. `control`: also
-    its own control store (sandbox/control_store.py), settings in root/control.yaml."""
+    its own control store (sandbox/control_store.py), settings in root/control.yaml.
+
+    A fresh sandbox's PostgreSQL is `postgres`'s recovery when given (no initdb, no seed: it is
+    started once restored, recovers, promotes and is proven before the services process starts
+    writing to it), and its secrets are those of the sandbox at `secrets_from` when given (a
+    second platform recovered from the first takes the first's credentials)."""
     root = _root(root)
     if scale <= 0:
         raise SandboxError(f"--scale must be positive, got {scale}")
@@ -183,7 +196,7 @@ def up(
             # The variant's files first: the services process reads it to configure Traefik
             # and the platform's topics, buckets and namespace.
             _copy_deployment(root, deployment or DEFAULT_DEPLOYMENT)
-            state = _start(root, scale, inventory or load_inventory())
+            state = _start(root, scale, inventory or load_inventory(), postgres, secrets_from)
         else:
             state = SandboxState.load(root)
         if control:
@@ -232,7 +245,13 @@ def deployment_variant(root: Path | None = None) -> str | None:
     return marker.read_text().strip() if marker.is_file() else None
 
 
-def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
+def _start(
+    root: Path,
+    scale: float,
+    inventory: Inventory,
+    recovery: PostgresRecovery | None = None,
+    secrets_from: Path | None = None,
+) -> SandboxState:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     names = list(inventory.start_order)
@@ -255,51 +274,48 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         extra={"inventory": str(paths.parameters_dir() / "inventory.yaml"), "real_ports": real_ports},
     )
-    state.write_secret("postgres_password", secrets.token_urlsafe(24))
-    state.write_secret("redis_password", secrets.token_urlsafe(24))
-    state.write_secret(JWT_KEY_SECRET, secrets.token_urlsafe(48))
-    state.write_secret(LOAD_USER_SECRET, secrets.token_urlsafe(24))
-    for names_by_key in real_platform.CREDENTIAL_SECRETS.values():
-        for secret_name in names_by_key.values():
-            state.write_secret(secret_name, secrets.token_hex(16))
-    for service in services:
-        state.write_secret(pg_secret_name(service.name), secrets.token_urlsafe(24))
-        state.write_secret(redis_secret_name(service.name), secrets.token_urlsafe(24))
+    if secrets_from is None:
+        _new_secrets(state, services)
+    else:
+        _copy_secrets(SandboxState.load(secrets_from.resolve()), state)
 
-    created = PostgresCluster.create(
-        Path(state.pg_bindir), ports["postgres"], ADMIN_USER, state.secret("postgres_password")
-    )
-    state.pg_datadir = str(created.datadir)
-    ha_topology.prepare_sandbox_primary(created.datadir)
-    state.save()
-    try:
-        _prepare_repository(state)
-        state.save()
-        cluster(state).start()
-        pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
-        with _admin_connect(state, heartbeat.DATABASE) as conn:
-            heartbeat.ensure_table(conn)
-        _provision_databases(state, inventory, scale)
-        # Redis's files (and its replica's and the Sentinels', which hold its password as Redis
-        # requires: masterauth, auth-pass) in a private directory of their own, as PostgreSQL's
-        # data directory is, not among the sandbox's operator-facing files.
-        redis_home = Path(tempfile.mkdtemp(prefix="vextrus-redis-"))
-        ha_topology.ha_record(state)["redis_home"] = str(redis_home)
-        state.save()
-        conf = redis_server.write_config(
-            redis_home,
-            ports["redis"],
-            state.secret("redis_password"),
-            {s.name: state.secret(redis_secret_name(s.name)) for s in services},
+    if recovery is None:
+        created = PostgresCluster.create(
+            Path(state.pg_bindir), ports["postgres"], ADMIN_USER, state.secret("postgres_password")
         )
-        _prepare_redis_for_replication(conf, state.secret("redis_password"))
-        state.redis_pid = redis_server.start(conf, ports["redis"], state.secret("redis_password"))
-        ha_topology.start_sandbox_plumbing(state, ADMIN_USER)
-        state.save()
-        write_faults(root, {})
-        state.services_pid = _spawn_services(root)
-        state.save()
-        _wait_for_services(state)
+        state.pg_datadir = str(created.datadir)
+        ha_topology.prepare_sandbox_primary(created.datadir)
+    else:
+        # Restored into below: the data directory (and its HA settings) are the backup's.
+        state.pg_datadir = str(PostgresCluster.new_home() / "data")
+    state.save()
+    recovering: ThreadPoolExecutor | None = None
+    try:
+        if recovery is None:
+            _prepare_repository(state)
+            state.save()
+            cluster(state).start()
+            pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
+            with _admin_connect(state, heartbeat.DATABASE) as conn:
+                heartbeat.ensure_table(conn)
+            _provision_databases(state, inventory, scale)
+        else:
+            # Restored, recovered and proven while the rest starts: the services process holds
+            # its heartbeats (the proof reads the recovery point) until that ends.
+            (root / HEARTBEAT_HOLD).touch()
+            state.extra["pgbackrest"] = {}  # the keys both threads set, made before they start
+            ha_topology.ha_record(state)
+            recovering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-recovery")
+            postgres_ready = recovering.submit(_recover_postgres, state, recovery)
+        try:
+            _start_redis_and_services(state, services)
+        finally:
+            if recovering is not None:
+                recovering.shutdown(wait=True)  # never torn down under a running restore
+        if recovering is not None:
+            postgres_ready.result()  # its error, if it failed
+            (root / HEARTBEAT_HOLD).unlink(missing_ok=True)
+            state.save()
         backup_repositories.enable_s3_repository(state)
         pgbackrest.stanza_create(stanza(state))  # in repo2 now: every segment goes to both
         ha_topology.start_sandbox_sentinels(state)
@@ -313,6 +329,77 @@ def _start(root: Path, scale: float, inventory: Inventory) -> SandboxState:
         _teardown(root)
         raise
     return state
+
+
+def _recover_postgres(state: SandboxState, recovery: PostgresRecovery) -> None:
+    """The cluster restored by `recovery`, started with the sandbox's settings (its WAL archived
+    into this sandbox's own stanza), recovered, promoted and proven. Saves no state: the caller's
+    thread does, once this has ended."""
+    recovery.restore_into(Path(state.pg_datadir))
+    _prepare_repository(state)
+    cluster(state).start()
+    _wait_promoted(state)
+    recovery.proven("127.0.0.1", state.ports["postgres"])
+    pgbackrest.stanza_create(stanza(state))  # before the first segment is pushed
+    with _admin_connect(state, heartbeat.DATABASE) as conn:
+        heartbeat.ensure_table(conn)
+
+
+def _start_redis_and_services(state: SandboxState, services: list[Component]) -> None:
+    """Redis (and PgBouncer), then the services process, until it answers."""
+    # Redis's files (and its replica's and the Sentinels', which hold its password as Redis
+    # requires: masterauth, auth-pass) in a private directory of their own, as PostgreSQL's
+    # data directory is, not among the sandbox's operator-facing files.
+    redis_home = Path(tempfile.mkdtemp(prefix="vextrus-redis-"))
+    ha_topology.ha_record(state)["redis_home"] = str(redis_home)
+    state.save()
+    conf = redis_server.write_config(
+        redis_home,
+        state.ports["redis"],
+        state.secret("redis_password"),
+        {s.name: state.secret(redis_secret_name(s.name)) for s in services},
+    )
+    _prepare_redis_for_replication(conf, state.secret("redis_password"))
+    state.redis_pid = redis_server.start(conf, state.ports["redis"], state.secret("redis_password"))
+    ha_topology.start_sandbox_plumbing(state, ADMIN_USER)
+    state.save()
+    write_faults(state.root, {})
+    state.services_pid = _spawn_services(state.root)
+    state.save()
+    _wait_for_services(state)
+
+
+def _new_secrets(state: SandboxState, services: list[Component]) -> None:
+    state.write_secret("postgres_password", secrets.token_urlsafe(24))
+    state.write_secret("redis_password", secrets.token_urlsafe(24))
+    state.write_secret(JWT_KEY_SECRET, secrets.token_urlsafe(48))
+    state.write_secret(LOAD_USER_SECRET, secrets.token_urlsafe(24))
+    for names_by_key in real_platform.CREDENTIAL_SECRETS.values():
+        for secret_name in names_by_key.values():
+            state.write_secret(secret_name, secrets.token_hex(16))
+    for service in services:
+        state.write_secret(pg_secret_name(service.name), secrets.token_urlsafe(24))
+        state.write_secret(redis_secret_name(service.name), secrets.token_urlsafe(24))
+
+
+def _copy_secrets(source: SandboxState, state: SandboxState) -> None:
+    """Every secret of the sandbox `source` as it holds it now (a rotated one included): the
+    secret store a recovered platform reads."""
+    for path in sorted(source.secrets_dir.iterdir()):
+        if path.is_file():
+            state.write_secret(path.name, path.read_text())
+
+
+def _wait_promoted(state: SandboxState) -> None:
+    """Until the restored primary has replayed the archived WAL and promoted (it accepts
+    connections, read-only, before that)."""
+    pgbackrest.RestoredCluster(
+        Path(state.pg_bindir),
+        Path(state.pg_datadir),
+        state.ports["postgres"],
+        ADMIN_USER,
+        state.secret("postgres_password"),
+    ).wait_promoted()
 
 
 def _prepare_redis_for_replication(conf: Path, password: str) -> None:

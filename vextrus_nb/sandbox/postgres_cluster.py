@@ -58,19 +58,28 @@ class PostgresCluster:
         )
         return result
 
+    @staticmethod
+    def new_home() -> Path:
+        """A fresh temporary directory for a cluster's data directory (`home/data`, not made
+        yet), the server account's own."""
+        account = _server_account()
+        home = Path(tempfile.mkdtemp(prefix="vextrus-pg-"))
+        if account:
+            os.chown(home, account.pw_uid, account.pw_gid)
+        home.chmod(0o700)
+        return home
+
     @classmethod
     def create(cls, bindir: Path, port: int, superuser: str, password: str) -> PostgresCluster:
         """initdb a new cluster in a fresh temporary directory, scram auth on loopback."""
         account = _server_account()
-        home = Path(tempfile.mkdtemp(prefix="vextrus-pg-"))
+        home = cls.new_home()
         datadir = home / "data"
         pwfile = home / "pwfile"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
         if account:
-            os.chown(home, account.pw_uid, account.pw_gid)
             os.chown(pwfile, account.pw_uid, account.pw_gid)
-        home.chmod(0o700)
         cluster = cls(bindir=bindir, datadir=datadir, port=port, superuser=superuser)
         result = cluster._run(
             "initdb",

@@ -3,7 +3,10 @@
 It is `manager.up(root=...)` as it is: its own directory, its own free loopback ports, its own
 secrets, the same deployment variant as the sandbox it stands beside, and the smallest seed
 (the drill replaces every database with the backup set's, so what the seed wrote is only what a
-freshly provisioned platform holds). The Environment it yields is the sandbox's, repointed: the
+freshly provisioned platform holds). With a PostgresRecovery (drivers.PostgresRecovery: the
+drill's pgBackRest restore) there is no initdb and no seed: the restored data directory is its
+cluster's first, and its secrets are the first sandbox's, as a recovered platform reads the
+secret store the restored roles' passwords are in. The Environment it yields is the sandbox's, repointed: the
 same name (the same ledger evidence), its endpoints, secret files and deployment files those of
 the second sandbox, no backup store, rotation or HA topology of its own.
 
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vextrus_nb.config import EDGE_ENTRYPOINTS, Environment, SecretRef, load_environment, load_inventory
-from vextrus_nb.drivers.base import ScratchPlatform
+from vextrus_nb.drivers.base import PostgresRecovery, ScratchPlatform
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
@@ -57,25 +60,35 @@ def environment_for(env: Environment, root: Path) -> Environment:
     )
 
 
-def _up(root: Path, variant: str) -> SandboxState:
+def _up(
+    root: Path, variant: str, postgres: PostgresRecovery | None, secrets_from: Path | None
+) -> SandboxState:
     """manager.up, once more when a port it chose was taken before its server bound it (the
     ports are free when chosen, but an outgoing connection of the first sandbox may take one
-    from the same ephemeral range in between)."""
+    from the same ephemeral range in between). A recovery is then restored again, afresh."""
+
+    def up() -> SandboxState:
+        return manager.up(
+            root, scale=EMPTY_SCALE, deployment=variant, postgres=postgres, secrets_from=secrets_from
+        )
+
     try:
-        return manager.up(root, scale=EMPTY_SCALE, deployment=variant)
+        return up()
     except SandboxError as exc:
         if "address already in use" not in str(exc).lower():
             raise
-        return manager.up(root, scale=EMPTY_SCALE, deployment=variant)
+        return up()
 
 
 @contextlib.contextmanager
-def scratch_platform(driver: LocalDriver, root: Path) -> Iterator[ScratchPlatform]:
+def scratch_platform(
+    driver: LocalDriver, root: Path, postgres: PostgresRecovery | None = None
+) -> Iterator[ScratchPlatform]:
     """A second sandbox under `root`, stopped and deleted on exit whatever happened inside."""
     variant = manager.deployment_variant(driver.root) or manager.DEFAULT_DEPLOYMENT
     first = driver.environment or load_environment("sandbox")
     try:
-        state = _up(root, variant)
+        state = _up(root, variant, postgres, driver.root if postgres is not None else None)
         env = environment_for(first, state.root)
         yield ScratchPlatform(state.root, env, type(driver)(state.root, environment=env))
     finally:

@@ -5,10 +5,20 @@ on its own ports), every datastore of the newest (or a named) set is restored in
 proven (backup.platform_drill), the smoke sweep is run against it until it passes, the checklist
 against it and against the environment, and the platform is torn down, also when a step failed.
 
+PostgreSQL comes back as in a real complete failure: the whole cluster with pgBackRest from
+repository `repo` (1, or 2: the S3 one) and its archived WAL to the latest moment (or
+`target_time`), into the second platform before its server first starts, with the services
+taking the environment's credentials; `postgres_from="dumps"` restores the set's logical dumps
+instead. The repository is verified with the set, side by side, and the backup the restore
+starts from is chosen, before anything starts (a target with no backup before it starts nothing).
+
 RTO is measured: the drill's start to the smoke sweep passing on the second platform, in all,
-and for each datastore the drill's start to its proof; both go on record and into a Prometheus
-textfile beside dr/drill's. Destructive (it starts a whole platform and takes the environment's
-lock): a dry run verifies the set and shows the plan, and starts and writes nothing."""
+and for each datastore the drill's start to its proof, with every phase timed; RPO (pgBackRest,
+to the latest moment) in the restored cluster: its newest heartbeat against the drill's start (a
+drill to `target_time` proves it recovered to the target instead: no RPO). They go on record and
+into a Prometheus textfile beside dr/drill's. Destructive (it starts a whole platform and takes
+the environment's lock): a dry run verifies the set (and the repository) and shows the plan, and
+starts and writes nothing."""
 
 from __future__ import annotations
 
@@ -17,19 +27,23 @@ import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import paths
-from vextrus_nb.backup import platform_drill
-from vextrus_nb.backup.access import check_set_choice, find_set
+from vextrus_nb.backup import pgbackrest, pitr, platform_drill
+from vextrus_nb.backup.access import check_set_choice, find_set, physical_stanza, postgres_login
+from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ScratchPlatform, ScratchPlatforms
 from vextrus_nb.errors import BackupError, RunRefused
 from vextrus_nb.runbooks.dr.drill import METRICS_DIR_VAR
+from vextrus_nb.runbooks.dr.restore import repo_of, target_time_of
 from vextrus_nb.runbooks.verify import checklist, smoke
 
 if TYPE_CHECKING:
@@ -38,15 +52,49 @@ if TYPE_CHECKING:
 RUNBOOK = "dr/platform-drill"
 RTO_TARGET_S = 4 * 3600.0  # the reference documents' RTO objective, "4 hours"
 SMOKE_DEADLINE_S = 120.0  # restored services reconnect after their databases are swapped in
+# A drill to the latest moment whose recovery point is older than this fails: the WAL archive
+# is behind (the same bound as the VextrusWalArchiveBehind alert).
+RPO_TARGET_S = 60.0
+
+
+def postgres_from_of(parameters: dict[str, Any]) -> platform_drill.PostgresSource:
+    """The `postgres_from` parameter: pgbackrest (the default) or dumps."""
+    source = str(parameters.get("postgres_from", "pgbackrest") or "pgbackrest")
+    if source == "dumps":
+        return "dumps"
+    if source == "pgbackrest":
+        return "pgbackrest"
+    raise RunRefused(
+        f"postgres_from must be one of {', '.join(platform_drill.POSTGRES_SOURCES)}, not {source!r}"
+    )
 
 
 def validate(env: Environment, parameters: dict[str, Any]) -> None:
     """Refuse bad parameters before anything is touched (the runner exits 2, before a kernel)."""
     check_set_choice(env, {"set_id": parameters.get("set_id", ""), "from_store": "local"})
-    for name in ("smoke_deadline_s", "rto_target_s"):
+    for name in ("smoke_deadline_s", "rto_target_s", "rpo_target_s"):
         value = parameters.get(name)
         if value is not None and not (isinstance(value, int | float) and value > 0):
             raise RunRefused(f"{name} must be a positive number of seconds, not {value!r}")
+    source = postgres_from_of(parameters)
+    repo, when = repo_of(parameters), target_time_of(parameters)
+    if source == "dumps":
+        if repo != 1 or when is not None:
+            raise RunRefused(
+                "repo and target_time choose what pgBackRest restores: with postgres_from=dumps "
+                "PostgreSQL comes from the set's logical dumps"
+            )
+        return
+    pgbackrest_settings = env.backup.pgbackrest if env.backup else None
+    if pgbackrest_settings is None:
+        raise RunRefused(
+            f"environment '{env.name}' takes no physical backups (backup.pgbackrest): "
+            "drill with postgres_from=dumps"
+        )
+    if repo == pgbackrest.S3_REPO and pgbackrest_settings.s3 is None:
+        raise RunRefused(f"environment '{env.name}' names no S3 repository (backup.pgbackrest.s3): repo=2")
+    if when is not None and when > datetime.now(UTC):
+        raise RunRefused(f"target_time {when.isoformat()} is in the future")
 
 
 def platform_root(rb: Runbook) -> Path:
@@ -57,12 +105,17 @@ def platform_root(rb: Runbook) -> Path:
 @dataclass
 class PlatformDrillResult:
     dry_run: bool
+    postgres_from: platform_drill.PostgresSource = "pgbackrest"
     set_id: str = ""
     platform_root: str = ""
+    physical: platform_drill.PhysicalRecovery | None = None  # PostgreSQL by pgBackRest
+    verify_s: float = 0.0  # the set and the repository verified, side by side
     planned: list[dict[str, Any]] = field(default_factory=list)
     present: list[str] = field(default_factory=list)  # the datastores the set holds something of
     recoveries: list[platform_drill.DatastoreRecovery] = field(default_factory=list)
     provision_s: float = 0.0  # the drill's start to the second platform answering
+    datastores_s: float = 0.0  # the set's datastores into the answering platform, side by side
+    smoke_s: float = 0.0  # the platform's datastores proven to its smoke sweep passing
     smoke: smoke.SmokeResult | None = None
     smoke_attempts: int = 0
     rto_s: float | None = None  # the drill's start to the smoke sweep passing
@@ -88,6 +141,17 @@ class PlatformDrillResult:
         return [c for c in self.restored_checklist.critical_failures() if c not in live]
 
     @property
+    def rpo_s(self) -> float | None:
+        """Measured in the restored cluster: the drill's start minus its newest heartbeat; None
+        for the dumps, and for a drill to `target_time` (the figure would be the target's age)."""
+        return None if self.physical is None else self.physical.rpo_s
+
+    @property
+    def measures_rpo(self) -> bool:
+        """A pgBackRest drill to the latest moment: the one whose RPO is measured and judged."""
+        return self.physical is not None and self.physical.target_time is None
+
+    @property
     def passed(self) -> bool:
         return (
             not self.dry_run
@@ -97,6 +161,16 @@ class PlatformDrillResult:
             and self.rto_s is not None
             and not self.checklist_regressions
         )
+
+    def phases(self) -> dict[str, float]:
+        """Every phase's seconds, in the order they ran (pgBackRest's restore, recovery and
+        proof are within the platform's start: they happen before its services start)."""
+        figures = {"verify_s": round(self.verify_s, 2), "provision_s": round(self.provision_s, 2)}
+        if self.physical is not None and self.recoveries:
+            figures.update(self.physical.phases())
+        figures["datastores_s"] = round(self.datastores_s, 2)
+        figures["smoke_s"] = round(self.smoke_s, 2)
+        return figures
 
     def rto_by_datastore(self) -> dict[str, float]:
         """Each datastore's proof, then all of it (the smoke sweep passing), in seconds since the
@@ -112,9 +186,19 @@ class PlatformDrillResult:
         if self.failure and not self.planned:
             return note(f"Nothing was started or restored: {self.failure}")
         what = "would start" if self.dry_run else "started"
+        repository = (
+            f" and pgBackRest repository {self.physical.repo} (every backup file and archived WAL "
+            "segment, no gap)"
+            if self.physical is not None
+            else ""
+        )
+        rpo = f" RPO, measured in the restored cluster: {self.rpo_s:.1f} s." if self.rpo_s is not None else ""
+        proved = self.physical.recovered_to_target() if self.physical is not None else None
+        if proved is not None and self.recoveries:
+            rpo = f" No RPO for a drill to a target time; PostgreSQL {proved}."
         return note(
-            f"Set {self.set_id} verified file by file. The drill {what} a second platform in "
-            f"{self.platform_root} (its own ports, deleted afterwards) and restores into it:"
+            f"Set {self.set_id}{repository} verified. The drill {what} a second platform in "
+            f"{self.platform_root} (its own ports, deleted afterwards) and restores into it:{rpo}"
         )
 
     def table(self) -> Any:
@@ -150,6 +234,19 @@ class PlatformDrillResult:
             ]
         )
 
+    def rpo_not_measured(self) -> str | None:
+        """Why a live drill has no RPO, for the record (None: it has one, or it is a dry run)."""
+        if self.dry_run or self.rpo_s is not None:
+            return None
+        if self.physical is None:
+            return "PostgreSQL came from the set's logical dumps: no recovery point to measure"
+        proved = self.physical.recovered_to_target()
+        if proved is not None:
+            return f"a drill to target_time measures no RPO (it would be the target's age): {proved}"
+        if not self.recoveries:
+            return "PostgreSQL was not recovered: the drill stopped first"
+        return "the restored cluster gave no newest heartbeat to measure it from"
+
     def figure(self) -> Any:
         import pandas as pd
         import plotly.express as px
@@ -179,6 +276,11 @@ class PlatformDrillResult:
         return {
             "set_id": self.set_id,
             "dry_run": self.dry_run,
+            "postgres_from": self.postgres_from,
+            "pgbackrest": self.physical.summary() if self.physical is not None else None,
+            "rpo_s": None if self.rpo_s is None else round(self.rpo_s, 2),
+            "rpo_not_measured": self.rpo_not_measured(),
+            "phases": self.phases(),
             "datastores": [r.datastore for r in self.recoveries] or self.present,
             "provision_s": round(self.provision_s, 2),
             "rto_s": None if self.rto_s is None else round(self.rto_s, 2),
@@ -205,25 +307,36 @@ def drill(rb: Runbook) -> PlatformDrillResult:
     down. Never raises for a failure of the platform: the failure is recorded and the metric says
     so; the second platform is torn down whatever happened."""
     started = time.perf_counter()
-    result = PlatformDrillResult(dry_run=rb.dry_run, platform_root=str(platform_root(rb)))
+    started_at = datetime.now(UTC)
+    source = postgres_from_of(rb.parameters)
+    result = PlatformDrillResult(rb.dry_run, postgres_from=source, platform_root=str(platform_root(rb)))
     doing = "finding the backup set"
     try:
         path = find_set(rb, rb.parameters.get("set_id", ""), "local")
         result.set_id = path.name
-        doing = f"verifying set {path.name}"
-        manifest = platform_drill.verify_by_datastore(path)
+        if source == "pgbackrest":
+            doing = f"verifying set {path.name} and the pgBackRest repository"
+            result.physical = _physical(rb, started, started_at)
+        else:
+            doing = f"verifying set {path.name}"
+        manifest = _verify(path, result.physical)
+        result.verify_s = time.perf_counter() - started
         rb.summary["set_id"] = manifest.set_id
-        result.planned = platform_drill.plan(manifest)
-        result.present = platform_drill.datastores_in(manifest)
+        result.planned = platform_drill.plan(manifest, result.physical)
+        result.present = [p["datastore"] for p in result.planned if not p["into"].startswith("nothing")]
         if rb.dry_run:
             return result
         doing = "asking the driver for a second platform"
         driver = _platforms(rb)
         doing = "starting the second platform"
+        if result.physical is not None:
+            doing = "starting the second platform from the pgBackRest restore"
         result.writes.append(f"a second platform in {result.platform_root} (started, then deleted)")
-        with _timing_teardown(driver.scratch_platform(platform_root(rb)), result) as platform:
+        second = driver.scratch_platform(platform_root(rb), result.physical)
+        with _timing_teardown(second, result) as platform:
             result.provision_s = time.perf_counter() - started
             doing = "restoring into the second platform"
+            restoring = time.perf_counter()
             result.recoveries = platform_drill.restore_platform(
                 platform,
                 rb.inventory,
@@ -233,11 +346,15 @@ def drill(rb: Runbook) -> PlatformDrillResult:
                 started,
                 rb.scrubber,
                 rb.env.backup.jobs if rb.env.backup else 2,
+                result.physical.tables_proven if result.physical is not None else None,
             )
+            result.datastores_s = time.perf_counter() - restoring
             if result.unproven:
                 return result
             doing = "sweeping the second platform"
+            sweeping = time.perf_counter()
             _sweep_until_passing(rb, platform, result, started)
+            result.smoke_s = time.perf_counter() - sweeping
             if result.rto_s is None:
                 return result
             doing = "running the checklist on the second platform and on the environment"
@@ -248,8 +365,46 @@ def drill(rb: Runbook) -> PlatformDrillResult:
     except Exception as exc:  # a datastore, the driver or the set failing: recorded, then judged
         result.failure = _failure(rb, doing, exc)
     finally:
+        if result.physical is not None:  # no proof left reading a torn-down cluster while judged
+            result.physical.close(rb.scrubber.text)
         result.torn_down = not Path(result.platform_root).exists()
     return result
+
+
+def _physical(rb: Runbook, started: float, started_at: datetime) -> platform_drill.PhysicalRecovery:
+    """What the second platform's PostgreSQL is recovered from: the environment's stanza, the
+    chosen repository and target, every service database proven (the whole cluster comes back)."""
+    stanza = physical_stanza(rb)
+    if stanza is None:
+        raise BackupError(f"environment '{rb.env.name}' takes no physical backups (backup.pgbackrest)")
+    return platform_drill.PhysicalRecovery(
+        stanza=stanza,
+        live=postgres_login(rb),
+        services=[s for s in rb.inventory.services() if s.database],
+        drill_started=started,
+        drill_started_at=started_at,
+        repo=repo_of(rb.parameters),
+        target_time=target_time_of(rb.parameters),
+    )
+
+
+def _verify(path: Path, physical: platform_drill.PhysicalRecovery | None) -> Manifest:
+    """The set file by file and, for a pgBackRest drill, the repository (`pgbackrest verify`:
+    every backup file, every archived WAL segment, no gap) and the backup the restore starts from
+    (the newest that fits the target), side by side; any failing stops the drill before anything
+    starts, naming what is wrong."""
+    if physical is None:
+        return platform_drill.verify_by_datastore(path)
+
+    def repository_and_backup() -> None:
+        pitr.verify_before_restore(physical.stanza, physical.repo)
+        physical.choose()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        repository = pool.submit(repository_and_backup)
+        manifest = pool.submit(platform_drill.verify_by_datastore, path)
+        repository.result()
+        return manifest.result()
 
 
 def _platforms(rb: Runbook) -> ScratchPlatforms:
@@ -317,49 +472,92 @@ def _failure(rb: Runbook, doing: str, exc: Exception) -> str:
 
 def judge(rb: Runbook, result: PlatformDrillResult) -> Path | None:
     """Record the figures; a live drill writes its metric whatever failed; fail the run if the
-    drill did. A dry run proves nothing, so it writes no metric (one saying 0 would alert)."""
+    drill did. A dry run proves nothing, so it writes no metric (one saying 0 would alert). A
+    drill over its RTO or RPO target has failed: the record's `verified` and the metric's
+    `success` say so too, not only the run's failures."""
+    failures = drill_failures(rb, result)
     rb.summary.update(result.summary())
-    path = None if result.dry_run else write_metrics(rb, result)
+    rb.summary["verified"] = result.passed and not failures
+    path = None if result.dry_run else write_metrics(rb, result, passed=result.passed and not failures)
     if path is not None:
         rb.add_artifact(path)
+    for failure in failures:
+        rb.fail(failure)
+    return path
+
+
+def drill_failures(rb: Runbook, result: PlatformDrillResult) -> list[str]:
+    """Why the drill failed, each in a sentence (none: it passed, or it was a dry run)."""
+    failures = []
     if result.failure:
-        rb.fail(result.failure)
+        failures.append(result.failure)
     if result.unproven:
         detail = "; ".join(f"{r.datastore}: {r.mismatches[0]}" for r in result.recoveries if not r.proven)
-        rb.fail(f"restore not proven on the second platform for: {', '.join(result.unproven)} ({detail})")
+        failures.append(
+            f"restore not proven on the second platform for: {', '.join(result.unproven)} ({detail})"
+        )
     elif not result.dry_run and not result.failure and result.rto_s is None:
         down = ", ".join(result.smoke.critical_down) if result.smoke else "?"
-        rb.fail(f"the restored platform's smoke sweep did not pass: critical component(s) down: {down}")
+        failures.append(
+            f"the restored platform's smoke sweep did not pass: critical component(s) down: {down}"
+        )
     if result.checklist_regressions:
-        rb.fail(
+        failures.append(
             "critical check(s) fail on the restored platform but pass on the environment: "
             + ", ".join(result.checklist_regressions)
         )
     target = float(rb.parameters.get("rto_target_s") or RTO_TARGET_S)
     if result.rto_s is not None and result.rto_s > target:
-        rb.fail(f"RTO {result.rto_s:.1f} s exceeds the target of {target:g} s")
+        failures.append(f"RTO {result.rto_s:.1f} s exceeds the target of {target:g} s")
+    rpo_target = float(rb.parameters.get("rpo_target_s") or RPO_TARGET_S)
+    physical = result.physical
+    if physical is not None and result.measures_rpo and not result.dry_run:
+        if result.rpo_s is None:
+            why = result.rpo_not_measured()
+            failures.append(f"RPO not measured, so not shown within the target of {rpo_target:g} s: {why}")
+        elif result.rpo_s > rpo_target:
+            failures.append(
+                f"RPO {result.rpo_s:.1f} s exceeds the target of {rpo_target:g} s: the restored cluster's "
+                f"newest heartbeat is {physical.summary()['recovery_point']}, the drill started "
+                f"{physical.drill_started_at.isoformat(timespec='seconds')}"
+            )
     if not result.torn_down and not result.dry_run:
-        rb.fail(f"the second platform was not torn down: delete {result.platform_root}")
-    return path
+        failures.append(f"the second platform was not torn down: delete {result.platform_root}")
+    return failures
 
 
-def write_metrics(rb: Runbook, result: PlatformDrillResult) -> Path:
-    """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's."""
+def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None = None) -> Path:
+    """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's; `passed`: the
+    judged verdict (the targets included), else what the result alone says."""
     import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
     registry = CollectorRegistry()
     env = rb.env.name
-    for name, doc, value in (
-        ("vextrus_dr_platform_drill_success", "1 if the last platform drill passed", result.passed),
+    figures: list[tuple[str, str, float]] = [
+        (
+            "vextrus_dr_platform_drill_success",
+            "1 if the last platform drill passed",
+            result.passed if passed is None else passed,
+        ),
         (
             "vextrus_dr_platform_drill_rto_seconds",
             "drill start to the restored platform's smoke sweep passing (NaN: it never did)",
             float("nan") if result.rto_s is None else result.rto_s,
         ),
         ("vextrus_dr_platform_drill_timestamp_seconds", "when the last platform drill ended", time.time()),
-    ):
+    ]
+    if result.measures_rpo:  # a drill to target_time has no RPO: not a figure, not even NaN
+        figures.insert(
+            2,
+            (
+                "vextrus_dr_platform_drill_rpo_seconds",
+                "the drill's start minus the restored cluster's newest heartbeat (NaN: not measured)",
+                float("nan") if result.rpo_s is None else result.rpo_s,
+            ),
+        )
+    for name, doc, value in figures:
         Gauge(name, doc, ["env"], registry=registry).labels(env=env).set(float(value))
     ready = Gauge(
         "vextrus_dr_platform_drill_datastore_ready_seconds",
