@@ -44,6 +44,23 @@ TOPIC, GROUP = "vextrus.platform-drill.events", "platform-drill-consumers"
 SERVICES = "auth,finance"
 
 
+def _unseed(state: SandboxState) -> None:
+    """Take away what _seed put into the session sandbox: triage's consumer-lag table and the
+    checklist's replication-factor check read every topic and group of the shared broker."""
+    s3 = real_servers.s3_client(real_platform.server_handle(state, "minio"))
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key} for key in DOCUMENTS]})
+    client = redis.Redis(
+        port=state.ports["redis"], username="default", password=state.secret("redis_password")
+    )
+    client.delete(*(f"platform-drill:session:{i}" for i in range(5)))
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{state.ports['kafka']}", "log_level": 0})
+    for done in admin.delete_consumer_groups([GROUP]).values():
+        done.result(timeout=10)
+    for done in admin.delete_topics([TOPIC]).values():
+        done.result(timeout=10)
+    wait_until(lambda: TOPIC not in admin.list_topics(timeout=10).topics, "the drill's topic to be gone")
+
+
 def _seed(state: SandboxState) -> None:
     """Something of every datastore for the set to hold: documents, sessions, a topic and a group."""
     s3 = real_servers.s3_client(real_platform.server_handle(state, "minio"))
@@ -73,14 +90,20 @@ def drill_outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def a_set(sandbox: SandboxState, drill_outputs: Path) -> Path:
+def a_set(sandbox: SandboxState, drill_outputs: Path) -> Iterator[Path]:
     """One set of two databases (the bench drills all of them, at scale 100) and every other
-    datastore, taken in-process (no kernel to start)."""
+    datastore, taken in-process (no kernel to start); what was seeded for it is taken away after
+    the module, so the session sandbox's other tests find it as it was."""
     _seed(sandbox)
-    rb = vextrus_nb.start("dr/backup", env="sandbox", writes="a backup set", services=SERVICES, kind="incr")
-    taken = back_up(rb, SERVICES, "incr")
-    assert engine.datastores_in(taken.manifest) == ["postgres", "redis", "objects", "kafka"]
-    return taken.path
+    try:
+        rb = vextrus_nb.start(
+            "dr/backup", env="sandbox", writes="a backup set", services=SERVICES, kind="incr"
+        )
+        taken = back_up(rb, SERVICES, "incr")
+        assert engine.datastores_in(taken.manifest) == ["postgres", "redis", "objects", "kafka"]
+        yield taken.path
+    finally:
+        _unseed(sandbox)
 
 
 def _cli_drill(a_set: Path, outputs: Path, *parameters: str) -> dict[str, Any]:
