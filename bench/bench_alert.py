@@ -29,8 +29,8 @@ def main() -> None:
     os.environ["VEXTRUS_OUTPUTS_DIR"] = str(root / "outputs")
     from vextrus_nb.control import settings as control_settings
     from vextrus_nb.control import shared_ledger
-    from vextrus_nb.local_platform import SandboxState
     from vextrus_nb.sandbox import manager
+    from vextrus_nb.sandbox_state import SandboxState
 
     manager.up(root, control=True)
     state = SandboxState.load(root)

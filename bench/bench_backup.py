@@ -33,8 +33,8 @@ def main() -> None:
     from vextrus_nb.backup.restore import prove
     from vextrus_nb.config import load_environment, load_inventory
     from vextrus_nb.postgres_binaries import find_bindir
+    from vextrus_nb.probe_targets import endpoints
     from vextrus_nb.sandbox import manager
-    from vextrus_nb.targets import endpoints
 
     if not reuse:
         manager.up(root, scale=float(os.environ.get("BENCH_SCALE", "100")))

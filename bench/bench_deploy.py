@@ -29,7 +29,7 @@ def main() -> None:
     from tests.docker_engine import docker_engine, remove_compose_project
     from vextrus_nb import paths
     from vextrus_nb.config import load_inventory
-    from vextrus_nb.deploy.phases import load_phases
+    from vextrus_nb.deploy.phase_plan import load_phases
     from vextrus_nb.sandbox.compose_stack import ensure_base_image, write_environment, write_stack
 
     work = Path(tempfile.mkdtemp(prefix="vextrus-bench-deploy-"))

@@ -176,7 +176,7 @@ def _logical(env: object, inventory: object, work: Path) -> tuple[float, float]:
     from vextrus_nb.backup import postgres as pg
     from vextrus_nb.config import Environment, Inventory
     from vextrus_nb.postgres_binaries import find_bindir
-    from vextrus_nb.targets import endpoints
+    from vextrus_nb.probe_targets import endpoints
 
     assert isinstance(env, Environment) and isinstance(inventory, Inventory)
     host, port = endpoints(env, inventory)["postgres"]

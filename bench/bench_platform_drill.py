@@ -37,9 +37,9 @@ def main() -> None:
     os.environ["VEXTRUS_OUTPUTS_DIR"] = str(outputs)
     import vextrus_nb
     from vextrus_nb.backup.take import back_up
-    from vextrus_nb.local_platform import SandboxState
     from vextrus_nb.runbooks.dr import platform_drill
     from vextrus_nb.sandbox import manager
+    from vextrus_nb.sandbox_state import SandboxState
 
     scale = float(os.environ.get("BENCH_SCALE", "100"))
     if reuse:
@@ -127,8 +127,8 @@ def _seed(root: Path) -> None:
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    from vextrus_nb.local_platform import SandboxState
     from vextrus_nb.sandbox import real_platform, real_servers
+    from vextrus_nb.sandbox_state import SandboxState
 
     state = SandboxState.load(root)
     s3 = real_servers.s3_client(real_platform.server_handle(state, "minio"))

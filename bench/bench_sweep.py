@@ -19,9 +19,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="vextrus-bench-sandbox-"))
     os.environ["VEXTRUS_SANDBOX_DIR"] = str(root)
     from vextrus_nb.config import load_environment, load_inventory
+    from vextrus_nb.probe_targets import probe_targets
     from vextrus_nb.probes import ProbeTarget, sweep
     from vextrus_nb.sandbox import manager
-    from vextrus_nb.targets import probe_targets
 
     manager.up(root)
     hanging = []

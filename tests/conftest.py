@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.ha_topology import PgPair, RedisSet, pg_pair
 from vextrus_nb.sandbox.ha_topology import redis_set as ha_redis_set
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import REPO
 

@@ -16,8 +16,8 @@ import nbformat
 import psycopg
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "vextrus-nb")

@@ -25,8 +25,8 @@ from vextrus_nb import checks
 from vextrus_nb.backup import sets
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run import locks
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import REPO, admin_connection, ledger_entries, notebook_plain_text, run_cli
 

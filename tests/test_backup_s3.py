@@ -13,9 +13,9 @@ from moto.server import ThreadedMotoServer
 
 from vextrus_nb.backup.access import s3_store
 from vextrus_nb.config import BackupSettings, S3Target, SecretRef, load_environment, load_inventory
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run.session import Runbook
 from vextrus_nb.runbooks.dr import backup, drill
+from vextrus_nb.sandbox_state import SandboxState
 
 from .test_backup import scratch_databases
 

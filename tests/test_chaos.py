@@ -28,7 +28,6 @@ from redis.retry import Retry
 
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import LinkError
-from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.resilience.chaos import journal
 from vextrus_nb.resilience.chaos.context import ChaosContext
 from vextrus_nb.resilience.chaos.engine import ExperimentRun, run_experiment
@@ -37,6 +36,7 @@ from vextrus_nb.resilience.chaos.hypothesis import check_all
 from vextrus_nb.sandbox.driver import LocalDriver
 from vextrus_nb.sandbox.fault_proxy import FaultProxy
 from vextrus_nb.sandbox.links import restore_all
+from vextrus_nb.sandbox_state import SandboxState, read_faults
 
 from .docker_engine import remove_compose_project
 from .helpers import REPO, ledger_entries, notebook_plain_text, run_cli, wait_until

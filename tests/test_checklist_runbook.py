@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import ledger_entries, notebook_plain_text, run_cli
 from .test_checks_static import (

@@ -14,12 +14,12 @@ import redis
 
 from vextrus_nb import checks
 from vextrus_nb.checks import Check, ChecklistResult, Outcome
-from vextrus_nb.checks.run import run_checks_async
+from vextrus_nb.checks.execution import run_checks_async
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.evidence import ledger, scrub
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.faults import SERVICE_MODES as MODES
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import admin_connection
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import control_store, manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import CLI, REPO, run_cli, wait_until
 

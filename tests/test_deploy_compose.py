@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from vextrus_nb.config import load_inventory
-from vextrus_nb.deploy.phases import load_phases, phase_components
+from vextrus_nb.deploy.phase_plan import load_phases, phase_components
 from vextrus_nb.sandbox.compose_stack import LocalStack, write_environment, write_stack
 
 from .docker_engine import remove_compose_project

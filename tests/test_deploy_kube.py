@@ -20,9 +20,9 @@ import yaml
 
 import vextrus_nb
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.deploy.phases import load_phases, phase_components
-from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.deploy.phase_plan import load_phases, phase_components
 from vextrus_nb.runbooks.deploy import phases as deploy
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import REPO, notebook_plain_text, run_cli
 from .kube_api import FakeCluster, KubeApiServer

@@ -10,9 +10,9 @@ import pytest
 
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.deploy import manifests, notebooks
-from vextrus_nb.deploy.phases import load_phases, phase_components, waves
-from vextrus_nb.local_platform import SandboxState, read_faults
+from vextrus_nb.deploy.phase_plan import load_phases, phase_components, waves
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState, read_faults
 
 from .helpers import REPO, ledger_entries, notebook_plain_text, run_cli
 
@@ -48,7 +48,7 @@ def test_the_committed_notebooks_and_manifests_are_what_the_generators_write(tmp
 
 
 def test_the_kubernetes_manifests_pass_the_static_checks() -> None:
-    from vextrus_nb.checks.run import run_checklist, select
+    from vextrus_nb.checks.execution import run_checklist, select
 
     inventory = load_inventory()
     production = load_environment("production", inventory)

@@ -22,8 +22,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from vextrus_nb.backup import kafka_metadata, objects, redis_restore
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.errors import BackupError
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import real_platform, real_servers
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import ledger_entries, notebook_plain_text, run_cli
 

@@ -13,9 +13,9 @@ import nbformat
 from nbclient import NotebookClient
 
 from vextrus_nb.evidence import ledger
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run import interactive, lab
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import REPO, ledger_entries, run_cli
 

@@ -20,9 +20,9 @@ import httpx
 import nbformat
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.ports import free_ports
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import CLI, REPO, ledger_entries, run_cli, wait_until
 

@@ -85,11 +85,17 @@ def test_every_runbook_module_has_its_notebook() -> None:
     assert modules <= steps_of_notebooks, f"steps modules without a notebook: {modules - steps_of_notebooks}"
 
 
+def _in_sandbox_package(module: str) -> bool:
+    """The sandbox package itself; `vextrus_nb.sandbox_state`, the ground floor's reader of its
+    state directory, is not in it."""
+    return module == "vextrus_nb.sandbox" or module.startswith("vextrus_nb.sandbox.")
+
+
 def test_production_code_never_imports_the_sandbox() -> None:
     offenders = {
-        module: sorted(i for i in imports if i.startswith("vextrus_nb.sandbox"))
+        module: sorted(i for i in imports if _in_sandbox_package(i))
         for module, imports in GRAPH.items()
-        if not module.startswith("vextrus_nb.sandbox") and module != "vextrus_nb.cli"
+        if not _in_sandbox_package(module) and module != "vextrus_nb.cli"
     }
     assert {m: i for m, i in offenders.items() if i} == {}
 

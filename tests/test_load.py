@@ -19,11 +19,11 @@ import pytest
 
 from vextrus_nb.credentials import LOAD_USER, LOAD_USER_SECRET
 from vextrus_nb.errors import LoadError, LoadPlanRefused
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.resilience import k6
 from vextrus_nb.resilience.baseline import compare
 from vextrus_nb.resilience.results import PERCENTILES, read_result
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import ledger_entries, run_cli
 

@@ -23,10 +23,10 @@ from vextrus_nb.backup.access import physical_stanza, postgres_login, s3_reposit
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import BackupError, RunRefused
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run.session import Runbook
 from vextrus_nb.runbooks.dr import backup, drill, restore
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import REPO, admin_connection, wait_until
 

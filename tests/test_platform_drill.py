@@ -24,17 +24,17 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import vextrus_nb
 from vextrus_nb.backup import heartbeat, pgbackrest, pitr, sets
-from vextrus_nb.backup import platform_drill as engine
+from vextrus_nb.backup import platform_restore as engine
 from vextrus_nb.backup.access import physical_stanza
 from vextrus_nb.backup.take import back_up
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import BackupError, RunRefused, SandboxError
 from vextrus_nb.evidence import ledger, report
 from vextrus_nb.evidence.scrub import REDACTED
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run.session import Runbook
 from vextrus_nb.runbooks.dr import platform_drill
 from vextrus_nb.sandbox import backup_repositories, manager, real_platform, real_servers
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import admin_connection, ledger_entries, notebook_plain_text, run_cli, wait_until
 

@@ -12,9 +12,9 @@ from contextlib import suppress
 
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.ports import free_ports
 from vextrus_nb.probes import ProbeTarget, sweep
+from vextrus_nb.sandbox_state import SandboxState
 
 LOCAL = "127.0.0.1"
 

@@ -17,9 +17,9 @@ import yaml
 
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.ports import free_ports
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import ProbeResult, ProbeTarget, sweep
 from vextrus_nb.sandbox import real_servers as rs
-from vextrus_nb.targets import probe_targets
 
 from .helpers import REPO
 

@@ -17,12 +17,12 @@ import pytest
 from vextrus_nb import checks, triage
 from vextrus_nb.config import Environment, load_environment, load_inventory
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import ProbeResult, sweep
 from vextrus_nb.sandbox import manager, real_platform, real_servers, supervisor
 from vextrus_nb.sandbox.real_platform import REAL_COMPONENTS, SERVED_BY
 from vextrus_nb.sandbox.real_servers import LOOPBACK
-from vextrus_nb.targets import probe_targets
+from vextrus_nb.sandbox_state import SandboxState
 from vextrus_nb.triage import TriageSettings
 
 from .helpers import run_cli, wait_until

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from vextrus_nb.evidence import ledger, report, signing
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import run_cli
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.run.runner import list_runbooks
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import ledger_entries, notebook_outputs_text, notebook_plain_text, run_cli, write_runbook
 

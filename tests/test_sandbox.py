@@ -13,10 +13,10 @@ import redis
 
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import ConfigError, SandboxError
-from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import sweep
 from vextrus_nb.sandbox import manager
-from vextrus_nb.targets import probe_targets
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import run_cli, wait_until
 

@@ -20,12 +20,12 @@ import pytest
 from vextrus_nb import checks
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.ha import postgres_failover, sentinel
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.sandbox import ha_topology, manager
 from vextrus_nb.sandbox.driver import LocalDriver
 from vextrus_nb.sandbox.ha_servers import SENTINEL_SERVICE
 from vextrus_nb.sandbox.supervisor import port_open, wait_for
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import ledger_entries, run_cli
 

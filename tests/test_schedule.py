@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.sandbox_state import SandboxState
 
 from .helpers import REPO, ledger_entries, run_cli
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from vextrus_nb.config import load_environment, load_inventory
-from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.sandbox_state import SandboxState
 from vextrus_nb.secrets.catalogue import Credential, catalogue
 from vextrus_nb.secrets.checks import check_credential
 from vextrus_nb.secrets.protocol import STEPS, RotationContext, retire_expired, rotate

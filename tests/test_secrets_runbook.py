@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from vextrus_nb.local_platform import SandboxState
+from vextrus_nb.sandbox_state import SandboxState
 from vextrus_nb.secrets.protocol import rotate
 
 from .helpers import ledger_entries, notebook_plain_text, run_cli

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from vextrus_nb import checks, edge
+from vextrus_nb.checks.execution import run_checks_async
 from vextrus_nb.checks.model import CheckResult
-from vextrus_nb.checks.run import run_checks_async
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.evidence import scrub
 from vextrus_nb.sandbox import supervisor, traefik

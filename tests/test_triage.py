@@ -20,9 +20,9 @@ import redis
 from vextrus_nb import triage
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.credentials import pg_role_name, pg_secret_name, split_login
-from vextrus_nb.local_platform import FAULTS_FILE, SandboxState
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox.events import EVENTS_FILE
+from vextrus_nb.sandbox_state import FAULTS_FILE, SandboxState
 from vextrus_nb.triage import TriageResult, TriageSettings
 
 from .helpers import admin_connection

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.evidence import scrub
-from vextrus_nb.targets import components_in_scope, endpoints
+from vextrus_nb.probe_targets import components_in_scope, endpoints
 
 if TYPE_CHECKING:
     import httpx

@@ -16,7 +16,7 @@ from vextrus_nb.backup.s3_store import S3Store
 from vextrus_nb.config import Component, Environment, Inventory, load_inventory, resolve_path
 from vextrus_nb.errors import BackupError, ConfigError, RunRefused
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.targets import endpoints
+from vextrus_nb.probe_targets import endpoints
 
 if TYPE_CHECKING:
     from vextrus_nb.run.session import Runbook

@@ -5,6 +5,7 @@ environment and its deployment files, scored with the reference weights.
     result.score, result.table(), result.figure(), result.to_junit()
 """
 
+from vextrus_nb.checks.execution import catalogue, run_checklist, select
 from vextrus_nb.checks.model import (
     CATEGORY_TITLES,
     CATEGORY_WEIGHTS,
@@ -15,7 +16,6 @@ from vextrus_nb.checks.model import (
     Outcome,
 )
 from vextrus_nb.checks.results import DEFAULT_THRESHOLD, ChecklistResult
-from vextrus_nb.checks.run import catalogue, run_checklist, select
 
 __all__ = [
     "CATEGORY_TITLES",

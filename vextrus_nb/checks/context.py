@@ -20,8 +20,8 @@ from vextrus_nb.checks.model import Finding, Outcome
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.evidence import scrub
 from vextrus_nb.live_context import LiveContext, live_fields
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import ProbeResult, ProbeTarget
-from vextrus_nb.targets import probe_targets
 
 if TYPE_CHECKING:
     import httpx

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vextrus_nb import paths
 from vextrus_nb.config import Environment, Inventory, read_yaml, validation_message
 from vextrus_nb.errors import ConfigError, DeployError
-from vextrus_nb.targets import endpoints
+from vextrus_nb.probe_targets import endpoints
 
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient

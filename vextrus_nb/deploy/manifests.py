@@ -34,7 +34,7 @@ from vextrus_nb.credentials import (
     pg_secret_name,
     redis_secret_name,
 )
-from vextrus_nb.deploy.phases import load_phases
+from vextrus_nb.deploy.phase_plan import load_phases
 
 NAMESPACE = "vextrus"
 SANDBOX_VARIANTS = Path("deploy") / "sandbox"

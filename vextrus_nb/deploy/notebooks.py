@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from vextrus_nb import paths
 from vextrus_nb.config import load_inventory
-from vextrus_nb.deploy.phases import PhaseSpec, load_phases
+from vextrus_nb.deploy.phase_plan import PhaseSpec, load_phases
 
 PARAMETERS = """env = "sandbox"              # environment name: parameters/environments/<env>.yaml
 dry_run = True               # True: preflight and plan only; False: start the phase

@@ -20,7 +20,7 @@ from vextrus_nb.display import Progress
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vextrus_nb.deploy.phases import PhasePlan
+    from vextrus_nb.deploy.phase_plan import PhasePlan
     from vextrus_nb.drivers import Driver, LogLine
 
 LOG_LINES = 15

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from vextrus_nb.asyncio_bridge import run_sync
 from vextrus_nb.deploy import kafka_topics
-from vextrus_nb.deploy.phases import PhaseSpec, phase_components
+from vextrus_nb.deploy.phase_plan import PhaseSpec, phase_components
 from vextrus_nb.evidence import scrub
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import describe_error, run_probes
-from vextrus_nb.targets import probe_targets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +67,7 @@ def verify_phase(
         detail = f"{result.detail} ({result.latency_ms:.0f} ms)"
         rows.append(Verification(f"health: {result.check}", result.component, passed, scrubber.text(detail)))
     if spec.checks:
-        from vextrus_nb.checks.run import run_checklist, select
+        from vextrus_nb.checks.execution import run_checklist, select
 
         checklist = run_checklist(env, inventory, select(ids=spec.checks), scrubber=scrubber)
         for check in checklist.results:

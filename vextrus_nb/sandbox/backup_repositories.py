@@ -15,7 +15,7 @@ from vextrus_nb.backup import pgbackrest
 from vextrus_nb.sandbox import real_platform, real_servers
 
 if TYPE_CHECKING:
-    from vextrus_nb.local_platform import SandboxState
+    from vextrus_nb.sandbox_state import SandboxState
 
 BUCKET = "vextrus-pgbackrest"  # sandbox.yaml backup.pgbackrest.s3.bucket
 # The name pgBackRest connects to: it checks the certificate by DNS name, never by IP address.

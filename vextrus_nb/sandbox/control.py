@@ -39,7 +39,6 @@ from vextrus_nb.credentials import (
     split_login,
 )
 from vextrus_nb.errors import LinkError, first_line
-from vextrus_nb.local_platform import SandboxState, read_faults
 from vextrus_nb.probes import ProbeTarget
 from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox import platform_state, real_platform
@@ -54,6 +53,7 @@ from vextrus_nb.sandbox.service_app import (
     JwtKeys,
     LoopbackReachability,
 )
+from vextrus_nb.sandbox_state import SandboxState, read_faults
 
 log = logging.getLogger("vextrus.sandbox")
 INDICATOR_TIMEOUT_S = 1.5

@@ -28,12 +28,12 @@ from psycopg import sql
 from vextrus_nb.control import evidence_bucket, schema
 from vextrus_nb.control import settings as control_settings
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import pid_alive
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import ha_servers, real_servers, supervisor
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
 from vextrus_nb.sandbox.real_servers import LOOPBACK
+from vextrus_nb.sandbox_state import pid_alive
 
 OWNER = "vextrus_control_owner"
 RUNNER = "vextrus_runner"

@@ -21,13 +21,13 @@ from pathlib import Path
 from vextrus_nb import paths
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, PlatformEvent
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import links, manager
 from vextrus_nb.sandbox import scratch_platform as scratch_platforms
 from vextrus_nb.sandbox.failover_control import SandboxFailoverControl
 from vextrus_nb.sandbox.links import RemoteLink
 from vextrus_nb.sandbox.service_app import LOGS_DIR
+from vextrus_nb.sandbox_state import SandboxState
 
 # The three timestamp shapes in the sandbox's logs: ours and NestJS's (ISO, UTC),
 # PostgreSQL's default log_line_prefix '%m [%p] ', and redis-server's 'pid:X 22 Nov 2026 02:14:07.123'.
@@ -118,8 +118,8 @@ class LocalDriver(SandboxFailoverControl):
         endpoints (and PostgreSQL/Redis logins) are asked, as a readiness probe would."""
         from vextrus_nb.asyncio_bridge import run_sync
         from vextrus_nb.config import load_environment, load_inventory
+        from vextrus_nb.probe_targets import probe_targets
         from vextrus_nb.probes import run_probes
-        from vextrus_nb.targets import probe_targets
 
         inventory = load_inventory()
         env = self.environment or load_environment("sandbox", inventory)

@@ -17,9 +17,9 @@ import redis
 
 from vextrus_nb.backup import pgbackrest
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import SandboxState, read_faults, write_faults
 from vextrus_nb.sandbox import events, ha_servers, ha_topology, manager, redis_server, supervisor
 from vextrus_nb.sandbox.real_servers import LOOPBACK
+from vextrus_nb.sandbox_state import SandboxState, read_faults, write_faults
 
 REJOIN_TIMEOUT_S = 60.0
 DATASTORES = {"postgres": "postgres-replica", "redis": "redis-replica"}

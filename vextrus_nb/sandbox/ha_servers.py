@@ -22,11 +22,11 @@ from pathlib import Path
 import psycopg
 
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import pid_alive
 from vextrus_nb.pg_conninfo import conninfo, with_passfile
 from vextrus_nb.sandbox import supervisor
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
 from vextrus_nb.sandbox.redis_server import find_redis_server
+from vextrus_nb.sandbox_state import pid_alive
 
 HA_SETTINGS = (
     "wal_level=replica",

@@ -20,7 +20,6 @@ import redis
 
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.ha import postgres
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.pg_conninfo import conninfo
 from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
@@ -28,6 +27,7 @@ from vextrus_nb.sandbox import ha_servers, supervisor
 from vextrus_nb.sandbox.ha_servers import PgNode
 from vextrus_nb.sandbox.real_servers import LOOPBACK, RealServer
 from vextrus_nb.sandbox.redis_server import find_redis_server
+from vextrus_nb.sandbox_state import SandboxState
 
 SUPERUSER = "vextrus_admin"
 

@@ -36,7 +36,6 @@ from vextrus_nb.credentials import (
     redis_secret_name,
 )
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import SandboxState, pid_alive, read_faults, write_faults
 from vextrus_nb.ports import free_ports
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.sandbox import (
@@ -52,6 +51,7 @@ from vextrus_nb.sandbox import faults as fault_modes
 from vextrus_nb.sandbox.ha_servers import PgNode
 from vextrus_nb.sandbox.postgres_cluster import PostgresCluster
 from vextrus_nb.sandbox.seed import seed_statements
+from vextrus_nb.sandbox_state import SandboxState, pid_alive, read_faults, write_faults
 
 if TYPE_CHECKING:
     from vextrus_nb.drivers.base import PostgresRecovery

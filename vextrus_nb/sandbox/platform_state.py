@@ -21,9 +21,9 @@ from vextrus_nb.checks.object_store import PLATFORM_BUCKETS
 from vextrus_nb.checks.temporal import MIN_RETENTION_DAYS, TEMPORAL_NAMESPACE
 from vextrus_nb.config import Inventory
 from vextrus_nb.deploy import kafka_topics
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import real_platform, real_servers
 from vextrus_nb.sandbox.real_servers import LOOPBACK
+from vextrus_nb.sandbox_state import SandboxState
 
 log = logging.getLogger("vextrus.sandbox")
 TIMEOUT_S = 15.0

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from vextrus_nb.config import Inventory
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import observability, real_servers, traefik
 from vextrus_nb.sandbox.real_servers import RealServer
 from vextrus_nb.sandbox.supervisor import group_alive
+from vextrus_nb.sandbox_state import SandboxState
 
 SERVERS_DIR = "servers"
 SERVERS_RECORD = "servers.json"

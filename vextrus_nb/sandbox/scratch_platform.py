@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from vextrus_nb.config import EDGE_ENTRYPOINTS, Environment, SecretRef, load_environment, load_inventory
 from vextrus_nb.drivers.base import PostgresRecovery, ScratchPlatform
 from vextrus_nb.errors import SandboxError
-from vextrus_nb.local_platform import SandboxState
 from vextrus_nb.sandbox import manager
+from vextrus_nb.sandbox_state import SandboxState
 
 if TYPE_CHECKING:
     from vextrus_nb.sandbox.driver import LocalDriver

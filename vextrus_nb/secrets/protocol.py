@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from vextrus_nb.clock import now_utc
 from vextrus_nb.errors import RotationError
+from vextrus_nb.secrets.credential_targets import Restarted, Target, restart_and_wait
 from vextrus_nb.secrets.journal import COMPLETED, ROLLED_BACK, Journal, JournalEntry
-from vextrus_nb.secrets.targets import Restarted, Target, restart_and_wait
 from vextrus_nb.secrets.versions import Versions, fingerprint, new_value
 
 if TYPE_CHECKING:

@@ -8,18 +8,18 @@ from collections.abc import Callable, Iterable
 from vextrus_nb import drivers
 from vextrus_nb.config import Environment, Inventory, resolve_path
 from vextrus_nb.errors import ConfigError
+from vextrus_nb.probe_targets import endpoints
 from vextrus_nb.secrets.catalogue import Credential
-from vextrus_nb.secrets.journal import Journal
-from vextrus_nb.secrets.protocol import RotationContext, StepHook
-from vextrus_nb.secrets.stores import store_for
-from vextrus_nb.secrets.targets import (
+from vextrus_nb.secrets.credential_targets import (
     JwtSigningKey,
     PostgresAlternatingRoles,
     PostgresRole,
     RedisAclUser,
     Target,
 )
-from vextrus_nb.targets import endpoints
+from vextrus_nb.secrets.journal import Journal
+from vextrus_nb.secrets.protocol import RotationContext, StepHook
+from vextrus_nb.secrets.stores import store_for
 
 
 def journal_for(env: Environment) -> Journal:

@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from vextrus_nb import probes
 from vextrus_nb.config import Inventory
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import ProbeResult
-from vextrus_nb.targets import probe_targets
 from vextrus_nb.triage.context import TriageContext
 from vextrus_nb.triage.model import CollectorReport, Signal
 

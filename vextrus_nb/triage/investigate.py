@@ -11,7 +11,7 @@ from vextrus_nb import drivers
 from vextrus_nb.errors import VextrusError
 from vextrus_nb.evidence import scrub
 from vextrus_nb.live_context import MIN_POOL
-from vextrus_nb.targets import endpoints
+from vextrus_nb.probe_targets import endpoints
 from vextrus_nb.triage.collect import collect
 from vextrus_nb.triage.context import TriageSettings
 from vextrus_nb.triage.diagnose import diagnose
@@ -83,7 +83,7 @@ def triage(
     one_after_another: bool = False,
 ) -> TriageResult:
     """Collect everything at once, then diagnose. Read-only."""
-    from vextrus_nb.targets import components_in_scope
+    from vextrus_nb.probe_targets import components_in_scope
 
     scrubbing = scrubber or scrub.Scrubber()
     reports, seconds, at = collect(env, inventory, settings, scrubbing, concurrency, one_after_another)

@@ -44,7 +44,7 @@ class ChaosContext:
     @classmethod
     def for_environment(cls, env: Environment, inventory: Inventory, **kwargs: Any) -> ChaosContext:
         from vextrus_nb import drivers
-        from vextrus_nb.targets import endpoints
+        from vextrus_nb.probe_targets import endpoints
 
         return cls(env, inventory, endpoints(env, inventory), lambda: drivers.for_environment(env), **kwargs)
 
@@ -79,6 +79,6 @@ class ChaosContext:
             self.where[dependency] = ("127.0.0.1", int(link.port))
 
     def service_names(self) -> list[str]:
-        from vextrus_nb.targets import components_in_scope
+        from vextrus_nb.probe_targets import components_in_scope
 
         return [c.name for c in components_in_scope(self.env, self.inventory) if c.kind == "service"]

@@ -49,7 +49,7 @@ def check_all(probes: list[Probe], ctx: ChaosContext) -> list[ProbeCheck]:
 
 
 def _health(probe: HealthProbe, ctx: ChaosContext) -> tuple[bool, str]:
-    from vextrus_nb.targets import probe_targets
+    from vextrus_nb.probe_targets import probe_targets
 
     names = [n for c in probe.components for n in (ctx.service_names() if c == SERVICES else [c])]
     targets = [

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import drivers
 from vextrus_nb.deploy import kafka_topics
-from vextrus_nb.deploy.phases import PhasePlan, PhaseSpec, phase_components, phase_spec, plan_phase
+from vextrus_nb.deploy.phase_plan import PhasePlan, PhaseSpec, phase_components, phase_spec, plan_phase
 from vextrus_nb.deploy.rollout import PhaseRollout, start_phase
 from vextrus_nb.deploy.verify import PhaseVerification, verify_phase
 from vextrus_nb.display import Shown, note, preformatted
@@ -43,7 +43,7 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
     if poll_s > deadline_s:
         raise RunRefused(f"poll_s ({poll_s:g}) must not exceed deadline_s ({deadline_s:g})")
     try:
-        from vextrus_nb.deploy.phases import load_phases
+        from vextrus_nb.deploy.phase_plan import load_phases
 
         load_phases()
     except ConfigError as exc:

@@ -2,7 +2,7 @@
 cluster failure", drilled. A second, fresh platform is started beside the environment (the
 driver's: drivers.ScratchPlatforms; the sandbox's starts a second sandbox in its own directory,
 on its own ports), every datastore of the newest (or a named) set is restored into it and
-proven (backup.platform_drill), the smoke sweep is run against it until it passes, the checklist
+proven (backup.platform_restore), the smoke sweep is run against it until it passes, the checklist
 against it and against the environment, and the platform is torn down, also when a step failed.
 
 PostgreSQL comes back as in a real complete failure: the whole cluster with pgBackRest from
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import paths
-from vextrus_nb.backup import pgbackrest, pitr, platform_drill
+from vextrus_nb.backup import pgbackrest, pitr, platform_restore
 from vextrus_nb.backup.access import check_set_choice, find_set, physical_stanza, postgres_login
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.checks import ChecklistResult
@@ -57,7 +57,7 @@ SMOKE_DEADLINE_S = 120.0  # restored services reconnect after their databases ar
 RPO_TARGET_S = 60.0
 
 
-def postgres_from_of(parameters: dict[str, Any]) -> platform_drill.PostgresSource:
+def postgres_from_of(parameters: dict[str, Any]) -> platform_restore.PostgresSource:
     """The `postgres_from` parameter: pgbackrest (the default) or dumps."""
     source = str(parameters.get("postgres_from", "pgbackrest") or "pgbackrest")
     if source == "dumps":
@@ -65,7 +65,7 @@ def postgres_from_of(parameters: dict[str, Any]) -> platform_drill.PostgresSourc
     if source == "pgbackrest":
         return "pgbackrest"
     raise RunRefused(
-        f"postgres_from must be one of {', '.join(platform_drill.POSTGRES_SOURCES)}, not {source!r}"
+        f"postgres_from must be one of {', '.join(platform_restore.POSTGRES_SOURCES)}, not {source!r}"
     )
 
 
@@ -105,14 +105,14 @@ def platform_root(rb: Runbook) -> Path:
 @dataclass
 class PlatformDrillResult:
     dry_run: bool
-    postgres_from: platform_drill.PostgresSource = "pgbackrest"
+    postgres_from: platform_restore.PostgresSource = "pgbackrest"
     set_id: str = ""
     platform_root: str = ""
-    physical: platform_drill.PhysicalRecovery | None = None  # PostgreSQL by pgBackRest
+    physical: platform_restore.PhysicalRecovery | None = None  # PostgreSQL by pgBackRest
     verify_s: float = 0.0  # the set and the repository verified, side by side
     planned: list[dict[str, Any]] = field(default_factory=list)
     present: list[str] = field(default_factory=list)  # the datastores the set holds something of
-    recoveries: list[platform_drill.DatastoreRecovery] = field(default_factory=list)
+    recoveries: list[platform_restore.DatastoreRecovery] = field(default_factory=list)
     provision_s: float = 0.0  # the drill's start to the second platform answering
     datastores_s: float = 0.0  # the set's datastores into the answering platform, side by side
     smoke_s: float = 0.0  # the platform's datastores proven to its smoke sweep passing
@@ -322,7 +322,7 @@ def drill(rb: Runbook) -> PlatformDrillResult:
         manifest = _verify(path, result.physical)
         result.verify_s = time.perf_counter() - started
         rb.summary["set_id"] = manifest.set_id
-        result.planned = platform_drill.plan(manifest, result.physical)
+        result.planned = platform_restore.plan(manifest, result.physical)
         result.present = [p["datastore"] for p in result.planned if not p["into"].startswith("nothing")]
         if rb.dry_run:
             return result
@@ -337,7 +337,7 @@ def drill(rb: Runbook) -> PlatformDrillResult:
             result.provision_s = time.perf_counter() - started
             doing = "restoring into the second platform"
             restoring = time.perf_counter()
-            result.recoveries = platform_drill.restore_platform(
+            result.recoveries = platform_restore.restore_platform(
                 platform,
                 rb.inventory,
                 path,
@@ -371,13 +371,13 @@ def drill(rb: Runbook) -> PlatformDrillResult:
     return result
 
 
-def _physical(rb: Runbook, started: float, started_at: datetime) -> platform_drill.PhysicalRecovery:
+def _physical(rb: Runbook, started: float, started_at: datetime) -> platform_restore.PhysicalRecovery:
     """What the second platform's PostgreSQL is recovered from: the environment's stanza, the
     chosen repository and target, every service database proven (the whole cluster comes back)."""
     stanza = physical_stanza(rb)
     if stanza is None:
         raise BackupError(f"environment '{rb.env.name}' takes no physical backups (backup.pgbackrest)")
-    return platform_drill.PhysicalRecovery(
+    return platform_restore.PhysicalRecovery(
         stanza=stanza,
         live=postgres_login(rb),
         services=[s for s in rb.inventory.services() if s.database],
@@ -388,13 +388,13 @@ def _physical(rb: Runbook, started: float, started_at: datetime) -> platform_dri
     )
 
 
-def _verify(path: Path, physical: platform_drill.PhysicalRecovery | None) -> Manifest:
+def _verify(path: Path, physical: platform_restore.PhysicalRecovery | None) -> Manifest:
     """The set file by file and, for a pgBackRest drill, the repository (`pgbackrest verify`:
     every backup file, every archived WAL segment, no gap) and the backup the restore starts from
     (the newest that fits the target), side by side; any failing stops the drill before anything
     starts, naming what is wrong."""
     if physical is None:
-        return platform_drill.verify_by_datastore(path)
+        return platform_restore.verify_by_datastore(path)
 
     def repository_and_backup() -> None:
         pitr.verify_before_restore(physical.stanza, physical.repo)
@@ -402,7 +402,7 @@ def _verify(path: Path, physical: platform_drill.PhysicalRecovery | None) -> Man
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         repository = pool.submit(repository_and_backup)
-        manifest = pool.submit(platform_drill.verify_by_datastore, path)
+        manifest = pool.submit(platform_restore.verify_by_datastore, path)
         repository.result()
         return manifest.result()
 

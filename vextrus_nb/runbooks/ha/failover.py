@@ -19,7 +19,7 @@ from vextrus_nb.config import Environment, PostgresHA, RedisHA, load_inventory, 
 from vextrus_nb.errors import RunRefused, VextrusError
 from vextrus_nb.ha import pgbouncer, postgres_failover, sentinel
 from vextrus_nb.pg_conninfo import conninfo
-from vextrus_nb.targets import endpoints
+from vextrus_nb.probe_targets import endpoints
 
 if TYPE_CHECKING:
     from vextrus_nb.run.session import Runbook

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.errors import LoadError, RunRefused
+from vextrus_nb.probe_targets import endpoints
 from vextrus_nb.resilience import k6
 from vextrus_nb.resilience.baseline import Comparison, compare, newest_baseline
 from vextrus_nb.resilience.results import LoadResult, read_result
-from vextrus_nb.targets import endpoints
 
 if TYPE_CHECKING:
     from vextrus_nb.config import Environment

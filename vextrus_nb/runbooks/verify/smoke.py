@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.display import Shown, table
 from vextrus_nb.figures import Figure, bars
+from vextrus_nb.probe_targets import probe_targets
 from vextrus_nb.probes import ProbeResult, check_probe_settings, sweep
-from vextrus_nb.targets import probe_targets
 
 if TYPE_CHECKING:
     from vextrus_nb.config import Environment

@@ -64,7 +64,7 @@ class PhaseTable(BaseModel):
 
 @cache
 def _load(path: Path) -> PhaseTable:
-    from vextrus_nb.checks.run import catalogue
+    from vextrus_nb.checks.execution import catalogue
 
     data = read_yaml(path)
     try:

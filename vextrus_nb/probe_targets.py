@@ -12,7 +12,7 @@ from vextrus_nb.probes import ProbeTarget
 def endpoints(env: Environment, inventory: Inventory) -> dict[str, tuple[str, int]]:
     """(host, port) of every component; the sandbox's come from its state file."""
     if env.sandbox:
-        from vextrus_nb.local_platform import SandboxState
+        from vextrus_nb.sandbox_state import SandboxState
 
         state = SandboxState.load(paths.sandbox_dir())
         return {name: (env.default_host, port) for name, port in state.ports.items()}

@@ -41,7 +41,7 @@ from vextrus_nb.drivers.base import ScratchPlatform
 from vextrus_nb.errors import BackupError
 from vextrus_nb.evidence.scrub import Scrubber
 from vextrus_nb.postgres_binaries import find_bindir
-from vextrus_nb.targets import endpoints
+from vextrus_nb.probe_targets import endpoints
 
 DATASTORES = ("postgres", "redis", "objects", "kafka")
 PostgresSource = Literal["pgbackrest", "dumps"]
