@@ -288,3 +288,23 @@ def test_runs_in_one_long_lived_process_leave_no_kernel_and_no_channel_behind(
     assert statuses == ["passed", "error", "error"]
     assert set(me.children(recursive=True)) == children
     assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
+
+
+def test_a_runs_kernel_runs_its_exit_handlers_before_the_run_returns(
+    sandbox: SandboxState, outputs: Path, runbooks: Path, tmp_path: Path
+) -> None:
+    """The run's kernel exits without collecting its heap (run/run_kernel.py), never without its
+    exit handlers: the sandbox's supervisor stops what a failed cell left running in one."""
+    from vextrus_nb.run import runner
+
+    witness = tmp_path / "exit-handler-ran"
+    write_runbook(
+        runbooks,
+        "test/exits",
+        STANDARD,
+        f"import atexit, pathlib\natexit.register(pathlib.Path({str(witness)!r}).write_text, 'ran')\n"
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "assert type(IPKernelApp.instance().kernel).__name__ == 'RunKernel'",
+    )
+    assert runner.run("test/exits", "sandbox", outputs_dir=outputs).status == "passed"
+    assert witness.read_text() == "ran"

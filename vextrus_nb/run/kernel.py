@@ -14,9 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# The arguments nbclient gives a kernel it starts (no IPython history file on disk), and quiet:
-# the kernel's start-up warnings (the loopback TCP transport) are noise on an operator's terminal.
-KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+# The arguments nbclient gives a kernel it starts (no IPython history file on disk), quiet (the
+# kernel's start-up warnings about the loopback TCP transport are noise on an operator's
+# terminal), and the kernel class that exits without collecting its heap (run/run_kernel.py).
+KERNEL_ARGUMENTS = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.log_level=ERROR",
+    "--IPKernelApp.kernel_class=vextrus_nb.run.run_kernel.RunKernel",
+]
 
 
 @contextlib.contextmanager

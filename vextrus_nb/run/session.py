@@ -27,7 +27,7 @@ from typing import Any
 
 from vextrus_nb.clock import now_utc
 from vextrus_nb.config import Environment, Inventory, load_environment, load_inventory
-from vextrus_nb.display import Shown, badge, in_notebook, key_values, note, show
+from vextrus_nb.display import Shown, badge, in_notebook, key_values, note, show, table
 from vextrus_nb.errors import LeaseLost, RunbookFailed, RunRefused
 from vextrus_nb.evidence import identity, ledger, scrub
 from vextrus_nb.run import interactive, locks, steps
@@ -229,8 +229,6 @@ class Runbook:
 
     def finish(self) -> Any:
         """Summarise, write the run record, and raise RunbookFailed if the run failed."""
-        import pandas as pd
-
         if self.interactive and (interactive.read_entry(self.run_id) or {}).get("state") == "sealed":
             show(
                 note(
@@ -244,10 +242,9 @@ class Runbook:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-        steps = pd.DataFrame([asdict(s) for s in self.steps], columns=["title", "status", "seconds", "error"])
-        show(steps)
+        show(table([asdict(s) for s in self.steps], ["title", "status", "seconds", "error"]))
         if self.summary:
-            show(pd.DataFrame({"value": [str(v) for v in self.summary.values()]}, index=list(self.summary)))
+            show(key_values(self.summary))
         verdict = "; ".join(self.failures) if self.failures else f"{len(self.steps)} steps completed"
         _show_verdict(badge(passed, verdict), self.run_id)
         if self.interactive:
