@@ -1,15 +1,19 @@
 """`vextrus-nb schedule`: the crontab line is valid, installs once, comes out again, and the
-command it holds really runs the drill in cron's bare environment."""
+command it holds really runs the drill in cron's bare environment; croniter's reading of an
+expression gives cron's next times, and what cron would refuse is refused, naming the bad part."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from vextrus_nb.errors import RunRefused
 from vextrus_nb.sandbox_state import SandboxState
+from vextrus_nb.schedule import next_runs, validate_cron
 
 from .helpers import REPO, ledger_entries, run_cli
 
@@ -112,3 +116,75 @@ def test_names_and_macros_are_accepted_and_no_secret_is_carried(sandbox: Sandbox
         assert done.returncode == 0, (cron, done.stderr)
         assert "not-for-crontab" not in done.stdout and "hunter22-pg" not in done.stdout
         assert f"cd {REPO}" in done.stdout
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("cron", "after", "expected"),
+    [
+        ("0 2 * * *", "2025-01-01T00:00", ["2025-01-01T02:00", "2025-01-02T02:00"]),
+        # ranges, lists and a step: the hours 22 and 23 come before the next day's 0-6
+        ("*/15 0-6,22,23 1,15 * *", "2025-01-01T06:50", ["2025-01-01T22:00", "2025-01-01T22:15"]),
+        ("10-50/20 * * * *", "2025-01-01T00:00", ["2025-01-01T00:10", "2025-01-01T00:30"]),
+        # 2025-01-03 is a Friday: the next weekdays are Monday and Tuesday
+        ("30 3 * * 1-5", "2025-01-03T04:00", ["2025-01-06T03:30", "2025-01-07T03:30"]),
+        # names, any case; after March the next Sunday of January-March is in the next year
+        ("0 2 * JAN-mar sun", "2025-03-30T03:00", ["2026-01-04T02:00", "2026-01-11T02:00"]),
+        ("0 12 * * 7", "2025-01-01T00:00", ["2025-01-05T12:00", "2025-01-12T12:00"]),  # 7 is Sunday
+        # day of month and day of week both given: either one fires (crontab(5))...
+        ("0 0 13 * fri", "2025-01-01T00:00", ["2025-01-03T00:00", "2025-01-10T00:00", "2025-01-13T00:00"]),
+        # ...but Vixie cron ANDs them when one starts with "*": odd days that are Mondays
+        ("0 0 */2 * mon", "2025-01-01T00:00", ["2025-01-13T00:00", "2025-01-27T00:00", "2025-02-03T00:00"]),
+        ("@weekly", "2025-01-01T00:00", ["2025-01-05T00:00"]),
+        ("0 0 29 2 *", "2025-03-01T00:00", ["2028-02-29T00:00"]),
+        ("@reboot", "2025-01-01T00:00", []),
+    ],
+)
+def test_valid_expressions_give_crons_next_times(cron: str, after: str, expected: list[str]) -> None:
+    assert next_runs(cron, at(after), len(expected) or 1) == [at(time) for time in expected]
+
+
+def test_an_expression_is_normalised_for_the_crontab_line() -> None:
+    assert validate_cron("  0   2 * *\tMON ") == "0 2 * * mon"
+    assert validate_cron("@Daily") == "@daily"
+
+
+@pytest.mark.parametrize(
+    ("cron", "says"),
+    [
+        ("0 2 * *", "cron expression needs 5 fields (minute hour day-of-month month day-of-week), got 4"),
+        # croniter reads seconds and years; cron does not
+        ("0 0 2 * * *", "cron expression needs 5 fields (minute hour day-of-month month day-of-week), got 6"),
+        ("", "got 1"),
+        ("60 * * * *", "cron minute field '60': 60 is outside 0-59"),
+        ("0 24 * * *", "cron hour field '24': 24 is outside 0-23"),
+        ("0 0 0 * *", "cron day of month field '0': 0 is outside 1-31"),
+        # croniter would read the 0 as 1 inside a range; cron refuses it there too
+        ("0 0 13-0 * *", "cron day of month field '13-0': 0 is outside 1-31"),
+        ("0 0 * 1,13 *", "cron month field '1,13': 13 is outside 1-12"),
+        ("0 0 * * 1-9/2", "cron day of week field '1-9/2': 9 is outside 0-7"),
+        ("*/0 * * * *", "cron minute field '*/0': a step of 0 never fires"),
+        ("0 1-5/0 * * *", "cron hour field '1-5/0': a step of 0 never fires"),
+        ("0 0 * * jan", "cron day of week field 'jan': 'jan' is not a number or a name"),
+        ("0 0 * mon *", "cron month field 'mon': 'mon' is not a number or a name"),
+        ("0 2 * * mon-fry", "cron day of week field 'mon-fry': 'fry' is not a number or a name"),
+        ("a b c d e", "cron minute field 'a' is not valid"),
+        ("1,,2 * * * *", "cron minute field '1,,2' is not valid"),
+        ("% * * * *", "cron minute field '%' is not valid"),
+        # croniter's extensions, which cron would refuse in the crontab
+        ("0 2 L * *", "cron day of month field 'l' is not valid"),
+        ("0 2 15w * *", "cron day of month field '15w' is not valid"),
+        ("0 2 ? * *", "cron day of month field '?' is not valid"),
+        ("0 2 * * 1#2", "cron day of week field '1#2' is not valid"),
+        ("H 2 * * *", "cron minute field 'h' is not valid"),
+        ("@every 5m", "cron expression '@every 5m': unknown macro"),
+        ("0 0 31 2 *", "cron expression '0 0 31 2 *' never fires"),
+    ],
+)
+def test_malformed_expressions_are_refused_naming_the_bad_part(cron: str, says: str) -> None:
+    with pytest.raises(RunRefused) as refused:
+        validate_cron(cron)
+    assert says in str(refused.value)

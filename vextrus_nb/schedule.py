@@ -5,6 +5,10 @@ through `vextrus-nb run` from this checkout, appending to outputs/cron.log.
 Each line carries a marker comment, so installing again replaces it instead
 of adding a second one, and `--remove` takes it out. The Kubernetes
 equivalent is deploy/k8s/dr-drill-cronjob.yaml.
+
+croniter reads the cron expression (its values, names, ranges and steps, and
+the next times, as Vixie cron computes them); this module keeps it to what
+crontab(5) accepts and says which part of a refused expression is wrong.
 """
 
 from __future__ import annotations
@@ -15,50 +19,122 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+
+from croniter import CroniterBadDateError, CroniterError, CroniterNotAlphaError, croniter
 
 from vextrus_nb import paths
 from vextrus_nb.errors import RunRefused
 
-# (lowest, highest, names) per cron field, as in crontab(5).
+# crontab(5)'s fields, in order, with the bounds its manual gives (7 is Sunday again): the
+# messages quote them. croniter knows the same bounds; it is what checks them.
 _FIELDS = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
-    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
 )
-_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually", "@reboot")
-_ITEM = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
+_REBOOT = "@reboot"  # cron's own: it runs when cron starts, so croniter has no time for it
+_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually", _REBOOT)
+# One item of a field as crontab(5) writes it: *, a number or a three-letter name, or a range of
+# them, with an optional step. croniter reads more than cron does (seconds and years, L, W, #,
+# ?, H): the line is for cron, which would refuse those, so they are refused here first.
+_ITEM = re.compile(r"^(\*|(?:\d+|[a-z]{3})(?:-(?:\d+|[a-z]{3}))?)(?:/(\d+))?$")
 
 
 def validate_cron(expression: str) -> str:
-    """The expression, normalised, or RunRefused saying which field is wrong."""
+    """The expression, normalised, or RunRefused naming the field and the part that is wrong.
+
+    croniter does the checking; this finds which part it refused, since its own message quotes
+    the whole expression, and refuses what croniter accepts but cron does not."""
     text = " ".join(expression.split()).lower()
-    if text in _MACROS:
+    if text.startswith("@"):
+        if text not in _MACROS:
+            raise RunRefused(
+                f"cron expression {expression!r}: unknown macro, not one of {', '.join(_MACROS)}"
+            )
         return text
     fields = text.split(" ")
-    if len(fields) != 5:
+    if len(fields) != len(_FIELDS):
         raise RunRefused(
             "cron expression needs 5 fields (minute hour day-of-month month day-of-week), "
             f"got {len(fields)}: {expression!r}"
         )
-    for value, (name, low, high, names) in zip(fields, _FIELDS, strict=True):
+    for index, value in enumerate(fields):
         for item in value.split(","):
-            match = _ITEM.match(item)
-            if not match:
-                raise RunRefused(f"cron {name} field {value!r} is not valid")
-            bounds = [] if match.group(1) == "*" else match.group(1).split("-")
-            for bound in bounds:
-                number = names.index(bound) + (low if name == "month" else 0) if bound in names else None
-                if number is None and not bound.isdigit():
-                    raise RunRefused(f"cron {name} field {value!r}: {bound!r} is not a number or a name")
-                number = int(bound) if number is None else number
-                if not low <= number <= high:
-                    raise RunRefused(f"cron {name} field {value!r}: {number} is outside {low}-{high}")
-            if match.group(2) is not None and int(match.group(2)) == 0:
-                raise RunRefused(f"cron {name} field {value!r}: a step of 0 never fires")
+            _check_item(index, value, item)
+    try:
+        _runs(text, datetime.now().astimezone())
+    except CroniterBadDateError:
+        raise RunRefused(f"cron expression {expression!r} never fires (no such date)") from None
+    except CroniterError as exc:  # every part passed alone: the parts disagree
+        raise RunRefused(f"cron expression {expression!r} is not valid: {exc}") from None
     return text
+
+
+def _check_item(index: int, value: str, item: str) -> None:
+    """One item of one field, checked by croniter in an expression of its own, so a refusal can
+    say which field, and which bound or step, is wrong."""
+    name, low, high = _FIELDS[index]
+    match = _ITEM.match(item)
+    if not match:
+        raise RunRefused(
+            f"cron {name} field {value!r} is not valid: crontab(5) takes *, a number or a name, "
+            "a range of them, a step (/n), and lists of these"
+        )
+    # Each bound alone first: croniter reads 0 as 1 inside a day-of-month or month range, where
+    # cron refuses it as it does alone.
+    bounds = [] if match.group(1) == "*" else match.group(1).split("-")
+    for bound in bounds:
+        refused = _refusal(index, bound)
+        if isinstance(refused, CroniterNotAlphaError):
+            raise RunRefused(f"cron {name} field {value!r}: {bound!r} is not a number or a name")
+        if refused is not None and bound.isdigit():
+            raise RunRefused(f"cron {name} field {value!r}: {int(bound)} is outside {low}-{high}")
+        if refused is not None:
+            raise RunRefused(f"cron {name} field {value!r}: {bound!r} is not valid ({_reason(refused)})")
+    refused = _refusal(index, item)
+    if refused is None:
+        return
+    if match.group(2) is not None and int(match.group(2)) == 0:  # croniter: "step '0' ... not acceptable"
+        raise RunRefused(f"cron {name} field {value!r}: a step of 0 never fires")
+    raise RunRefused(f"cron {name} field {value!r}: {item!r} is not valid ({_reason(refused)})")
+
+
+def _refusal(index: int, item: str) -> CroniterError | None:
+    """croniter's refusal of `item` in field `index` of an expression otherwise all stars."""
+    probe = ["*"] * len(_FIELDS)
+    probe[index] = item
+    try:
+        croniter.expand(" ".join(probe))
+    except CroniterError as exc:
+        return exc
+    return None
+
+
+def _reason(refused: CroniterError) -> str:
+    """croniter's message without the probe expression it quotes first, which the user never wrote."""
+    return re.sub(r"^\[[^\]]*\]\s*", "", str(refused))
+
+
+def _runs(text: str, after: datetime) -> croniter[datetime]:
+    # implement_cron_bug: Vixie cron (Debian's) ANDs day of month and day of week when either
+    # field starts with "*" ("*/2" included), and ORs them otherwise; the times are cron's.
+    runs = croniter(text, after, ret_type=datetime, implement_cron_bug=True)
+    runs.get_next(update_current=False)  # raises CroniterBadDateError for a date that never comes
+    return runs
+
+
+def next_runs(expression: str, after: datetime, count: int = 1) -> list[datetime]:
+    """The next `count` times cron runs the expression, after `after` (aware: cron runs in the
+    host's local time, `datetime.now().astimezone()`), in its time zone; none for @reboot."""
+    text = validate_cron(expression)
+    if text == _REBOOT:
+        return []
+    runs = _runs(text, after)
+    return [runs.get_next() for _ in range(count)]
 
 
 def marker(runbook: str, env: str) -> str:

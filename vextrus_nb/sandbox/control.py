@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -359,7 +359,8 @@ class Platform(LoopbackReachability):
     async def apply_real_faults(self, wanted: dict[str, Any]) -> None:
         """Stop the real servers faulted down, start the ones no longer faulted (at once:
         a heal of several waits for the slowest, not the sum)."""
-        work, started = [], []
+        work: list[Coroutine[Any, Any, object]] = []
+        started: list[str] = []
         for name in real_platform.REAL_COMPONENTS:
             down = (wanted.get(name) or {}).get("mode") == "down"
             if down and self.real.running(name):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vextrus_nb import paths
 from vextrus_nb.config import Environment
-from vextrus_nb.drivers.base import ComponentState, HealthState, LogLine, PlatformEvent
+from vextrus_nb.drivers.base import ComponentState, Health, HealthState, LogLine, PlatformEvent, RunState
 from vextrus_nb.sandbox import events as sandbox_events
 from vextrus_nb.sandbox import links, manager
 from vextrus_nb.sandbox import scratch_platform as scratch_platforms
@@ -76,6 +76,7 @@ class LocalDriver(SandboxFailoverControl):
         for name in components:
             row = report["components"].get(name) or report["ha"].get(name)
             restarts, started_at = _restarts_and_start(name, history)
+            state: RunState
             if row is None:
                 state, detail = "unknown", "not served by the sandbox"
             elif row["running"]:
@@ -128,7 +129,7 @@ class LocalDriver(SandboxFailoverControl):
         results = run_sync(run_probes(probe_targets(env, inventory, wanted), timeout=env.probe.timeout_s))
         states = {n: HealthState(n, "stopped", running[n].detail) for n in components}
         for result in results:
-            health = "unhealthy" if result.status == "down" else "healthy"
+            health: Health = "unhealthy" if result.status == "down" else "healthy"
             states[result.component] = HealthState(result.component, health, result.detail)
         return states
 

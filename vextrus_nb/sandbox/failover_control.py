@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 import redis
@@ -103,7 +104,8 @@ def _rejoin_redis(state: SandboxState) -> None:
     old_port, new_port = state.ports["redis"], state.ports["redis-replica"]
     record = ha_topology.ha_record(state)
     new = redis.Redis(host=LOOPBACK, port=new_port, password=password, socket_timeout=2)
-    if new.info("replication").get("role") != "master":
+    replication = cast(dict[str, Any], new.info("replication"))  # sync client: a dict, never an Awaitable
+    if replication.get("role") != "master":
         raise SandboxError(f"the Redis replica on port {new_port} is not a primary: fail over first")
     if not supervisor.port_open(old_port):
         state.redis_pid = redis_server.start(manager.redis_conf(state), old_port, password)

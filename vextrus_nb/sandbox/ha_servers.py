@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 
@@ -419,7 +420,8 @@ def write_redis_replica_config(
 def redis_replica_synced(port: int, password: str) -> bool:
     import redis
 
-    info = redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=1).info("replication")
+    client = redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=1)
+    info = cast(dict[str, Any], client.info("replication"))  # sync client: a dict, never an Awaitable
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 

@@ -51,7 +51,7 @@ class Links:
         if mode not in LINK_MODES:
             raise LinkError(f"unknown link mode '{mode}'; modes: {', '.join(LINK_MODES)}")
         try:
-            proxy.set_link(mode, float(latency_ms))  # type: ignore[arg-type]
+            proxy.set_link(mode, float(latency_ms))
         except ValueError as exc:
             raise LinkError(str(exc)) from None
 

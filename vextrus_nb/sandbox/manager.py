@@ -450,19 +450,17 @@ def _admin_connect(state: SandboxState, dbname: str = "postgres") -> psycopg.Con
 
 
 def _provision_databases(state: SandboxState, inventory: Inventory, scale: float) -> None:
-    with_db = [c for c in inventory.services() if c.database]
+    with_db = {c.name: c.database for c in inventory.services() if c.database}
     with _admin_connect(state) as conn:
-        for service in with_db:
-            role = pg_role_name(service.name)
+        for name, database in with_db.items():
+            role = pg_role_name(name)
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(state.secret(pg_secret_name(service.name)))
+                    sql.Identifier(role), sql.Literal(state.secret(pg_secret_name(name)))
                 )
             )
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(service.database), sql.Identifier(role)
-                )
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role))
             )
 
     def seed(service_name: str, database: str) -> None:
@@ -478,7 +476,7 @@ def _provision_databases(state: SandboxState, inventory: Inventory, scale: float
             conn.execute("ANALYZE")
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(seed, s.name, s.database) for s in with_db if s.database]:
+        for future in [pool.submit(seed, name, database) for name, database in with_db.items()]:
             future.result()
 
 

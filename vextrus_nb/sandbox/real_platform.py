@@ -27,7 +27,7 @@ from typing import Any
 
 from vextrus_nb.config import Inventory
 from vextrus_nb.sandbox import observability, real_servers, traefik
-from vextrus_nb.sandbox.real_servers import RealServer
+from vextrus_nb.sandbox.real_servers import RealServer, Starter
 from vextrus_nb.sandbox.supervisor import group_alive
 from vextrus_nb.sandbox_state import SandboxState
 
@@ -88,9 +88,6 @@ def server_ports(component: str, ports: dict[str, int], extra: dict[str, dict[st
     spec = REAL_COMPONENTS[component]
     chosen = {role: ports[name] for role, name in spec.component_ports.items() if name in ports}
     return {**chosen, **extra.get(component, {})}
-
-
-Starter = Callable[..., RealServer]
 
 
 class RealPlatform:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -733,7 +734,10 @@ def k6_binary() -> Path:
     return venv_binary("k6", "k6")
 
 
-STARTERS = {
+# Each takes the server's root first, then its own keyword options (timeout, ports, ...).
+Starter = Callable[..., RealServer]
+
+STARTERS: dict[str, Starter] = {
     "kafka": start_tansu,
     "zookeeper": start_zookeeper,
     "minio": start_s3,

