@@ -111,7 +111,7 @@ def test_a_passing_drill_is_exported_with_its_time_and_every_kind_present(tmp_pa
     assert samples[("vextrus_backup_last_success_timestamp_seconds", _env("staging"))] == _timestamp(backup)
     assert samples[("vextrus_rpo_target_seconds", _env("staging"))] == RPO_TARGET_S
     assert samples[("vextrus_readiness_score", _env("staging"))] == 87.5
-    for kind in metrics.EVIDENCE_KINDS:
+    for kind in metrics.evidence_kinds():
         assert samples[("vextrus_evidence_present", _env("staging", kind=kind))] == 1
 
 
@@ -137,7 +137,7 @@ def test_no_drill_is_visible_as_absent_evidence_not_as_silence(tmp_path: Path) -
     empty = _samples(tmp_path / "empty", environments=["sandbox"])
     assert {
         labels: value for (name, labels), value in empty.items() if name == "vextrus_evidence_present"
-    } == {_env("sandbox", kind=kind): 0 for kind in metrics.EVIDENCE_KINDS}
+    } == {_env("sandbox", kind=kind): 0 for kind in metrics.evidence_kinds()}
 
 
 def test_only_sealed_passed_runs_count_and_an_unscored_checklist_says_nothing(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from vextrus_nb.backup.access import physical_stanza
 from vextrus_nb.backup.take import back_up
 from vextrus_nb.config import load_environment, load_inventory
 from vextrus_nb.errors import BackupError, RunRefused, SandboxError
-from vextrus_nb.evidence import ledger, report
+from vextrus_nb.evidence import declared, ledger, report
 from vextrus_nb.evidence.scrub import REDACTED
 from vextrus_nb.run.session import Runbook
 from vextrus_nb.runbooks.dr import platform_drill
@@ -438,15 +438,17 @@ def test_the_report_draws_the_platform_drill_rto_per_datastore(
         "summary": {**live_drill["entry"]["summary"], "dry_run": True},
     }
     unsealed = {**live_drill["entry"], "run_id": "unsealed", "output": None, "output_sha256": None}
-    series = report.platform_drill_series([*entries, dry, unsealed], drill_outputs)
+    [trend] = declared.discover()["dr/platform-drill"].trends
+    series = report.trend_series("dr/platform-drill", trend, [*entries, dry, unsealed], drill_outputs)
     rows = series["sandbox"]
     assert {r["run_id"] for r in rows} == {
         live_drill["entry"]["run_id"]
     }  # a dry or unsealed run is not evidence
-    assert {r["datastore"] for r in rows} == {"postgres", "redis", "objects", "kafka", "all", "rpo"}
-    [rpo] = [r for r in rows if r["datastore"] == "rpo"]
-    assert rpo["seconds"] == live_drill["entry"]["summary"]["rpo_s"] and rpo["postgres_from"] == "pgbackrest"
-    [(name, chart)] = report.platform_drill_charts(entries, drill_outputs)
+    assert {r["line"] for r in rows} == {"postgres", "redis", "objects", "kafka", "all", "RPO"}
+    [rpo] = [r for r in rows if r["lower"]]
+    assert rpo["value"] == live_drill["entry"]["summary"]["rpo_s"]
+    assert rpo["hover"]["postgres_from"] == "pgbackrest"
+    [(name, chart)] = report.trend_charts("dr/platform-drill", trend, entries, drill_outputs)
     assert name == "dr/platform-drill:sandbox" and "RTO per datastore" in chart
 
 

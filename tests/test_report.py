@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vextrus_nb.evidence import ledger, report, signing
+from vextrus_nb.evidence import declared, ledger, metrics, report, signing
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox_state import SandboxState
 
@@ -276,6 +276,7 @@ def mixed_report(tmp_path_factory: pytest.TempPathFactory) -> report.Report:
         "r-dry",
         "2026-11-03T09:00:00+00:00",
         "passed",
+        runbook="dr/drill",  # declares rto_s and databases among its key figures
         parameters={"dry_run": True, "services": "finance"},
         executed_by="vextrus-nb open",
         summary={"restored": ["finance"], "databases": 1, "rto_s": 4.21},
@@ -434,9 +435,10 @@ def test_the_load_p95_chart_per_environment_draws_only_sealed_load_runs(tmp_path
     edited = outputs / ledger.read_entries(outputs)[-1]["output"]
     edited.write_text(edited.read_text().replace("l-edited passed", "l-edited PASSED"))
 
-    series = report.load_p95_series(ledger.read_entries(outputs), outputs)
+    [trend] = declared.discover()["resilience/load"].trends
+    series = report.trend_series("resilience/load", trend, ledger.read_entries(outputs), outputs)
     assert list(series) == ["sandbox", "staging"]
-    assert [(r["run_id"], r["endpoint"], r["p95_ms"]) for r in series["sandbox"]] == [
+    assert [(r["run_id"], r["line"], r["value"]) for r in series["sandbox"]] == [
         ("l-first", "auth-login", 4.0),  # the ledger stores its keys sorted
         ("l-first", "graphql", 12.5),
         ("l-slow", "graphql", 527.6),
@@ -483,11 +485,12 @@ def test_the_recovery_time_chart_per_environment_draws_only_sealed_live_chaos_ru
     edited = outputs / ledger.read_entries(outputs)[-1]["output"]
     edited.write_text(edited.read_text().replace("c-edited passed", "c-edited PASSED"))
 
-    series = report.recovery_time_series(ledger.read_entries(outputs), outputs)
+    [trend] = declared.discover()["resilience/chaos"].trends
+    series = report.trend_series("resilience/chaos", trend, ledger.read_entries(outputs), outputs)
     assert list(series) == ["sandbox", "staging"]
-    assert [(r["run_id"], r["time_to_recover_s"]) for r in series["sandbox"]] == [
-        ("c-first", 0.4),
-        ("c-slow", 12.5),
+    assert [(r["run_id"], r["line"], r["value"]) for r in series["sandbox"]] == [
+        ("c-first", "kill-random-service", 0.4),
+        ("c-slow", "kill-random-service", 12.5),
     ]  # the dry run recovered nothing; the edited notebook is no longer evidence
     built = report.build(tmp_path / "report", outputs_dir=outputs, workers=1)
     from bs4 import BeautifulSoup
@@ -529,7 +532,8 @@ def test_the_platform_drill_chart_draws_rpo_on_its_own_axis_apart_from_rto(tmp_p
                 "rto_by_datastore": {"postgres": 30.0, "redis": 34.0, "all": 40.0},
             },
         )
-    [(name, chart)] = report.platform_drill_charts(ledger.read_entries(outputs), outputs)
+    [trend] = declared.discover()["dr/platform-drill"].trends
+    [(name, chart)] = report.trend_charts("dr/platform-drill", trend, ledger.read_entries(outputs), outputs)
     assert name == "dr/platform-drill:sandbox" and "RTO per datastore" in chart
     traces = _plotted_traces(chart)
     axes = {t["name"]: t.get("yaxis", "y") for t in traces}
@@ -537,3 +541,124 @@ def test_the_platform_drill_chart_draws_rpo_on_its_own_axis_apart_from_rto(tmp_p
     [rpo] = [t for t in traces if t["name"] == "RPO"]
     assert rpo["y"] == [0.0, 95.5]  # the drill to a target time has none
     assert '"text":"RPO (s)"' in chart and '"text":"RTO (s)"' in chart
+
+
+# -- declarations: a new runbook needs no edit in evidence/ -------------------------------------------
+
+MADE_UP_STEPS = """
+def check(rb):
+    return None
+
+
+# -- Evidence ---------------------------------------------------------------------------------------
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(declared.Figure("wobble_ms", "wobble", "ms"),),
+    trends=(
+        declared.Trend(
+            "Wobble per widget (ms): {env}",
+            plots=(declared.Plot("widgets", each=True, field="wobble_ms"),),
+            empty="Wobble",
+            value_title="wobble_ms",
+            line_title="widget",
+            unit="ms",
+        ),
+    ),
+    kinds=(
+        declared.Kind(
+            "wobble",
+            passed_only=True,
+            figure="wobble_ms",
+            gauges=(
+                declared.Gauge("vextrus_wobble_ms", "The newest passed check's wobble", "figure"),
+                declared.Gauge("vextrus_wobble_last_run_timestamp_seconds", "When it ended", "ended_at"),
+            ),
+        ),
+    ),
+)
+"""
+
+
+@pytest.fixture
+def made_up_runbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A runbook the package has never heard of, `ops/wobble-check`: its notebook, and its steps
+    module `madeup_runbooks/ops/wobble_check.py` ending with its declaration, found the way every
+    runbook's is (run/steps.py names the module; nothing in evidence/ is told about it)."""
+    import sys
+
+    from vextrus_nb.run import steps
+
+    notebooks = tmp_path / "notebooks"
+    (notebooks / "ops").mkdir(parents=True)
+    (notebooks / "ops" / "wobble-check.ipynb").write_text("{}")
+    package = tmp_path / "modules" / "madeup_runbooks"
+    (package / "ops").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "ops" / "__init__.py").write_text("")
+    (package / "ops" / "wobble_check.py").write_text(MADE_UP_STEPS)
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    monkeypatch.setattr(steps, "PACKAGE", "madeup_runbooks")
+    monkeypatch.setenv("VEXTRUS_NOTEBOOKS_DIR", str(notebooks))
+    yield tmp_path / "outputs"
+    for name in [m for m in sys.modules if m.startswith("madeup_runbooks")]:
+        del sys.modules[name]
+
+
+def test_a_new_runbooks_declaration_reaches_the_report_and_the_metrics(made_up_runbook: Path) -> None:
+    outputs = made_up_runbook
+    assert list(declared.discover()) == ["ops/wobble-check"]
+    _entry(
+        outputs,
+        "w-first",
+        "2026-11-01T10:00:00+00:00",
+        "passed",
+        runbook="ops/wobble-check",
+        ended_at="2026-11-01T10:01:00+00:00",
+        summary={"widgets": {"left": {"wobble_ms": 3.5}, "right": {"wobble_ms": 7.0}}, "wobble_ms": 7.0},
+    )
+    built = report.build(outputs / "report", outputs_dir=outputs, workers=1)
+    from bs4 import BeautifulSoup
+
+    page = BeautifulSoup(built.index.read_text(encoding="utf-8"), "html.parser")
+    charts = {c["data-chart"]: c for c in page.select(".chart")}
+    assert "ops/wobble-check:sandbox" in charts
+    traces = _plotted_traces(str(charts["ops/wobble-check:sandbox"]))
+    assert {t["name"]: t["y"] for t in traces} == {"left": [3.5], "right": [7.0]}
+    assert "Wobble per widget (ms): sandbox" in str(charts["ops/wobble-check:sandbox"])
+    [figure] = page.select('tr.run[data-run-id="w-first"] .figure')
+    assert figure["data-figure"] == "wobble_ms" and figure["title"] == "wobble (ms)"
+
+    text = metrics.exposition(outputs, 3600.0).decode()
+    assert 'vextrus_evidence_present{environment="sandbox",kind="wobble"} 1.0' in text
+    assert 'vextrus_wobble_ms{environment="sandbox"} 7.0' in text
+    assert "vextrus_wobble_last_run_timestamp_seconds" in text
+    assert metrics.evidence_kinds() == {"wobble": "ops/wobble-check"}
+
+
+def test_a_declared_chart_with_no_run_to_draw_says_so(made_up_runbook: Path) -> None:
+    [trend] = declared.discover()["ops/wobble-check"].trends
+    [(name, text)] = report.trend_charts("ops/wobble-check", trend, [], made_up_runbook)
+    assert (
+        name == "ops/wobble-check"
+        and text == "<p class='empty'>Wobble: no sealed ops/wobble-check runs yet.</p>"
+    )
+
+
+def test_every_committed_declaration_is_plain_data_read_without_importing_its_module() -> None:
+    """What discover() reads from the source is what the module holds once imported, and needs
+    no import (the report and the metrics endpoint load no client library for it)."""
+    import importlib
+
+    from vextrus_nb.run.steps import module_name
+
+    found = declared.discover()
+    assert {"dr/backup", "dr/drill", "dr/platform-drill", "resilience/chaos", "resilience/load"} <= set(found)
+    assert "verify/checklist" in found
+    for runbook, evidence in found.items():
+        module = module_name(runbook)
+        assert declared.read_without_import(module) == evidence, runbook
+        imported = importlib.import_module(module).EVIDENCE
+        assert imported == evidence, runbook
+    kinds = metrics.evidence_kinds(found)
+    assert kinds == {"backup": "dr/backup", "dr_drill": "dr/drill", "checklist": "verify/checklist"}

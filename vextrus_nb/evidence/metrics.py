@@ -1,15 +1,17 @@
 """The project's own evidence as Prometheus metrics, so alert rules can watch it.
 
 The ledger already says whether recovery was proven (DR drills), how old the newest backup is
-and what the readiness checklist scored; this module turns it into gauges for a scrape. The
-contract is the checks' own (checks/recovery.py): a backup is a sealed, passed `dr/backup` run,
-its age runs from `ended_at`; the newest sealed `dr/drill` run says whether recovery last
-worked; the readiness score is the `summary.score` of the newest sealed `verify/checklist` run.
-Only sealed entries count (ledger.sealed_entries): an entry whose notebook is missing or was
-edited is not evidence.
+and what the readiness checklist scored; this module turns it into gauges for a scrape. Which
+runs are which evidence, and which gauges they give, each runbook declares in its own steps
+module (`EVIDENCE = Evidence(kinds=(Kind(...),))`, evidence/declared.py): a kind's newest
+sealed run of the environment (by `ended_at`; only passed ones when `passed_only`, only ones
+holding the kind's summary `figure` as a number when it names one) sets its gauges: when it
+ended, whether it passed, or the figure. The backup and drill kinds are the checks' own contract
+(checks/recovery.py). Only sealed entries count (ledger.sealed_entries): an entry whose notebook
+is missing or was edited is not evidence.
 
 Absent evidence is made visible rather than silent: for every environment and kind,
-`vextrus_evidence_present{kind=...}` is 1 or 0, and the timestamp gauges are simply not exported
+`vextrus_evidence_present{kind=...}` is 1 or 0, and a kind's gauges are simply not exported
 when there is nothing to time, so a rule can alert on "never ran" as well as on "too old".
 """
 
@@ -23,14 +25,20 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from vextrus_nb.evidence import ledger
+from vextrus_nb.evidence import declared, ledger
+from vextrus_nb.evidence.declared import Declarations, Kind
+from vextrus_nb.evidence.declared import Gauge as DeclaredGauge
 
-BACKUP_RUNBOOK = "dr/backup"
-DRILL_RUNBOOK = "dr/drill"
-CHECKLIST_RUNBOOK = "verify/checklist"
 
-EVIDENCE_KINDS = {"backup": BACKUP_RUNBOOK, "dr_drill": DRILL_RUNBOOK, "checklist": CHECKLIST_RUNBOOK}
-"""The kind label of vextrus_evidence_present -> the runbook whose sealed runs are that evidence."""
+def evidence_kinds(evidence: Declarations | None = None) -> dict[str, str]:
+    """The kind label of vextrus_evidence_present -> the runbook whose sealed runs are that evidence."""
+    return {kind.kind: runbook for runbook, kind in _kinds(evidence)}
+
+
+def _kinds(evidence: Declarations | None) -> list[tuple[str, Kind]]:
+    declarations = declared.discover() if evidence is None else evidence
+    return [(runbook, kind) for runbook, d in declarations.items() for kind in d.kinds]
+
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What an HTTP handler serving exposition() should answer with (Prometheus text format 0.0.4)."""
@@ -38,16 +46,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @dataclass(frozen=True)
 class EnvironmentEvidence:
-    """The newest sealed runs that count as evidence for one environment (None: there is none)."""
+    """The newest sealed runs that count as evidence for one environment, by kind (None: none)."""
 
     environment: str
-    last_drill: dict[str, Any] | None
-    last_backup: dict[str, Any] | None
-    last_checklist: dict[str, Any] | None
+    newest: dict[str, dict[str, Any] | None]
 
     def present(self, kind: str) -> bool:
-        entry = {"backup": self.last_backup, "dr_drill": self.last_drill, "checklist": self.last_checklist}
-        return entry[kind] is not None
+        return self.newest.get(kind) is not None
 
 
 def _ended_at(entry: dict[str, Any]) -> float:
@@ -55,46 +60,56 @@ def _ended_at(entry: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(entry["ended_at"])).timestamp()
 
 
-def _newest(
-    entries: list[dict[str, Any]], env: str, runbook: str, passed_only: bool = False
-) -> dict[str, Any] | None:
-    candidates = [
-        e
-        for e in entries
-        if e.get("env") == env
-        and e.get("runbook") == runbook
-        and e.get("ended_at")
-        and (not passed_only or e.get("status") == "passed")
-    ]
-    return max(candidates, key=_ended_at, default=None)
+def _figure(entry: dict[str, Any], key: str) -> Any:
+    summary = entry.get("summary")
+    return summary.get(key) if isinstance(summary, dict) else None
 
 
-def _scored(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Checklist runs that produced a score: a failed run (score below the threshold) did, a run
-    that errored before scoring did not and says nothing about readiness."""
-    return [e for e in entries if isinstance((e.get("summary") or {}).get("score"), int | float)]
+def _counts(entry: dict[str, Any], env: str, runbook: str, kind: Kind) -> bool:
+    """Whether a sealed entry is evidence of this kind for env: a finished run of the runbook,
+    passed if the kind says so, holding the kind's figure as a number if it names one."""
+    figure = _figure(entry, kind.figure) if kind.figure else 0
+    return bool(
+        entry.get("env") == env
+        and entry.get("runbook") == runbook
+        and entry.get("ended_at")
+        and (not kind.passed_only or entry.get("status") == "passed")
+        and isinstance(figure, int | float)
+        and not isinstance(figure, bool)
+    )
 
 
-def gather(outputs_dir: Path, environments: Collection[str] | None = None) -> list[EnvironmentEvidence]:
+def gather(
+    outputs_dir: Path, environments: Collection[str] | None = None, evidence: Declarations | None = None
+) -> list[EnvironmentEvidence]:
     """The evidence per environment: the given environments, else every one the sealed ledger names."""
+    kinds = _kinds(evidence)
     sealed = ledger.sealed_entries(outputs_dir)
     named = {str(e["env"]) for e in sealed if e.get("env")}
     names = sorted(environments if environments is not None else named)
     return [
         EnvironmentEvidence(
             environment=env,
-            last_drill=_newest(sealed, env, DRILL_RUNBOOK),
-            last_backup=_newest(sealed, env, BACKUP_RUNBOOK, passed_only=True),
-            last_checklist=_newest(_scored(sealed), env, CHECKLIST_RUNBOOK),
+            newest={
+                kind.kind: max(
+                    (e for e in sealed if _counts(e, env, runbook, kind)), key=_ended_at, default=None
+                )
+                for runbook, kind in kinds
+            },
         )
         for env in names
     ]
 
 
 def registry_for(
-    outputs_dir: Path, rpo_target_s: float, environments: Collection[str] | None = None
+    outputs_dir: Path,
+    rpo_target_s: float,
+    environments: Collection[str] | None = None,
+    evidence: Declarations | None = None,
 ) -> CollectorRegistry:
     """A fresh registry holding the evidence gauges (fresh each scrape: the ledger is the state)."""
+    declarations = declared.discover() if evidence is None else evidence
+    kinds = [kind for _, kind in _kinds(declarations)]
     registry = CollectorRegistry()
     labels = ["environment"]
 
@@ -106,39 +121,42 @@ def registry_for(
         "1 when the ledger holds sealed evidence of this kind for the environment, else 0",
         ["environment", "kind"],
     )
-    drill_time = gauge("vextrus_dr_drill_last_run_timestamp_seconds", "When the newest sealed DR drill ended")
-    drill_passed = gauge("vextrus_dr_drill_last_passed", "1 when the newest sealed DR drill passed, else 0")
-    backup_time = gauge(
-        "vextrus_backup_last_success_timestamp_seconds", "When the newest sealed, passed backup ended"
-    )
     rpo_target = gauge(
         "vextrus_rpo_target_seconds", "The recovery point objective: the oldest a backup may be"
     )
-    score = gauge("vextrus_readiness_score", "The newest sealed readiness checklist's score (0-100)")
-    score_time = gauge(
-        "vextrus_readiness_last_run_timestamp_seconds", "When the newest scored readiness checklist ended"
-    )
+    gauges = {(kind.kind, g.name): gauge(g.name, g.documentation) for kind in kinds for g in kind.gauges}
 
-    for evidence in gather(outputs_dir, environments):
-        env = evidence.environment
+    for evidence_of in gather(outputs_dir, environments, declarations):
+        env = evidence_of.environment
         rpo_target.labels(environment=env).set(rpo_target_s)
-        for kind in EVIDENCE_KINDS:
-            present.labels(environment=env, kind=kind).set(1 if evidence.present(kind) else 0)
-        if evidence.last_drill is not None:
-            drill_time.labels(environment=env).set(_ended_at(evidence.last_drill))
-            passed = evidence.last_drill.get("status") == "passed"
-            drill_passed.labels(environment=env).set(1 if passed else 0)
-        if evidence.last_backup is not None:
-            backup_time.labels(environment=env).set(_ended_at(evidence.last_backup))
-        if evidence.last_checklist is not None:
-            score.labels(environment=env).set(float(evidence.last_checklist["summary"]["score"]))
-            score_time.labels(environment=env).set(_ended_at(evidence.last_checklist))
+        for kind in kinds:
+            newest = evidence_of.newest.get(kind.kind)
+            present.labels(environment=env, kind=kind.kind).set(0 if newest is None else 1)
+            if newest is None:
+                continue
+            for declared_gauge in kind.gauges:
+                value = _value(newest, kind, declared_gauge)
+                gauges[(kind.kind, declared_gauge.name)].labels(environment=env).set(value)
     return registry
 
 
-def exposition(outputs_dir: Path, rpo_target_s: float, environments: Collection[str] | None = None) -> bytes:
+def _value(entry: dict[str, Any], kind: Kind, gauge: DeclaredGauge) -> float:
+    if gauge.value == "ended_at":
+        return _ended_at(entry)
+    if gauge.value == "passed":
+        return 1.0 if entry.get("status") == "passed" else 0.0
+    return float(_figure(entry, str(kind.figure)))
+
+
+def exposition(
+    outputs_dir: Path,
+    rpo_target_s: float,
+    environments: Collection[str] | None = None,
+    evidence: Declarations | None = None,
+) -> bytes:
     """The evidence of outputs_dir's ledger in the Prometheus text format, for a /metrics handler.
 
     environments: the ones this exporter answers for (absent evidence is exported as 0 for each,
-    even with an empty ledger); None means every environment the sealed ledger names."""
-    return generate_latest(registry_for(outputs_dir, rpo_target_s, environments))
+    even with an empty ledger); None means every environment the sealed ledger names.
+    evidence: the runbooks' declarations; None reads every runbook's own (`declared.discover()`)."""
+    return generate_latest(registry_for(outputs_dir, rpo_target_s, environments, evidence))

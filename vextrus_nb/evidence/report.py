@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from vextrus_nb import paths
-from vextrus_nb.evidence import ledger
+from vextrus_nb.evidence import declared, ledger
+from vextrus_nb.evidence.declared import Declarations, Figure, Plot, Trend
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PLOTLY_FILE = "plotly.min.js"
@@ -113,7 +114,9 @@ def _render_job(job: tuple[str, dict[str, Any], str]) -> str | None:
     return None
 
 
-def _charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> list[tuple[str, str]]:
+def _charts(
+    entries: list[dict[str, Any]], outputs_dir: Path | None = None, evidence: Declarations | None = None
+) -> list[tuple[str, str]]:
     import pandas as pd
     import plotly.express as px
 
@@ -136,218 +139,149 @@ def _charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> l
     }
     fig = px.bar(per_day, x="day", y="runs", color="status", color_discrete_map=colours, title="Runs per day")
     charts.append(("runs-per-day", fig.to_html(full_html=False, include_plotlyjs=False)))
-    for runbook, figures, title in (
-        ("dr/drill", ("rto_s", "rpo_s"), "DR drill: RTO and RPO (seconds)"),
-        ("verify/checklist", ("score",), "Production readiness score"),
-    ):
-        rows = [
-            {"started_at": e["started_at"], **{f: (e.get("summary") or {}).get(f) for f in figures}}
-            for e in entries
-            if e.get("runbook") == runbook
-        ]
-        if rows:
-            series = pd.DataFrame(rows).melt(id_vars="started_at", var_name="figure", value_name="value")
-            fig = px.line(series, x="started_at", y="value", color="figure", markers=True, title=title)
-            charts.append((runbook, fig.to_html(full_html=False, include_plotlyjs=False)))
-        else:
-            charts.append((runbook, f"<p class='empty'>{html.escape(title)}: no {runbook} runs yet.</p>"))
-    return (
-        charts
-        + platform_drill_charts(entries, outputs_dir)
-        + load_p95_charts(entries, outputs_dir)
-        + recovery_time_charts(entries, outputs_dir)
-    )
+    for runbook, declared_evidence in (declared.discover() if evidence is None else evidence).items():
+        for trend in declared_evidence.trends:
+            charts += trend_charts(runbook, trend, entries, outputs_dir)
+    return charts
 
 
-PLATFORM_DRILL_RUNBOOK = "dr/platform-drill"
+# -- the runbooks' declared trend charts (evidence/declared.py) ------------------------------------
 
 
-def platform_drill_series(
-    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+def _number(value: Any) -> float | None:
+    """A summary value as a point's value, or None when it is not a number."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _points(plot: Plot, summary: dict[str, Any]) -> list[tuple[str, float]]:
+    """(line, value) for each point this plot finds in one run's summary."""
+    value = summary.get(plot.key)
+    if plot.each:
+        if not isinstance(value, dict):
+            return []
+        found = []
+        for name, figure in value.items():
+            if plot.field is not None:
+                figure = figure.get(plot.field) if isinstance(figure, dict) else None
+            number = _number(figure)
+            if number is not None:
+                found.append((str(name), number))
+        return found
+    number = _number(value)
+    if number is None:
+        return []
+    line = str(summary.get(plot.line_from)) if plot.line_from else plot.label or plot.key
+    return [(line, number)]
+
+
+def trend_series(
+    runbook: str, trend: Trend, entries: list[dict[str, Any]], outputs_dir: Path | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per environment, the seconds from each sealed live platform drill's start to each datastore
-    proven and to the smoke sweep passing ("all": the RTO), and, for a drill that recovered
-    PostgreSQL with pgBackRest, its RPO measured in the restored cluster ("rpo"), in the order
-    given: a dry run timed nothing, and an edited notebook is no longer evidence."""
+    """Per environment ("" for a chart of every environment), the points of every run of the
+    runbook that the trend draws, in the order given: one row per point, its `line`, `value`,
+    whether it is on the `lower` axis, and the run's `hover` figures. A run is drawn when a plot
+    that is `enough` found a point in it, and, as declared, its summary says it ran live and its
+    notebook still verifies (`ledger.is_sealed`)."""
     series: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
-        summary = entry.get("summary") or {}
-        figures = summary.get("rto_by_datastore")
-        if entry.get("runbook") != PLATFORM_DRILL_RUNBOOK or summary.get("dry_run") is not False:
+        summary = entry.get("summary")
+        summary = summary if isinstance(summary, dict) else {}
+        if entry.get("runbook") != runbook or (trend.live_only and summary.get("dry_run") is not False):
             continue
-        if not isinstance(figures, dict) or not figures or not ledger.is_sealed(entry, outputs_dir):
+        found = [(plot, point) for plot in trend.plots for point in _points(plot, summary)]
+        if not any(plot.enough for plot, _ in found):
             continue
-        rpo = summary.get("rpo_s")
-        if isinstance(rpo, int | float):
-            figures = {**figures, "rpo": rpo}
-        series.setdefault(str(entry.get("env")), []).extend(
+        if trend.sealed_only and not ledger.is_sealed(entry, outputs_dir):
+            continue
+        hover = {
+            f.key: f.missing
+            if summary.get(f.key) in (None, "") and f.missing is not None
+            else summary.get(f.key)
+            for f in trend.hover
+        }
+        series.setdefault(str(entry.get("env")) if trend.per_environment else "", []).extend(
             {
                 "started_at": entry.get("started_at"),
                 "run_id": entry.get("run_id"),
-                "datastore": datastore,
-                "seconds": float(seconds),
-                "set_id": summary.get("set_id"),
-                "postgres_from": summary.get("postgres_from") or "dumps",
                 "status": entry.get("status"),
+                "line": line,
+                "value": value,
+                "lower": plot.lower,
+                "hover": hover,
             }
-            for datastore, seconds in figures.items()
-            if isinstance(seconds, int | float)
+            for plot, (line, value) in found
         )
     return dict(sorted(series.items()))
 
 
-def platform_drill_charts(
-    entries: list[dict[str, Any]], outputs_dir: Path | None = None
+def trend_charts(
+    runbook: str, trend: Trend, entries: list[dict[str, Any]], outputs_dir: Path | None = None
 ) -> list[tuple[str, str]]:
-    """One chart per environment of `platform_drill_series`, named `dr/platform-drill:<env>`: the
-    RTO per datastore above, and the RPO (another quantity: how far behind the drill's start the
-    restored cluster's newest heartbeat is) below it on its own axis."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    series = platform_drill_series(entries, outputs_dir)
+    """The charts of `trend_series`: one per environment named `<runbook>:<env>` (or one named
+    `<runbook>`), or one line of text naming what is missing when no run is drawn."""
+    series = trend_series(runbook, trend, entries, outputs_dir)
     if not series:
-        return [
-            (
-                PLATFORM_DRILL_RUNBOOK,
-                f"<p class='empty'>Platform drill RTO: no sealed live {PLATFORM_DRILL_RUNBOOK} runs yet.</p>",
-            )
-        ]
-    charts = []
-    for env, rows in series.items():
+        which = ("sealed " if trend.sealed_only else "") + ("live " if trend.live_only else "")
+        text = f"{trend.empty or trend.title}: no {which}{runbook} runs yet."
+        return [(runbook, f"<p class='empty'>{html.escape(text)}</p>")]
+    return [
+        (
+            f"{runbook}:{env}" if trend.per_environment else runbook,
+            _trend_figure(trend, rows, env).to_html(full_html=False, include_plotlyjs=False),
+        )
+        for env, rows in series.items()
+    ]
+
+
+def _trend_figure(trend: Trend, rows: list[dict[str, Any]], env: str) -> Any:
+    import plotly.graph_objects as go
+
+    two_axes = any(p.lower for p in trend.plots)
+    if two_axes:
+        from plotly.subplots import make_subplots
+
         fig = make_subplots(
             rows=2,
             cols=1,
             shared_xaxes=True,
             row_heights=[0.7, 0.3],
             vertical_spacing=0.08,
-            subplot_titles=(
-                "RTO per datastore: seconds from the drill's start to its proof ('all': smoke sweep passing)",
-                "RPO: seconds the restored cluster's newest heartbeat is behind the drill's start",
-            ),
+            subplot_titles=(trend.upper_title, trend.lower_title),
         )
-        for name in dict.fromkeys(r["datastore"] for r in rows):
-            drawn = [r for r in rows if r["datastore"] == name]
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["started_at"] for r in drawn],
-                    y=[r["seconds"] for r in drawn],
-                    name="RPO" if name == "rpo" else name,
-                    mode="lines+markers",
-                    customdata=[[r["status"], r["postgres_from"], r["set_id"], r["run_id"]] for r in drawn],
-                    hovertemplate="%{y} s<br>%{customdata[0]}, postgres from %{customdata[1]}<br>"
-                    "set %{customdata[2]}, run %{customdata[3]}<extra>" + name + "</extra>",
-                ),
-                row=2 if name == "rpo" else 1,
-                col=1,
-            )
-        fig.update_yaxes(title_text="RTO (s)", row=1, col=1)
-        fig.update_yaxes(title_text="RPO (s)", rangemode="tozero", row=2, col=1)
-        fig.update_layout(title=f"Platform drill: RTO per datastore, and RPO: {env}", height=560)
-        chart = fig.to_html(full_html=False, include_plotlyjs=False)
-        charts.append((f"{PLATFORM_DRILL_RUNBOOK}:{env}", chart))
-    return charts
-
-
-def load_p95_series(
-    entries: list[dict[str, Any]], outputs_dir: Path | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Per environment, p95 per endpoint of every sealed load run, in the order given: a run whose
-    notebook no longer verifies, or that measured nothing (a dry run), is not evidence."""
-    from vextrus_nb.resilience.baseline import endpoint_p95, sealed_load_runs
-
-    series: dict[str, list[dict[str, Any]]] = {}
-    for entry in sealed_load_runs(outputs_dir, entries):
-        series.setdefault(str(entry.get("env")), []).extend(
-            {
-                "started_at": entry.get("started_at"),
-                "run_id": entry.get("run_id"),
-                "endpoint": endpoint,
-                "p95_ms": p95,
-                "status": entry.get("status"),
-            }
-            for endpoint, p95 in endpoint_p95(entry).items()
+    else:
+        fig = go.Figure()
+    shown = "".join(
+        f"<br>{f.name} %{{customdata[{i + 1}]}}" + (f" {f.unit}" if f.unit else "")
+        for i, f in enumerate(trend.hover)
+    )
+    unit = f" {trend.unit}" if trend.unit else ""
+    run = len(trend.hover) + 1
+    for name, lower in dict.fromkeys((r["line"], r["lower"]) for r in rows):
+        drawn = [r for r in rows if r["line"] == name and r["lower"] == lower]
+        trace = go.Scatter(
+            x=[r["started_at"] for r in drawn],
+            y=[r["value"] for r in drawn],
+            name=name,
+            mode="lines+markers",
+            customdata=[[r["status"], *r["hover"].values(), r["run_id"]] for r in drawn],
+            hovertemplate=f"%{{y}}{unit}<br>%{{customdata[0]}}{shown}<br>run %{{customdata[{run}]}}"
+            f"<extra>{html.escape(name)}</extra>",
         )
-    return dict(sorted(series.items()))
-
-
-def load_p95_charts(entries: list[dict[str, Any]], outputs_dir: Path | None = None) -> list[tuple[str, str]]:
-    """One chart per environment of `load_p95_series`, named `resilience/load:<env>`."""
-    import pandas as pd
-    import plotly.express as px
-
-    from vextrus_nb.resilience.baseline import LOAD_RUNBOOK
-
-    series = load_p95_series(entries, outputs_dir)
-    if not series:
-        return [(LOAD_RUNBOOK, f"<p class='empty'>Load p95: no sealed {LOAD_RUNBOOK} runs yet.</p>")]
-    charts = []
-    for env, rows in series.items():
-        fig = px.line(
-            pd.DataFrame(rows),
-            x="started_at",
-            y="p95_ms",
-            color="endpoint",
-            markers=True,
-            hover_data=["status", "run_id"],
-            title=f"Load p95 per endpoint (ms): {env}",
+        if two_axes:
+            fig.add_trace(trace, row=2 if lower else 1, col=1)
+        else:
+            fig.add_trace(trace)
+    if two_axes:
+        fig.update_yaxes(title_text=trend.upper_axis, row=1, col=1)
+        fig.update_yaxes(title_text=trend.lower_axis, rangemode="tozero", row=2, col=1)
+    else:
+        fig.update_layout(
+            xaxis_title="started_at", yaxis_title=trend.value_title, legend_title_text=trend.line_title
         )
-        charts.append((f"{LOAD_RUNBOOK}:{env}", fig.to_html(full_html=False, include_plotlyjs=False)))
-    return charts
-
-
-CHAOS_RUNBOOK = "resilience/chaos"
-
-
-def recovery_time_series(
-    entries: list[dict[str, Any]], outputs_dir: Path | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Per environment, the time to recover of every sealed live chaos run that measured one, in
-    the order given: a dry run injected nothing, and an edited notebook is no longer evidence."""
-    series: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries:
-        summary = entry.get("summary") or {}
-        seconds = summary.get("time_to_recover_s")
-        if entry.get("runbook") != CHAOS_RUNBOOK or not isinstance(seconds, int | float):
-            continue
-        if not ledger.is_sealed(entry, outputs_dir):
-            continue
-        series.setdefault(str(entry.get("env")), []).append(
-            {
-                "started_at": entry.get("started_at"),
-                "run_id": entry.get("run_id"),
-                "experiment": summary.get("experiment"),
-                "time_to_recover_s": float(seconds),
-                "resilience_score": summary.get("resilience_score"),
-                "status": entry.get("status"),
-            }
-        )
-    return dict(sorted(series.items()))
-
-
-def recovery_time_charts(
-    entries: list[dict[str, Any]], outputs_dir: Path | None = None
-) -> list[tuple[str, str]]:
-    """One chart per environment of `recovery_time_series`, named `resilience/chaos:<env>`."""
-    import pandas as pd
-    import plotly.express as px
-
-    series = recovery_time_series(entries, outputs_dir)
-    if not series:
-        return [(CHAOS_RUNBOOK, f"<p class='empty'>Time to recover: no sealed {CHAOS_RUNBOOK} runs yet.</p>")]
-    charts = []
-    for env, rows in series.items():
-        fig = px.line(
-            pd.DataFrame(rows),
-            x="started_at",
-            y="time_to_recover_s",
-            color="experiment",
-            markers=True,
-            hover_data=["status", "resilience_score", "run_id"],
-            title=f"Chaos: time to recover per experiment (s): {env}",
-        )
-        charts.append((f"{CHAOS_RUNBOOK}:{env}", fig.to_html(full_html=False, include_plotlyjs=False)))
-    return charts
+    fig.update_layout(title=trend.title.replace("{env}", env))
+    if trend.height:
+        fig.update_layout(height=trend.height)
+    return fig
 
 
 # -- the index's rows -------------------------------------------------------------
@@ -403,28 +337,6 @@ def run_via(entry: dict[str, Any]) -> str:
     return _VIA.get(str(entry.get("executed_by") or ""), "")
 
 
-# Figures an auditor looks for first, in this order; lists among them are shown as their length.
-KEY_FIGURES = (
-    "score",
-    "rto_s",
-    "rpo_s",
-    "failed_checks",
-    "critical_failed",
-    "critical_down",
-    "databases_verified",
-    "databases",
-    "down",
-    "degraded",
-    "up",
-    "phase",
-    "healthy",
-    "not_healthy",
-    "checks_passed",
-    "findings",
-    "top_finding_component",
-    "top_severity",
-    "verified",
-)
 MAX_FIGURES = 5
 MAX_FIGURE_CHARS = 40
 
@@ -442,21 +354,30 @@ def _figure(value: Any, count_lists: bool) -> str | None:
     return None
 
 
-def key_figures(summary: Any, limit: int = MAX_FIGURES) -> list[tuple[str, str]]:
-    """A few scalar figures from a run's summary: the well-known ones first, then the others in
-    the summary's own order; never a dict or a list dumped whole."""
+def key_figures(
+    summary: Any, figures: tuple[Figure, ...] = (), limit: int = MAX_FIGURES
+) -> list[tuple[str, str]]:
+    """A few scalar figures from a run's summary: the runbook's declared key figures first (in
+    its order; a list among them is shown as its length), then the others in the summary's own
+    order; never a dict or a list dumped whole."""
     if not isinstance(summary, dict):
         return []
-    figures: list[tuple[str, str]] = []
-    known = [k for k in KEY_FIGURES if k in summary]
-    others = [k for k in summary if k not in KEY_FIGURES]
+    declared_keys = [f.key for f in figures]
+    shown_figures: list[tuple[str, str]] = []
+    known = [k for k in declared_keys if k in summary]
+    others = [k for k in summary if k not in declared_keys]
     for key in [*known, *others]:
-        shown = _figure(summary[key], count_lists=key in KEY_FIGURES)
+        shown = _figure(summary[key], count_lists=key in declared_keys)
         if shown is not None:
-            figures.append((str(key), shown))
-        if len(figures) >= limit:
+            shown_figures.append((str(key), shown))
+        if len(shown_figures) >= limit:
             break
-    return figures
+    return shown_figures
+
+
+def figure_titles(figures: tuple[Figure, ...]) -> dict[str, str]:
+    """What each declared key figure is, for the index's tooltip: "RTO (s)"."""
+    return {f.key: f"{f.name} ({f.unit})" if f.unit else f.name for f in figures if f.label or f.unit}
 
 
 MAX_CAUSE_CHARS = 300
@@ -474,9 +395,10 @@ def run_cause(entry: dict[str, Any]) -> str:
     return "; ".join([cause, *extra])
 
 
-def _row(entry: dict[str, Any], link: str | None) -> dict[str, Any]:
+def _row(entry: dict[str, Any], link: str | None, evidence: Declarations) -> dict[str, Any]:
     cause = run_cause(entry)
-    figures = key_figures(entry.get("summary"))
+    declared_figures = evidence.get(str(entry.get("runbook", "")), declared.Evidence()).figures
+    figures = key_figures(entry.get("summary"), declared_figures)
     return {
         "time": entry.get("started_at", ""),
         "runbook": entry.get("runbook", ""),
@@ -491,6 +413,7 @@ def _row(entry: dict[str, Any], link: str | None) -> dict[str, Any]:
         "cause_full": cause,
         "figures": figures,
         "figures_text": ", ".join(f"{k}={v}" for k, v in figures),
+        "figure_titles": figure_titles(declared_figures),
         "link": link,
     }
 
@@ -501,8 +424,12 @@ def build(
     since: date | None = None,
     outputs_dir: Path | None = None,
     workers: int = 2,
+    evidence: Declarations | None = None,
 ) -> Report:
-    """Render every selected run and write index.html; returns where and what it found."""
+    """Render every selected run and write index.html; returns where and what it found.
+
+    evidence: the runbooks' declarations (key figures, trend charts); None reads every runbook's
+    own (`declared.discover()`)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     outputs_dir = outputs_dir or paths.outputs_dir()
@@ -540,13 +467,14 @@ def build(
     template = Environment(
         loader=PackageLoader("vextrus_nb", "templates"), autoescape=select_autoescape()
     ).get_template("report_index.html.j2")
-    rows = [_row(e, links.get(e.get("run_id", ""))) for e in newest_first]
+    evidence = declared.discover() if evidence is None else evidence
+    rows = [_row(e, links.get(e.get("run_id", "")), evidence) for e in newest_first]
     index = out_dir / "index.html"
     index.write_text(
         template.render(
             rows=rows,
             verdict=verdict,
-            charts=_charts(newest_first[::-1], outputs_dir),
+            charts=_charts(newest_first[::-1], outputs_dir, evidence),
             problems=problems,
             plotly_file=PLOTLY_FILE,
             runbooks=sorted({r["runbook"] for r in rows}),

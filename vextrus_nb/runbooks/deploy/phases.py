@@ -214,3 +214,18 @@ def judge(run: PhaseRun) -> None:
         summary["checks_passed"] = (
             f"{len(run.verification.rows) - len(run.verification.failures)}/{len(run.verification.rows)}"
         )
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("phase"),
+        declared.Figure("healthy", "components healthy"),
+        declared.Figure("not_healthy", "components not healthy"),
+        declared.Figure("checks_passed", "checks passed"),
+    ),
+)

@@ -81,3 +81,26 @@ def retention(rb: Runbook) -> Any:
         ]
     )
     return frame
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(declared.Figure("databases"),),
+    kinds=(
+        declared.Kind(
+            "backup",
+            passed_only=True,
+            gauges=(
+                declared.Gauge(
+                    "vextrus_backup_last_success_timestamp_seconds",
+                    "When the newest sealed, passed backup ended",
+                    "ended_at",
+                ),
+            ),
+        ),
+    ),
+)

@@ -239,3 +239,46 @@ def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
     path = directory / f"vextrus_dr_drill_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)
     return path
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("rto_s", "RTO", "s"),
+        declared.Figure("rpo_s", "RPO", "s"),
+        declared.Figure("databases_verified", "databases proven"),
+        declared.Figure("databases"),
+        declared.Figure("verified"),
+    ),
+    trends=(
+        declared.Trend(
+            "DR drill: RTO and RPO (seconds)",
+            plots=(declared.Plot("rto_s"), declared.Plot("rpo_s")),
+            per_environment=False,
+            sealed_only=False,
+            line_title="figure",
+            unit="s",
+        ),
+    ),
+    kinds=(
+        declared.Kind(
+            "dr_drill",
+            gauges=(
+                declared.Gauge(
+                    "vextrus_dr_drill_last_run_timestamp_seconds",
+                    "When the newest sealed DR drill ended",
+                    "ended_at",
+                ),
+                declared.Gauge(
+                    "vextrus_dr_drill_last_passed",
+                    "1 when the newest sealed DR drill passed, else 0",
+                    "passed",
+                ),
+            ),
+        ),
+    ),
+)

@@ -572,3 +572,43 @@ def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None 
     path = directory / f"vextrus_dr_platform_drill_{env}.prom"
     write_to_textfile(str(path), registry)
     return path
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("rto_s", "RTO", "s"),
+        declared.Figure("rpo_s", "RPO", "s"),
+        declared.Figure("critical_down", "critical components down after the restore"),
+        declared.Figure("verified"),
+    ),
+    trends=(
+        # The RTO per datastore above; the RPO (another quantity: how far behind the drill's start
+        # the restored cluster's newest heartbeat is) below it on its own axis. A dry run timed
+        # nothing; a drill to a target time has no RPO.
+        declared.Trend(
+            "Platform drill: RTO per datastore, and RPO: {env}",
+            plots=(
+                declared.Plot("rto_by_datastore", each=True),
+                declared.Plot("rpo_s", label="RPO", lower=True, enough=False),
+            ),
+            empty="Platform drill RTO",
+            live_only=True,
+            unit="s",
+            hover=(
+                declared.Figure("postgres_from", "postgres from", missing="dumps"),
+                declared.Figure("set_id", "set"),
+            ),
+            upper_title="RTO per datastore: seconds from the drill's start to its proof "
+            "('all': smoke sweep passing)",
+            lower_title="RPO: seconds the restored cluster's newest heartbeat is behind the drill's start",
+            upper_axis="RTO (s)",
+            lower_axis="RPO (s)",
+            height=560,
+        ),
+    ),
+)

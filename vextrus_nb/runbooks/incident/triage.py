@@ -88,3 +88,17 @@ def show_ha_evidence(result: TriageResult) -> None:
 
     for table in result.ha_tables():
         show(table)
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("findings"),
+        declared.Figure("top_finding_component", "top finding's component"),
+        declared.Figure("top_severity", "top finding's severity"),
+    ),
+)

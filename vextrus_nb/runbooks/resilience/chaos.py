@@ -387,3 +387,23 @@ def write_chaos_metrics(rb: Runbook, done: ExperimentRun) -> Path:
     path = directory / f"vextrus_chaos_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)
     return path
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    trends=(
+        declared.Trend(
+            "Chaos: time to recover per experiment (s): {env}",
+            plots=(declared.Plot("time_to_recover_s", line_from="experiment"),),
+            empty="Time to recover",
+            value_title="time_to_recover_s",
+            line_title="experiment",
+            unit="s",
+            hover=(declared.Figure("resilience_score", "resilience score"),),
+        ),
+    ),
+)

@@ -323,3 +323,26 @@ def write_load_metrics(rb: Runbook, result: LoadResult) -> Path:
     path = directory / f"vextrus_load_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)
     return path
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("p95_ms", "p95 of the slowest endpoint", "ms"),
+        declared.Figure("requests_per_s", "requests", "/s"),
+    ),
+    trends=(
+        declared.Trend(
+            "Load p95 per endpoint (ms): {env}",
+            plots=(declared.Plot("endpoints", each=True, field="p95_ms"),),
+            empty="Load p95",
+            value_title="p95_ms",
+            line_title="endpoint",
+            unit="ms",
+        ),
+    ),
+)

@@ -80,3 +80,44 @@ def export(rb: Runbook, result: ChecklistResult) -> Path | None:
     path = result.export(rb.artifact_path(REPORT_FORMATS[report_format]), report_format, threshold)
     rb.add_artifact(path)
     return path
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("score", "readiness score", "of 100"),
+        declared.Figure("failed_checks", "failed checks"),
+        declared.Figure("critical_failed", "critical checks failed"),
+    ),
+    trends=(
+        declared.Trend(
+            "Production readiness score",
+            plots=(declared.Plot("score"),),
+            per_environment=False,
+            sealed_only=False,
+            line_title="figure",
+        ),
+    ),
+    kinds=(
+        declared.Kind(
+            "checklist",
+            figure="score",
+            gauges=(
+                declared.Gauge(
+                    "vextrus_readiness_score",
+                    "The newest sealed readiness checklist's score (0-100)",
+                    "figure",
+                ),
+                declared.Gauge(
+                    "vextrus_readiness_last_run_timestamp_seconds",
+                    "When the newest scored readiness checklist ended",
+                    "ended_at",
+                ),
+            ),
+        ),
+    ),
+)

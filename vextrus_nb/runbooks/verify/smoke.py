@@ -111,3 +111,18 @@ def judge(rb: Runbook, result: SmokeResult) -> None:
     rb.summary.update(result.summary())
     if result.critical_down:
         rb.fail(f"critical component(s) down: {', '.join(result.critical_down)}")
+
+
+# -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
+# Plain data (evidence/declared.py): read from this source without importing the module, so it
+# names only the declaration types (as declared.X) and literals.
+from vextrus_nb.evidence import declared  # noqa: E402
+
+EVIDENCE = declared.Evidence(
+    figures=(
+        declared.Figure("critical_down", "critical components down"),
+        declared.Figure("down"),
+        declared.Figure("degraded"),
+        declared.Figure("up"),
+    ),
+)
