@@ -38,9 +38,6 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
     check_set_choice(env, parameters)
 
 
-METRICS_DIR_VAR = "VEXTRUS_METRICS_DIR"  # node_exporter's textfile collector directory, where one runs
-
-
 @dataclass
 class DrillResult:
     set_id: str = ""
@@ -213,7 +210,6 @@ def judge_drill(rb: Runbook, result: DrillResult) -> Path:
 
 def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector) so a failed drill alerts."""
-    import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -234,7 +230,7 @@ def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
         ("vextrus_dr_drill_timestamp_seconds", "when the last drill ended", time.time()),
     ):
         Gauge(name, doc, list(labels), registry=registry).labels(**labels).set(float(value))
-    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory = paths.metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"vextrus_dr_drill_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)

@@ -42,7 +42,6 @@ from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ScratchPlatform, ScratchPlatforms
 from vextrus_nb.errors import BackupError, RunRefused
-from vextrus_nb.runbooks.dr.drill import METRICS_DIR_VAR
 from vextrus_nb.runbooks.dr.restore import repo_of, target_time_of
 from vextrus_nb.runbooks.verify import checklist, smoke
 
@@ -529,7 +528,6 @@ def drill_failures(rb: Runbook, result: PlatformDrillResult) -> list[str]:
 def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None = None) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's; `passed`: the
     judged verdict (the targets included), else what the result alone says."""
-    import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -567,7 +565,7 @@ def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None 
     )
     for recovery in result.recoveries:
         ready.labels(env=env, datastore=recovery.datastore).set(recovery.ready_at_s)
-    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory = paths.metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"vextrus_dr_platform_drill_{env}.prom"
     write_to_textfile(str(path), registry)
