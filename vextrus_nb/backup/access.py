@@ -1,9 +1,11 @@
 """How a backup run reaches what it works on: the environment's PostgreSQL and Redis logins,
-its backup store (and second, S3 store), and the sets in them, verified before use."""
+its backup store (and second, S3 store), and the sets in them, verified before use; and what a
+run's parameters choose of them (services, set, store, pgBackRest repository, target time)."""
 
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,31 @@ def choose_services(inventory: Inventory, services: str) -> list[Component]:
             f"known: {', '.join(c.name for c in with_database)}"
         )
     return [c for c in with_database if c.name in names]
+
+
+def target_time_of(parameters: dict[str, Any]) -> datetime | None:
+    """The `target_time` parameter as an aware datetime (None when not given); RunRefused when
+    it is not ISO 8601 with a UTC offset (a time without one means a different moment per host)."""
+    text = str(parameters.get("target_time", "") or "").strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RunRefused(f"target_time {text!r} is not ISO 8601 (e.g. 2026-12-01T15:10:00Z)") from None
+    if when.tzinfo is None:
+        raise RunRefused(f"target_time {text!r} has no UTC offset: add Z or +HH:MM")
+    return when
+
+
+def repo_of(parameters: dict[str, Any]) -> int:
+    """The `repo` parameter: 1 (the local repository, the default) or 2 (the S3 one)."""
+    repo = parameters.get("repo", 1)
+    if isinstance(repo, str) and repo.strip().isdigit():
+        repo = int(repo)
+    if isinstance(repo, bool) or repo not in (1, pgbackrest.S3_REPO):
+        raise RunRefused(f"repo must be 1 (the backup directory) or 2 (the S3 repository), not {repo!r}")
+    return int(repo)
 
 
 def postgres_login(rb: Runbook) -> PostgresLogin:

@@ -36,13 +36,19 @@ from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import paths
 from vextrus_nb.backup import pgbackrest, pitr, platform_restore
-from vextrus_nb.backup.access import check_set_choice, find_set, physical_stanza, postgres_login
+from vextrus_nb.backup.access import (
+    check_set_choice,
+    find_set,
+    physical_stanza,
+    postgres_login,
+    repo_of,
+    target_time_of,
+)
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ScratchPlatform, ScratchPlatforms
 from vextrus_nb.errors import BackupError, RunRefused
-from vextrus_nb.runbooks.dr.restore import repo_of, target_time_of
 from vextrus_nb.runbooks.verify import checklist, smoke
 
 if TYPE_CHECKING:
