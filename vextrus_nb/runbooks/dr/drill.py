@@ -138,7 +138,8 @@ def drill(rb: Runbook) -> DrillResult:
             path = find_set(rb, "", from_store)
         result.set_id = path.name  # named in the record even when the set fails verification
         doing = f"verifying set {path.name}"
-        manifest = verify_set(rb, path)
+        manifest = verify_set(path)
+        rb.summary["set_id"] = manifest.set_id
         result.backup_ended_at = datetime.fromisoformat(manifest.ended_at)
         doing = f"restoring set {path.name} into scratch databases"
         result.writes.append("scratch databases (created, proven, dropped)")

@@ -123,7 +123,9 @@ def verify(rb: Runbook) -> Verified:
         pitr.verify_before_restore(stanza, repo)
         return Verified(stanza=stanza, repo=repo)
     path = find_set(rb, rb.parameters.get("set_id", ""), rb.parameters.get("from_store", "local"))
-    return Verified(path=path, manifest=verify_set(rb, path))
+    manifest = verify_set(path)
+    rb.summary["set_id"] = manifest.set_id
+    return Verified(path=path, manifest=manifest)
 
 
 def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
@@ -161,7 +163,12 @@ def restore_others(rb: Runbook, verified: Verified) -> datastores.DatastoresResu
         return datastores.DatastoresResult()
     try:
         result = datastores.restore_datastores(
-            rb, verified.path, verified.manifest, names, rb.parameters.get("target", "scratch")
+            rb,
+            verified.path,
+            verified.manifest,
+            names,
+            rb.parameters.get("target", "scratch"),
+            keep_scratch=bool(rb.parameters.get("keep_scratch", False)),
         )
     finally:
         discard_staging(rb)
