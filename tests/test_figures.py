@@ -8,7 +8,7 @@ import pytest
 from vextrus_nb.display import show_figure
 from vextrus_nb.figures import PLOTLY_MIMETYPE, bars
 from vextrus_nb.probes import ProbeResult
-from vextrus_nb.runbooks.verify.smoke import STATUS_COLOURS, SmokeResult
+from vextrus_nb.smoke_sweep import STATUS_COLOURS, SmokeResult
 
 ROWS = [
     {"component": "postgres", "latency_ms": 12.5, "status": "up", "check": "health", "detail": "ok"},

@@ -35,6 +35,12 @@ def outputs_dir() -> Path:
     return Path(os.environ.get("VEXTRUS_OUTPUTS_DIR") or project_root() / "outputs")
 
 
+def metrics_dir() -> Path:
+    """Where runs write their Prometheus textfiles: node_exporter's textfile collector directory
+    where one runs (VEXTRUS_METRICS_DIR), else outputs/metrics."""
+    return Path(os.environ.get("VEXTRUS_METRICS_DIR") or outputs_dir() / "metrics")
+
+
 def sandbox_dir() -> Path:
     return Path(os.environ.get("VEXTRUS_SANDBOX_DIR") or project_root() / ".sandbox")
 

@@ -1,11 +1,13 @@
 """How a backup run reaches what it works on: the environment's PostgreSQL and Redis logins,
-its backup store (and second, S3 store), and the sets in them, verified before use."""
+its backup store (and second, S3 store), and the sets in them, verified before use; and what a
+run's parameters choose of them (services, set, store, pgBackRest repository, target time)."""
 
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -17,9 +19,7 @@ from vextrus_nb.config import Component, Environment, Inventory, load_inventory,
 from vextrus_nb.errors import BackupError, ConfigError, RunRefused
 from vextrus_nb.postgres_binaries import find_bindir
 from vextrus_nb.probe_targets import endpoints
-
-if TYPE_CHECKING:
-    from vextrus_nb.run.session import Runbook
+from vextrus_nb.run_context import RunContext
 
 TARGETS = ("scratch", "live")
 STORES = ("local", "s3")
@@ -41,59 +41,86 @@ def choose_services(inventory: Inventory, services: str) -> list[Component]:
     return [c for c in with_database if c.name in names]
 
 
-def postgres_login(rb: Runbook) -> PostgresLogin:
-    if rb.env.postgres is None:
-        raise BackupError(f"environment '{rb.env.name}' has no PostgreSQL login")
-    host, port = endpoints(rb.env, rb.inventory)["postgres"]
+def target_time_of(parameters: dict[str, Any]) -> datetime | None:
+    """The `target_time` parameter as an aware datetime (None when not given); RunRefused when
+    it is not ISO 8601 with a UTC offset (a time without one means a different moment per host)."""
+    text = str(parameters.get("target_time", "") or "").strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RunRefused(f"target_time {text!r} is not ISO 8601 (e.g. 2026-12-01T15:10:00Z)") from None
+    if when.tzinfo is None:
+        raise RunRefused(f"target_time {text!r} has no UTC offset: add Z or +HH:MM")
+    return when
+
+
+def repo_of(parameters: dict[str, Any]) -> int:
+    """The `repo` parameter: 1 (the local repository, the default) or 2 (the S3 one)."""
+    repo = parameters.get("repo", 1)
+    if isinstance(repo, str) and repo.strip().isdigit():
+        repo = int(repo)
+    if isinstance(repo, bool) or repo not in (1, pgbackrest.S3_REPO):
+        raise RunRefused(f"repo must be 1 (the backup directory) or 2 (the S3 repository), not {repo!r}")
+    return int(repo)
+
+
+def postgres_login(run: RunContext) -> PostgresLogin:
+    if run.env.postgres is None:
+        raise BackupError(f"environment '{run.env.name}' has no PostgreSQL login")
+    host, port = endpoints(run.env, run.inventory)["postgres"]
     return PostgresLogin(
-        host, port, rb.env.postgres.user, rb.secret(rb.env.postgres.password_secret), find_bindir()
+        host, port, run.env.postgres.user, run.secret(run.env.postgres.password_secret), find_bindir()
     )
 
 
-def redis_client(rb: Runbook) -> redis.Redis | None:
-    if rb.env.redis is None:
+def redis_client(run: RunContext) -> redis.Redis | None:
+    if run.env.redis is None:
         return None
-    host, port = endpoints(rb.env, rb.inventory)["redis"]
+    host, port = endpoints(run.env, run.inventory)["redis"]
     return redis.Redis(
         host=host,
         port=port,
-        username=rb.env.redis.user,
-        password=rb.secret(rb.env.redis.password_secret),
+        username=run.env.redis.user,
+        password=run.secret(run.env.redis.password_secret),
         socket_timeout=30,
     )
 
 
-def object_store_client(rb: Runbook) -> Any | None:
+def object_store_client(run: RunContext) -> Any | None:
     """A client for the platform's object store (MinIO) with the environment's keys; None where
     the environment names no keys or runs no object store."""
     from vextrus_nb.backup import objects
 
-    where = endpoints(rb.env, rb.inventory).get("minio")
-    keys = rb.env.object_store
-    if where is None or keys is None or "minio" in rb.env.simulated:
+    where = endpoints(run.env, run.inventory).get("minio")
+    keys = run.env.object_store
+    if where is None or keys is None or "minio" in run.env.simulated:
         return None
     return objects.s3_client(
-        f"http://{where[0]}:{where[1]}", rb.secret(keys.access_key_secret), rb.secret(keys.secret_key_secret)
+        f"http://{where[0]}:{where[1]}",
+        run.secret(keys.access_key_secret),
+        run.secret(keys.secret_key_secret),
     )
 
 
-def kafka_bootstrap(rb: Runbook) -> str | None:
+def kafka_bootstrap(run: RunContext) -> str | None:
     """The broker whose metadata a set exports; None where the environment has none that speaks
     the Kafka protocol (a simulated one serves only the REST Proxy API)."""
-    where = endpoints(rb.env, rb.inventory).get("kafka")
-    if where is None or "kafka" in rb.env.simulated:
+    where = endpoints(run.env, run.inventory).get("kafka")
+    if where is None or "kafka" in run.env.simulated:
         return None
     return f"{where[0]}:{where[1]}"
 
 
-def physical_stanza(rb: Runbook) -> pgbackrest.Stanza | None:
+def physical_stanza(run: RunContext) -> pgbackrest.Stanza | None:
     """The environment's pgBackRest stanza (None when it takes no physical backups). Where the
     cluster keeps its data and socket is asked of the server itself: pgBackRest runs beside it
     and must name exactly the directory the server uses."""
-    settings = rb.env.backup.pgbackrest if rb.env.backup else None
-    if settings is None or rb.env.backup is None:
+    settings = run.env.backup.pgbackrest if run.env.backup else None
+    if settings is None or run.env.backup is None:
         return None
-    login = postgres_login(rb)
+    login = postgres_login(run)
     with login.connect("postgres") as conn:
         row = conn.execute(
             "SELECT current_setting('data_directory'), current_setting('unix_socket_directories')"
@@ -106,28 +133,28 @@ def physical_stanza(rb: Runbook) -> pgbackrest.Stanza | None:
         pg_socket=Path(str(row[1]).split(",")[0].strip()),
         pg_user=login.user,
         pg_password=login.password,
-        repo_path=rb.env.backup.pgbackrest_repository(),
+        repo_path=run.env.backup.pgbackrest_repository(),
         process_max=settings.process_max,
         compress_type=settings.compress_type,
-        s3=s3_repository(rb),
+        s3=s3_repository(run),
         io_timeout_s=settings.io_timeout_s,
     )
     pgbackrest.write_config(stanza)
     return stanza
 
 
-def s3_repository(rb: Runbook) -> pgbackrest.S3Repository | None:
+def s3_repository(run: RunContext) -> pgbackrest.S3Repository | None:
     """The stanza's second repository on an S3 server (backup.pgbackrest.s3), when named."""
-    settings = rb.env.backup.pgbackrest.s3 if rb.env.backup and rb.env.backup.pgbackrest else None
+    settings = run.env.backup.pgbackrest.s3 if run.env.backup and run.env.backup.pgbackrest else None
     if settings is None:
         return None
-    host, port = s3_repository_endpoint(rb.env, rb.inventory, settings.endpoint)
+    host, port = s3_repository_endpoint(run.env, run.inventory, settings.endpoint)
     return pgbackrest.S3Repository(
         host=settings.host_name or host,
         port=port,
         bucket=settings.bucket,
-        access_key=rb.secret(settings.access_key_secret),
-        secret_key=rb.secret(settings.secret_key_secret),
+        access_key=run.secret(settings.access_key_secret),
+        secret_key=run.secret(settings.secret_key_secret),
         ca_file=resolve_path(settings.ca_file) if settings.ca_file else None,
         region=settings.region,
         path=settings.path,
@@ -154,25 +181,25 @@ def store(env: Environment) -> Path:
     return env.backup_directory() / env.name
 
 
-def s3_store(rb: Runbook) -> S3Store | None:
+def s3_store(run: RunContext) -> S3Store | None:
     """The environment's second store, when it names one."""
-    target = rb.env.backup.s3 if rb.env.backup else None
+    target = run.env.backup.s3 if run.env.backup else None
     if target is None:
         return None
-    return S3Store.connect(target, rb.secret(target.access_key_secret), rb.secret(target.secret_key_secret))
+    return S3Store.connect(target, run.secret(target.access_key_secret), run.secret(target.secret_key_secret))
 
 
-def find_set(rb: Runbook, set_id: str = "", from_store: str = "local") -> Path:
+def find_set(run: RunContext, set_id: str = "", from_store: str = "local") -> Path:
     """The named set, or the newest finished one; from S3, fetched into a staging folder first."""
-    root = store(rb.env)
+    root = store(run.env)
     if from_store == "s3":
-        second = s3_store(rb)
+        second = s3_store(run)
         if second is None:
-            raise BackupError(f"environment '{rb.env.name}' has no S3 store (backup.s3)")
+            raise BackupError(f"environment '{run.env.name}' has no S3 store (backup.s3)")
         chosen = set_id or (second.set_ids() or [""])[-1]
         if not chosen:
             raise BackupError(f"no finished backup set in {second.location}")
-        staging = root.parent / f".staging-{rb.run_id}"
+        staging = root.parent / f".staging-{run.run_id}"
         shutil.rmtree(staging, ignore_errors=True)
         return second.fetch(chosen, staging)
     if set_id:
@@ -187,19 +214,18 @@ def find_set(rb: Runbook, set_id: str = "", from_store: str = "local") -> Path:
     return found.path
 
 
-def verify_set(rb: Runbook, path: Path) -> Manifest:
+def verify_set(path: Path) -> Manifest:
     """Every file against the manifest before anything is restored; a problem stops the run, naming it."""
     manifest, problems = sets.verify(path)
     if problems or manifest is None:
         named = "; ".join(str(p) for p in problems)
         raise BackupError(f"backup set {path.name} failed verification, nothing was restored: {named}")
-    rb.summary["set_id"] = manifest.set_id
     return manifest
 
 
-def discard_staging(rb: Runbook) -> None:
+def discard_staging(run: RunContext) -> None:
     """A set fetched from S3 for this run is a working copy: it goes when the run is done with it."""
-    shutil.rmtree(store(rb.env).parent / f".staging-{rb.run_id}", ignore_errors=True)
+    shutil.rmtree(store(run.env).parent / f".staging-{run.run_id}", ignore_errors=True)
 
 
 def check_set_choice(env: Environment, parameters: dict[str, Any]) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vextrus_nb.backup import kafka_metadata, objects, redis_restore
 from vextrus_nb.backup.access import kafka_bootstrap, object_store_client, redis_client
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.errors import BackupError
-
-if TYPE_CHECKING:
-    from vextrus_nb.run.session import Runbook
+from vextrus_nb.run_context import RunContext
 
 DATASTORES = ("postgres", "redis", "objects", "kafka")
 OTHERS = DATASTORES[1:]
@@ -76,16 +74,22 @@ def plan(manifest: Manifest, names: list[str], target: str, dry_run: bool) -> li
 
 
 def restore_datastores(
-    rb: Runbook, path: Path, manifest: Manifest, names: list[str], target: str
+    run: RunContext,
+    path: Path,
+    manifest: Manifest,
+    names: list[str],
+    target: str,
+    keep_scratch: bool = False,
 ) -> DatastoresResult:
+    """Each named datastore of the set restored (into scratch, or live for target=live) and
+    proven; a scratch bucket is deleted after its proof unless `keep_scratch` (or it failed)."""
     live = target == "live"
-    result = DatastoresResult(planned=plan(manifest, names, target, rb.dry_run))
-    if live and rb.dry_run:
+    result = DatastoresResult(planned=plan(manifest, names, target, run.dry_run))
+    if live and run.dry_run:
         return result
-    keep = bool(rb.parameters.get("keep_scratch", False))
     for name in names:
         row = {"redis": _redis, "objects": _objects, "kafka": _kafka}[name](
-            rb, path, manifest, live, keep, result
+            run, path, manifest, live, keep_scratch, result
         )
         result.rows.append(row)
         result.restored.append(name)
@@ -95,7 +99,7 @@ def restore_datastores(
 
 
 def _redis(
-    rb: Runbook, path: Path, manifest: Manifest, live: bool, keep: bool, result: DatastoresResult
+    run: RunContext, path: Path, manifest: Manifest, live: bool, keep: bool, result: DatastoresResult
 ) -> dict[str, Any]:
     if manifest.redis is None:
         raise BackupError(f"set {manifest.set_id} holds no Redis snapshot")
@@ -105,11 +109,11 @@ def _redis(
         return redis_restore.restore_to_scratch(rdb, entry.keys, entry.sample).row()
     from vextrus_nb import drivers
 
-    client = redis_client(rb)
+    client = redis_client(run)
     if client is None:
-        raise BackupError(f"environment '{rb.env.name}' has no Redis login")
+        raise BackupError(f"environment '{run.env.name}' has no Redis login")
     outcome = redis_restore.restore_live(
-        rdb, entry.keys, entry.sample, client, drivers.for_environment(rb.env), rb.run_id
+        rdb, entry.keys, entry.sample, client, drivers.for_environment(run.env), run.run_id
     )
     if outcome.kept_as:
         kept = Path(outcome.kept_as).name
@@ -118,14 +122,14 @@ def _redis(
 
 
 def _objects(
-    rb: Runbook, path: Path, manifest: Manifest, live: bool, keep: bool, result: DatastoresResult
+    run: RunContext, path: Path, manifest: Manifest, live: bool, keep: bool, result: DatastoresResult
 ) -> dict[str, Any]:
-    client = object_store_client(rb)
+    client = object_store_client(run)
     if client is None:
-        raise BackupError(f"environment '{rb.env.name}' has no object store with keys (object_store)")
+        raise BackupError(f"environment '{run.env.name}' has no object store with keys (object_store)")
     grouped = objects.buckets_of(manifest.objects)
     restored = [
-        objects.restore_bucket(client, path, b, e, rb.run_id, live) for b, e in sorted(grouped.items())
+        objects.restore_bucket(client, path, b, e, run.run_id, live) for b, e in sorted(grouped.items())
     ]
     for outcome in restored:
         if live:
@@ -149,25 +153,25 @@ def _objects(
 
 
 def _kafka(
-    rb: Runbook, path: Path, manifest: Manifest, live: bool, keep: bool, result: DatastoresResult
+    run: RunContext, path: Path, manifest: Manifest, live: bool, keep: bool, result: DatastoresResult
 ) -> dict[str, Any]:
     if manifest.kafka is None:
         raise BackupError(f"set {manifest.set_id} holds no Kafka export")
     exported = kafka_metadata.KafkaExport.read(path / manifest.kafka.file)
     if live:
-        broker = kafka_bootstrap(rb)
+        broker = kafka_bootstrap(run)
         if broker is None:
-            raise BackupError(f"environment '{rb.env.name}' has no broker speaking the Kafka protocol")
+            raise BackupError(f"environment '{run.env.name}' has no broker speaking the Kafka protocol")
         result.writes.append(f"topics created and group offsets committed on {broker}")
         return kafka_metadata.restore(exported, broker).row()
     # A scratch broker of the same protocol, from the driver (the sandbox's: a fresh Tansu): the
     # metadata is proven there without touching the environment's broker.
     from vextrus_nb import drivers
 
-    driver = drivers.for_environment(rb.env)
+    driver = drivers.for_environment(run.env)
     if not isinstance(driver, drivers.ScratchServers):
         raise BackupError(
-            f"the {rb.env.driver} driver cannot start a scratch Kafka broker to prove the export in: "
+            f"the {run.env.driver} driver cannot start a scratch Kafka broker to prove the export in: "
             "restore it with target=live (topics created, offsets committed on the environment's broker)"
         )
     with driver.scratch_kafka() as bootstrap:

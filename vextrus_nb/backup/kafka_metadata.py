@@ -68,7 +68,7 @@ def admin(bootstrap: str) -> AdminClient:
 
 def _reason(exc: BaseException) -> str:
     error = exc.args[0] if exc.args else None
-    if hasattr(error, "name") and hasattr(error, "str"):
+    if error is not None and hasattr(error, "name") and hasattr(error, "str"):
         return f"{error.name()}: {error.str()}"
     return f"{type(exc).__name__}: {exc}"
 

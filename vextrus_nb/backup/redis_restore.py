@@ -23,11 +23,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from vextrus_nb.backup.redis_snapshot import snapshot
+from vextrus_nb.backup.redis_snapshot import info, key_count, rdb_file, snapshot
 from vextrus_nb.errors import BackupError
 from vextrus_nb.ports import free_ports
 
@@ -36,14 +36,9 @@ START_TIMEOUT_S = 30.0
 """Loading an RDB takes about a second per GB; the sandbox's are a few MB."""
 
 
-def key_count(client: redis.Redis) -> int:
-    """Keys in every dbN, not only db 0."""
-    return sum(int(db.get("keys", 0)) for db in client.info("keyspace").values())
-
-
 def dump_digest(client: redis.Redis, key: bytes) -> str | None:
     """sha256 of DUMP's payload: equal payloads mean equal type and value (None: no such key)."""
-    payload = client.dump(key)
+    payload = cast(bytes | None, client.dump(key))
     return None if payload is None else hashlib.sha256(payload).hexdigest()
 
 
@@ -134,7 +129,7 @@ def _wait_until_loaded(client: redis.Redis, process: subprocess.Popen[bytes], lo
             last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
             raise BackupError(f"redis-server could not load the RDB: {(last or ['no log'])[0]}")
         try:
-            if int(client.info("persistence").get("loading", 1)) == 0:
+            if int(info(client, "persistence").get("loading", 1)) == 0:
                 return
         except redis.BusyLoadingError:
             pass
@@ -195,8 +190,7 @@ def restore_live(
     if not outcome.proven:
         return outcome
     started = time.perf_counter()
-    config = live.config_get("dir") | live.config_get("dbfilename")
-    target = Path(config["dir"]) / config["dbfilename"]
+    target = rdb_file(live)
     kept = target.with_name(f"{target.name}.before-{run_id}")
     snapshot(live, kept)  # the live data as it is now: the rollback
     outcome.kept_as = str(kept)
@@ -216,7 +210,7 @@ def _wait_for_live(client: redis.Redis) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         with contextlib.suppress(redis.BusyLoadingError, redis.ConnectionError):
-            if int(client.info("persistence").get("loading", 1)) == 0:
+            if int(info(client, "persistence").get("loading", 1)) == 0:
                 return
         time.sleep(0.05)
     raise BackupError(f"Redis did not come back within {START_TIMEOUT_S:g}s after the restore")

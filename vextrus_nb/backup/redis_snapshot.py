@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -19,14 +21,35 @@ from vextrus_nb.errors import BackupError
 SAVE_TIMEOUT_S = 120.0
 
 
+# redis-py types every reply as Awaitable | Any, for its sync and async clients alike: these say
+# what the sync client's replies are, once, for the backup modules.
+def info(client: redis.Redis, section: str) -> dict[str, Any]:
+    return cast(dict[str, Any], client.info(section))
+
+
+def rdb_file(client: redis.Redis) -> Path:
+    """Where the server writes its RDB (CONFIG GET dir and dbfilename)."""
+    directory = cast(dict[str, str], client.config_get("dir"))["dir"]
+    return Path(directory) / cast(dict[str, str], client.config_get("dbfilename"))["dbfilename"]
+
+
+def key_count(client: redis.Redis) -> int:
+    """Keys in every dbN, not only db 0."""
+    return sum(int(db.get("keys", 0)) for db in info(client, "keyspace").values())
+
+
+def last_save(client: redis.Redis) -> int:
+    return int(cast(datetime, client.lastsave()).timestamp())
+
+
 def snapshot(client: redis.Redis, target: Path, timeout_s: float = SAVE_TIMEOUT_S) -> RedisEntry:
     """A fresh RDB of the live data set, copied to `target`."""
-    before_info = client.info("persistence")
+    before_info = info(client, "persistence")
     before_saves = int(
         before_info.get("rdb_saves", -1)
     )  # Redis 7 counts saves; older ones only have LASTSAVE
-    before_lastsave = int(client.lastsave().timestamp())
-    keys = sum(int(db.get("keys", 0)) for db in client.info("keyspace").values())  # every dbN, not only 0
+    before_lastsave = last_save(client)
+    keys = key_count(client)
     started = time.monotonic()
     try:
         client.bgsave()
@@ -35,20 +58,22 @@ def snapshot(client: redis.Redis, target: Path, timeout_s: float = SAVE_TIMEOUT_
             raise BackupError(f"Redis refused BGSAVE: {exc}") from None
         client.bgsave(schedule=True)
     while True:
-        info = client.info("persistence")
-        saved_at = int(client.lastsave().timestamp())
+        persistence = info(client, "persistence")
+        saved_at = last_save(client)
         moved = (
-            int(info.get("rdb_saves", -1)) > before_saves if before_saves >= 0 else saved_at > before_lastsave
+            int(persistence.get("rdb_saves", -1)) > before_saves
+            if before_saves >= 0
+            else saved_at > before_lastsave
         )
-        if moved and not info.get("rdb_bgsave_in_progress"):
+        if moved and not persistence.get("rdb_bgsave_in_progress"):
             break
         if time.monotonic() - started > timeout_s:
             raise BackupError(f"Redis BGSAVE did not finish within {timeout_s:g}s")
         time.sleep(0.05)
-    if info.get("rdb_last_bgsave_status") != "ok":
-        raise BackupError(f"Redis BGSAVE failed: rdb_last_bgsave_status {info.get('rdb_last_bgsave_status')}")
-    config = client.config_get("dir") | client.config_get("dbfilename")
-    source = Path(config["dir"]) / config["dbfilename"]
+    status = persistence.get("rdb_last_bgsave_status")
+    if status != "ok":
+        raise BackupError(f"Redis BGSAVE failed: rdb_last_bgsave_status {status}")
+    source = rdb_file(client)
     if not source.is_file():
         raise BackupError(f"the RDB file {source} is not reachable from here")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +82,7 @@ def snapshot(client: redis.Redis, target: Path, timeout_s: float = SAVE_TIMEOUT_
 
 
 def server_version(client: redis.Redis) -> str:
-    return str(client.info("server").get("redis_version", "?"))
+    return str(info(client, "server").get("redis_version", "?"))
 
 
 def check_rdb(path: Path) -> tuple[bool, int | None, str]:

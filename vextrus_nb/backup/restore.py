@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vextrus_nb.backup import postgres
 from vextrus_nb.backup.access import choose_services, postgres_login
 from vextrus_nb.backup.manifest import DatabaseEntry, Manifest
 from vextrus_nb.config import Component
 from vextrus_nb.display import Progress
-
-if TYPE_CHECKING:
-    from vextrus_nb.run.session import Runbook
+from vextrus_nb.run_context import RunContext
 
 
 @dataclass
@@ -155,18 +153,18 @@ def plan(manifest: Manifest, services: list[Component], target: str, dry_run: bo
 
 
 def restore_set(
-    rb: Runbook,
+    run: RunContext,
     path: Path,
     manifest: Manifest,
     services: str = "",
     target: str = "scratch",
     keep_scratch: bool = True,
 ) -> RestoreResult:
-    chosen = choose_services(rb.inventory, services)
-    result = RestoreResult(planned=plan(manifest, chosen, target, rb.dry_run))
-    if target == "live" and rb.dry_run:
+    chosen = choose_services(run.inventory, services)
+    result = RestoreResult(planned=plan(manifest, chosen, target, run.dry_run))
+    if target == "live" and run.dry_run:
         return result  # a live restore changes nothing without dry_run=false
-    login = postgres_login(rb)
+    login = postgres_login(run)
     entries = [manifest.database(s.name) for s in chosen if s.name in {d.service for d in manifest.databases}]
     bar = Progress(len(entries), f"restoring {len(entries)} databases")
     try:
@@ -176,8 +174,8 @@ def restore_set(
                 path,
                 entry,
                 target == "live",
-                rb.run_id,
-                rb.env.backup.jobs if rb.env.backup else 2,
+                run.run_id,
+                run.env.backup.jobs if run.env.backup else 2,
                 keep_scratch,
             )
             result.outcomes.append(outcome)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vextrus_nb import paths
 from vextrus_nb.backup import pgbackrest, sets
@@ -22,9 +22,7 @@ from vextrus_nb.backup.access import (
 )
 from vextrus_nb.backup.manifest import Manifest, PhysicalEntry
 from vextrus_nb.display import Progress
-
-if TYPE_CHECKING:
-    from vextrus_nb.run.session import Runbook
+from vextrus_nb.run_context import RunContext
 
 
 @dataclass
@@ -109,29 +107,29 @@ def take_physical(stanza: pgbackrest.Stanza, kind: pgbackrest.BackupKind, repo: 
     )
 
 
-def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
+def back_up(run: RunContext, services: str = "", kind: str = "") -> BackupResult:
     """Take a new set: a pgBackRest backup of the cluster (when the environment names a stanza;
     `kind` full or incr, the environment's default when empty), then the chosen databases'
     logical dumps, Redis and the configuration. Read-only for the platform."""
-    chosen = choose_services(rb.inventory, services)
-    set_id = sets.new_set_id(rb.run_id)
-    login = postgres_login(rb)
+    chosen = choose_services(run.inventory, services)
+    set_id = sets.new_set_id(run.run_id)
+    login = postgres_login(run)
     manifest = Manifest(
         set_id=set_id,
-        env=rb.env.name,
-        run_id=rb.run_id,
-        source={"postgres": f"{login.host}:{login.port}", "driver": rb.env.driver},
+        env=run.env.name,
+        run_id=run.run_id,
+        source={"postgres": f"{login.host}:{login.port}", "driver": run.env.driver},
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     config_files = [
-        paths.parameters_dir() / "environments" / f"{rb.env.name}.yaml",
+        paths.parameters_dir() / "environments" / f"{run.env.name}.yaml",
         paths.parameters_dir() / "inventory.yaml",
-        *rb.env.deployment_files().values(),
+        *run.env.deployment_files().values(),
     ]
-    copies = 1 if rb.env.backup and rb.env.backup.s3 else 0
-    stanza = physical_stanza(rb)
+    copies = 1 if run.env.backup and run.env.backup.s3 else 0
+    stanza = physical_stanza(run)
     physical = len(stanza.repositories) if stanza else 0
-    object_client, broker = object_store_client(rb), kafka_bootstrap(rb)
+    object_client, broker = object_store_client(run), kafka_bootstrap(run)
     others = (object_client is not None) + (broker is not None)
     bar = Progress(
         len(chosen) + 1 + copies + physical + others,
@@ -140,7 +138,7 @@ def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
     started = time.perf_counter()
     try:
         if stanza is not None:
-            settings = rb.env.backup.pgbackrest  # type: ignore[union-attr]
+            settings = run.env.backup.pgbackrest  # type: ignore[union-attr]
             chosen_kind = kind or (settings.kind if settings else "full")
             # Into each repository in turn (one pgBackRest backup writes to one): the S3 one
             # survives the loss of the database host and its disks.
@@ -151,20 +149,20 @@ def back_up(rb: Runbook, services: str = "", kind: str = "") -> BackupResult:
                 else:
                     manifest.physical_copies.append(taken)
                 bar.step(f"pgbackrest {taken.kind} backup {taken.label} in repo{repo}")
-        path = store(rb.env) / set_id
+        path = store(run.env) / set_id
         sets.take(
             path,
             manifest,
             login,
             chosen,
-            redis_client(rb),
+            redis_client(run),
             config_files,
-            rb.env.backup.jobs if rb.env.backup else 2,
+            run.env.backup.jobs if run.env.backup else 2,
             progress=lambda what, size: bar.step(what),
             object_client=object_client,
             kafka_bootstrap=broker,
         )
-        second = s3_store(rb)
+        second = s3_store(run)
         copied_to = ""
         if second is not None:
             second.put(path)

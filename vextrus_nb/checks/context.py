@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb import probes
-from vextrus_nb.checks.model import Finding, Outcome
 from vextrus_nb.config import Component, Environment, Inventory
 from vextrus_nb.evidence import scrub
 from vextrus_nb.live_context import LiveContext, live_fields
@@ -142,15 +141,3 @@ async def in_thread(ctx: CheckContext, work: Callable[[], Any]) -> Any:
     bounds itself by ctx.timeout_s (the outer wait gives it a little more, so its own timeout is
     what the caller sees)."""
     return await ctx.bounded(asyncio.to_thread(work), ctx.timeout_s + 0.25)
-
-
-async def components_answer(ctx: CheckContext, names: tuple[str, ...], what: str) -> Outcome:
-    """Each named component in the environment answers its probe (TCP connect or health path);
-    the ones that do not are the findings."""
-    present = [n for n in names if ctx.in_scope(n)]
-    if not present:
-        return Outcome.not_applicable(f"the environment runs none of {', '.join(names)}")
-    results = await asyncio.gather(*(ctx.probe(n) for n in present))
-    findings = [Finding(r.component, r.detail) for r in results if r.status == "down"]
-    evidence = "; ".join(f"{r.component} {r.status} ({r.detail}, {r.latency_ms:.0f} ms)" for r in results)
-    return Outcome.of(f"{what}: {evidence}", findings)

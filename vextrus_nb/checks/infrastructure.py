@@ -7,10 +7,22 @@ import asyncio
 import psycopg
 from redis.exceptions import AuthenticationError, ResponseError
 
-from vextrus_nb.checks.context import CheckContext, components_answer, describe_error
+from vextrus_nb.checks.context import CheckContext, describe_error
 from vextrus_nb.checks.model import Finding, Outcome, check
 
 CONNECTION_CEILING = 0.80  # of max_connections, the reference documents' alert threshold
+
+
+async def components_answer(ctx: CheckContext, names: tuple[str, ...], what: str) -> Outcome:
+    """Each named component in the environment answers its probe (TCP connect or health path);
+    the ones that do not are the findings."""
+    present = [n for n in names if ctx.in_scope(n)]
+    if not present:
+        return Outcome.not_applicable(f"the environment runs none of {', '.join(names)}")
+    results = await asyncio.gather(*(ctx.probe(n) for n in present))
+    findings = [Finding(r.component, r.detail) for r in results if r.status == "down"]
+    evidence = "; ".join(f"{r.component} {r.status} ({r.detail}, {r.latency_ms:.0f} ms)" for r in results)
+    return Outcome.of(f"{what}: {evidence}", findings)
 
 
 @check(

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from vextrus_nb.checks.context import CheckContext, components_answer, describe_error
+from vextrus_nb.checks.context import CheckContext, describe_error
+from vextrus_nb.checks.infrastructure import components_answer
 from vextrus_nb.checks.model import Finding, Outcome, check
 from vextrus_nb.config import resolve_path
 

@@ -38,9 +38,6 @@ def validate(env: Environment, parameters: dict[str, Any]) -> None:
     check_set_choice(env, parameters)
 
 
-METRICS_DIR_VAR = "VEXTRUS_METRICS_DIR"  # node_exporter's textfile collector directory, where one runs
-
-
 @dataclass
 class DrillResult:
     set_id: str = ""
@@ -141,7 +138,8 @@ def drill(rb: Runbook) -> DrillResult:
             path = find_set(rb, "", from_store)
         result.set_id = path.name  # named in the record even when the set fails verification
         doing = f"verifying set {path.name}"
-        manifest = verify_set(rb, path)
+        manifest = verify_set(path)
+        rb.summary["set_id"] = manifest.set_id
         result.backup_ended_at = datetime.fromisoformat(manifest.ended_at)
         doing = f"restoring set {path.name} into scratch databases"
         result.writes.append("scratch databases (created, proven, dropped)")
@@ -213,7 +211,6 @@ def judge_drill(rb: Runbook, result: DrillResult) -> Path:
 
 def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector) so a failed drill alerts."""
-    import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -234,7 +231,7 @@ def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
         ("vextrus_dr_drill_timestamp_seconds", "when the last drill ended", time.time()),
     ):
         Gauge(name, doc, list(labels), registry=registry).labels(**labels).set(float(value))
-    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory = paths.metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"vextrus_dr_drill_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)

@@ -23,7 +23,6 @@ starts and writes nothing."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,17 +33,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb import paths
+from vextrus_nb import checks, paths
 from vextrus_nb.backup import pgbackrest, pitr, platform_restore
-from vextrus_nb.backup.access import check_set_choice, find_set, physical_stanza, postgres_login
+from vextrus_nb.backup.access import (
+    check_set_choice,
+    find_set,
+    physical_stanza,
+    postgres_login,
+    repo_of,
+    target_time_of,
+)
 from vextrus_nb.backup.manifest import Manifest
 from vextrus_nb.checks import ChecklistResult
 from vextrus_nb.config import Environment
 from vextrus_nb.drivers.base import ScratchPlatform, ScratchPlatforms
 from vextrus_nb.errors import BackupError, RunRefused
-from vextrus_nb.runbooks.dr.drill import METRICS_DIR_VAR
-from vextrus_nb.runbooks.dr.restore import repo_of, target_time_of
-from vextrus_nb.runbooks.verify import checklist, smoke
+from vextrus_nb.smoke_sweep import SmokeResult, sweep_environment
 
 if TYPE_CHECKING:
     from vextrus_nb.run.session import Runbook
@@ -116,7 +120,7 @@ class PlatformDrillResult:
     provision_s: float = 0.0  # the drill's start to the second platform answering
     datastores_s: float = 0.0  # the set's datastores into the answering platform, side by side
     smoke_s: float = 0.0  # the platform's datastores proven to its smoke sweep passing
-    smoke: smoke.SmokeResult | None = None
+    smoke: SmokeResult | None = None
     smoke_attempts: int = 0
     rto_s: float | None = None  # the drill's start to the smoke sweep passing
     checklist_s: float = 0.0  # both checklists, after the RTO
@@ -359,8 +363,10 @@ def drill(rb: Runbook) -> PlatformDrillResult:
                 return result
             doing = "running the checklist on the second platform and on the environment"
             checked = time.perf_counter()
-            result.restored_checklist = checklist.run(_against(rb, platform.environment))
-            result.live_checklist = checklist.run(rb)
+            result.restored_checklist = checks.run_checklist(
+                platform.environment, rb.inventory, scrubber=rb.scrubber
+            )
+            result.live_checklist = checks.run_checklist(rb.env, rb.inventory, scrubber=rb.scrubber)
             result.checklist_s = time.perf_counter() - checked
     except Exception as exc:  # a datastore, the driver or the set failing: recorded, then judged
         result.failure = _failure(rb, doing, exc)
@@ -436,21 +442,14 @@ def _timing_teardown(
             result.teardown_s = time.perf_counter() - leaving
 
 
-def _against(rb: Runbook, env: Environment) -> Runbook:
-    """This run seen against another environment: the same parameters, scrubber and record, for
-    the read-only engines that take a run (the smoke sweep's, the checklist's)."""
-    return dataclasses.replace(rb, env=env)
-
-
 def _sweep_until_passing(
     rb: Runbook, platform: ScratchPlatform, result: PlatformDrillResult, started: float
 ) -> None:
     """The smoke sweep against the second platform, again until no critical component is down
     (the RTO's end) or the deadline passes (the last sweep is what the record shows)."""
     deadline = time.monotonic() + float(rb.parameters.get("smoke_deadline_s") or SMOKE_DEADLINE_S)
-    on_second = _against(rb, platform.environment)
     while True:
-        result.smoke = smoke.run_sweep(on_second)
+        result.smoke = sweep_environment(platform.environment, rb.inventory, scrubber=rb.scrubber)
         result.smoke_attempts += 1
         if not result.smoke.critical_down:
             result.rto_s = time.perf_counter() - started
@@ -529,7 +528,6 @@ def drill_failures(rb: Runbook, result: PlatformDrillResult) -> list[str]:
 def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None = None) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's; `passed`: the
     judged verdict (the targets included), else what the result alone says."""
-    import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -567,7 +565,7 @@ def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None 
     )
     for recovery in result.recoveries:
         ready.labels(env=env, datastore=recovery.datastore).set(recovery.ready_at_s)
-    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory = paths.metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"vextrus_dr_platform_drill_{env}.prom"
     write_to_textfile(str(path), registry)

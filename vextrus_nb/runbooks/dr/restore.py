@@ -17,7 +17,6 @@ each restored into scratch and proven, or swapped in with `target="live"`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,8 @@ from vextrus_nb.backup.access import (
     find_set,
     physical_stanza,
     postgres_login,
+    repo_of,
+    target_time_of,
     verify_set,
 )
 from vextrus_nb.backup.manifest import Manifest
@@ -43,33 +44,8 @@ if TYPE_CHECKING:
 LATEST = "latest"
 
 
-def target_time_of(parameters: dict[str, Any]) -> datetime | None:
-    """The `target_time` parameter as an aware datetime (None when not given); RunRefused when
-    it is not ISO 8601 with a UTC offset (a time without one means a different moment per host)."""
-    text = str(parameters.get("target_time", "") or "").strip()
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise RunRefused(f"target_time {text!r} is not ISO 8601 (e.g. 2026-12-01T15:10:00Z)") from None
-    if when.tzinfo is None:
-        raise RunRefused(f"target_time {text!r} has no UTC offset: add Z or +HH:MM")
-    return when
-
-
 def is_point_in_time(parameters: dict[str, Any]) -> bool:
     return parameters.get("target") == LATEST or bool(str(parameters.get("target_time", "") or "").strip())
-
-
-def repo_of(parameters: dict[str, Any]) -> int:
-    """The `repo` parameter: 1 (the local repository, the default) or 2 (the S3 one)."""
-    repo = parameters.get("repo", 1)
-    if isinstance(repo, str) and repo.strip().isdigit():
-        repo = int(repo)
-    if isinstance(repo, bool) or repo not in (1, pgbackrest.S3_REPO):
-        raise RunRefused(f"repo must be 1 (the backup directory) or 2 (the S3 repository), not {repo!r}")
-    return int(repo)
 
 
 def chosen_datastores(parameters: dict[str, Any]) -> list[str]:
@@ -147,7 +123,9 @@ def verify(rb: Runbook) -> Verified:
         pitr.verify_before_restore(stanza, repo)
         return Verified(stanza=stanza, repo=repo)
     path = find_set(rb, rb.parameters.get("set_id", ""), rb.parameters.get("from_store", "local"))
-    return Verified(path=path, manifest=verify_set(rb, path))
+    manifest = verify_set(path)
+    rb.summary["set_id"] = manifest.set_id
+    return Verified(path=path, manifest=manifest)
 
 
 def restore(rb: Runbook, verified: Verified) -> RestoreResult | pitr.PitrResult:
@@ -185,7 +163,12 @@ def restore_others(rb: Runbook, verified: Verified) -> datastores.DatastoresResu
         return datastores.DatastoresResult()
     try:
         result = datastores.restore_datastores(
-            rb, verified.path, verified.manifest, names, rb.parameters.get("target", "scratch")
+            rb,
+            verified.path,
+            verified.manifest,
+            names,
+            rb.parameters.get("target", "scratch"),
+            keep_scratch=bool(rb.parameters.get("keep_scratch", False)),
         )
     finally:
         discard_staging(rb)

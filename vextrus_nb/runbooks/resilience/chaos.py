@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from vextrus_nb.config import Environment
     from vextrus_nb.run.session import Runbook
 
-METRICS_DIR_VAR = "VEXTRUS_METRICS_DIR"
 NETWORK_FAULTS = ("latency", "cut-connection")
 
 
@@ -351,7 +350,6 @@ def judge(rb: Runbook, result: ChaosResult) -> Path | None:
 
 def write_chaos_metrics(rb: Runbook, done: ExperimentRun) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector): the last experiment's figures."""
-    import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -382,7 +380,7 @@ def write_chaos_metrics(rb: Runbook, done: ExperimentRun) -> Path:
     for fault, seconds in done.time_to_detect_s.items():
         if seconds is not None:
             detect.labels(**labels, fault=fault).set(seconds)
-    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory = paths.metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"vextrus_chaos_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)

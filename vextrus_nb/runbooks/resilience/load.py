@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 TARGET_NAMES = ("graphql", "auth")
 PASSWORD_VAR = "VEXTRUS_LOAD_PASSWORD"  # how the login password reaches k6 (its __ENV), never a file
-METRICS_DIR_VAR = "VEXTRUS_METRICS_DIR"  # node_exporter's textfile collector directory, where one runs
 
 
 def chosen_targets(parameters: dict[str, Any]) -> list[str]:
@@ -291,7 +290,6 @@ def judge(rb: Runbook, run: LoadRun) -> Path | None:
 
 def write_load_metrics(rb: Runbook, result: LoadResult) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector): the last load run's figures."""
-    import os
 
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -318,7 +316,7 @@ def write_load_metrics(rb: Runbook, result: LoadResult) -> Path:
         ("vextrus_load_timestamp_seconds", "when the last load run ended", time.time()),
     ):
         Gauge(name, doc, ["env"], registry=registry).labels(env=rb.env.name).set(float(value))
-    directory = Path(os.environ.get(METRICS_DIR_VAR) or paths.outputs_dir() / "metrics")
+    directory = paths.metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"vextrus_load_{rb.env.name}.prom"
     write_to_textfile(str(path), registry)
