@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vextrus_nb.run.runner import list_runbooks
-from vextrus_nb.run.steps import module_name
+from vextrus_nb.steps_location import module_name
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "vextrus_nb"

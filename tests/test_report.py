@@ -584,10 +584,10 @@ EVIDENCE = declared.Evidence(
 def made_up_runbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A runbook the package has never heard of, `ops/wobble-check`: its notebook, and its steps
     module `madeup_runbooks/ops/wobble_check.py` ending with its declaration, found the way every
-    runbook's is (run/steps.py names the module; nothing in evidence/ is told about it)."""
+    runbook's is (steps_location names the module; nothing in evidence/ is told about it)."""
     import sys
 
-    from vextrus_nb.run import steps
+    from vextrus_nb import steps_location
 
     notebooks = tmp_path / "notebooks"
     (notebooks / "ops").mkdir(parents=True)
@@ -598,7 +598,7 @@ def made_up_runbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     (package / "ops" / "__init__.py").write_text("")
     (package / "ops" / "wobble_check.py").write_text(MADE_UP_STEPS)
     monkeypatch.syspath_prepend(str(tmp_path / "modules"))
-    monkeypatch.setattr(steps, "PACKAGE", "madeup_runbooks")
+    monkeypatch.setattr(steps_location, "PACKAGE", "madeup_runbooks")
     monkeypatch.setenv("VEXTRUS_NOTEBOOKS_DIR", str(notebooks))
     yield tmp_path / "outputs"
     for name in [m for m in sys.modules if m.startswith("madeup_runbooks")]:
@@ -650,7 +650,7 @@ def test_every_committed_declaration_is_plain_data_read_without_importing_its_mo
     no import (the report and the metrics endpoint load no client library for it)."""
     import importlib
 
-    from vextrus_nb.run.steps import module_name
+    from vextrus_nb.steps_location import module_name
 
     found = declared.discover()
     assert {"dr/backup", "dr/drill", "dr/platform-drill", "resilience/chaos", "resilience/load"} <= set(found)

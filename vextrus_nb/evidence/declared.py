@@ -34,6 +34,7 @@ from types import SimpleNamespace
 from typing import Literal
 
 from vextrus_nb import paths
+from vextrus_nb.steps_location import module_name
 
 ATTRIBUTE = "EVIDENCE"
 
@@ -161,8 +162,6 @@ def runbooks(notebooks_dir: Path | None = None) -> list[str]:
 
 def discover(notebooks_dir: Path | None = None) -> dict[str, Evidence]:
     """The declarations of every runbook that makes one, by runbook name, sorted."""
-    from vextrus_nb.run.steps import module_name
-
     found: dict[str, Evidence] = {}
     for runbook in runbooks(notebooks_dir):
         module = module_name(runbook)

@@ -1,8 +1,6 @@
-"""Which module holds a runbook's steps, and its parameter checks.
+"""A runbook's steps module (found by steps_location.module_name), and its parameter checks.
 
-`notebooks/<family>/<name>.ipynb` has its steps in `vextrus_nb/runbooks/<family>/<name>.py`
-(dashes become underscores); a family whose notebooks are all generated from one module names
-it as `STEPS_MODULE` in its package (the eight deploy phases: `phases`). A steps module may
+A steps module may
 define `validate(env, parameters)`: the runner calls it before any kernel starts, so a refusal
 costs no kernel, and `start()` calls it again inside the kernel as the backstop for plain
 papermill and JupyterLab.
@@ -15,21 +13,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from vextrus_nb.errors import RunRefused, VextrusError
+from vextrus_nb.steps_location import module_name
 
 if TYPE_CHECKING:
     from vextrus_nb.config import Environment
-
-PACKAGE = "vextrus_nb.runbooks"
-
-
-def module_name(runbook: str) -> str:
-    family, _, name = runbook.removesuffix(".ipynb").partition("/")
-    try:
-        family_package = importlib.import_module(f"{PACKAGE}.{family}")
-    except ModuleNotFoundError:
-        family_package = None
-    name = getattr(family_package, "STEPS_MODULE", name)
-    return f"{PACKAGE}.{family}.{name.replace('-', '_')}"
 
 
 def steps_module(runbook: str) -> ModuleType | None:

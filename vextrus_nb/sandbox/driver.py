@@ -63,6 +63,10 @@ class LocalDriver(SandboxFailoverControl):
     def for_sandbox(cls, root: Path | None = None, environment: Environment | None = None) -> LocalDriver:
         return cls((root or paths.sandbox_dir()).resolve(), environment=environment)
 
+    def beside(self, root: Path, environment: Environment) -> LocalDriver:
+        """The driver of another sandbox under `root` (a second platform's), with its environment."""
+        return type(self)(root, environment=environment)
+
     @classmethod
     def for_environment(cls, env: Environment) -> LocalDriver:
         """The `local` entry point of vextrus_nb.drivers (pyproject.toml)."""

@@ -19,16 +19,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vextrus_nb.config import EDGE_ENTRYPOINTS, Environment, SecretRef, load_environment, load_inventory
-from vextrus_nb.drivers.base import PostgresRecovery, ScratchPlatform
+from vextrus_nb.drivers.base import Driver, PostgresRecovery, ScratchPlatform
 from vextrus_nb.errors import SandboxError
 from vextrus_nb.sandbox import manager
 from vextrus_nb.sandbox_state import SandboxState
 
-if TYPE_CHECKING:
-    from vextrus_nb.sandbox.driver import LocalDriver
+
+class SandboxDriver(Protocol):
+    """What a second sandbox needs of the driver it stands beside: that sandbox's directory and
+    environment, and a driver of the same kind for the second one (LocalDriver is one; naming it
+    here would make driver.py and this module import each other)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def environment(self) -> Environment | None: ...
+
+    def beside(self, root: Path, environment: Environment) -> Driver: ...
+
 
 EMPTY_SCALE = 0.01
 """The second sandbox's seed: a few rows per table, replaced by the restore anyway."""
@@ -82,7 +94,7 @@ def _up(
 
 @contextlib.contextmanager
 def scratch_platform(
-    driver: LocalDriver, root: Path, postgres: PostgresRecovery | None = None
+    driver: SandboxDriver, root: Path, postgres: PostgresRecovery | None = None
 ) -> Iterator[ScratchPlatform]:
     """A second sandbox under `root`, stopped and deleted on exit whatever happened inside."""
     variant = manager.deployment_variant(driver.root) or manager.DEFAULT_DEPLOYMENT
@@ -90,6 +102,6 @@ def scratch_platform(
     try:
         state = _up(root, variant, postgres, driver.root if postgres is not None else None)
         env = environment_for(first, state.root)
-        yield ScratchPlatform(state.root, env, type(driver)(state.root, environment=env))
+        yield ScratchPlatform(state.root, env, driver.beside(state.root, env))
     finally:
         manager.down(root)
