@@ -23,8 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
 
+from vextrus_nb import paths
 from vextrus_nb.evidence import declared, ledger
 from vextrus_nb.evidence.declared import Declarations, Kind
 from vextrus_nb.evidence.declared import Gauge as DeclaredGauge
@@ -160,3 +161,13 @@ def exposition(
     even with an empty ledger); None means every environment the sealed ledger names.
     evidence: the runbooks' declarations; None reads every runbook's own (`declared.discover()`)."""
     return generate_latest(registry_for(outputs_dir, rpo_target_s, environments, evidence))
+
+
+def write_textfile(registry: CollectorRegistry, name: str) -> Path:
+    """A run's gauges as `<name>.prom` in paths.metrics_dir(), where node_exporter's textfile
+    collector (or the report) reads them; the file is replaced whole, never half-written."""
+    directory = paths.metrics_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.prom"
+    write_to_textfile(str(path), registry)
+    return path

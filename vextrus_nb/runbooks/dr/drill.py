@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb import paths
 from vextrus_nb.backup import pgbackrest, redis_snapshot, sets
 from vextrus_nb.backup.access import (
     check_set_choice,
@@ -212,7 +211,9 @@ def judge_drill(rb: Runbook, result: DrillResult) -> Path:
 def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector) so a failed drill alerts."""
 
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from vextrus_nb.evidence import metrics
 
     registry = CollectorRegistry()
     labels = {"env": rb.env.name}
@@ -231,11 +232,7 @@ def write_drill_metrics(rb: Runbook, result: DrillResult) -> Path:
         ("vextrus_dr_drill_timestamp_seconds", "when the last drill ended", time.time()),
     ):
         Gauge(name, doc, list(labels), registry=registry).labels(**labels).set(float(value))
-    directory = paths.metrics_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"vextrus_dr_drill_{rb.env.name}.prom"
-    write_to_textfile(str(path), registry)
-    return path
+    return metrics.write_textfile(registry, f"vextrus_dr_drill_{rb.env.name}")
 
 
 # -- Evidence: what the report and the metrics read of this runbook's runs ---------------------

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vextrus_nb import checks, paths
+from vextrus_nb import checks
 from vextrus_nb.backup import pgbackrest, pitr, platform_restore
 from vextrus_nb.backup.access import (
     check_set_choice,
@@ -529,7 +529,9 @@ def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None 
     """A Prometheus textfile (node_exporter's textfile collector) beside dr/drill's; `passed`: the
     judged verdict (the targets included), else what the result alone says."""
 
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from vextrus_nb.evidence import metrics
 
     registry = CollectorRegistry()
     env = rb.env.name
@@ -565,11 +567,7 @@ def write_metrics(rb: Runbook, result: PlatformDrillResult, passed: bool | None 
     )
     for recovery in result.recoveries:
         ready.labels(env=env, datastore=recovery.datastore).set(recovery.ready_at_s)
-    directory = paths.metrics_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"vextrus_dr_platform_drill_{env}.prom"
-    write_to_textfile(str(path), registry)
-    return path
+    return metrics.write_textfile(registry, f"vextrus_dr_platform_drill_{env}")
 
 
 # -- Evidence: what the report and the metrics read of this runbook's runs ---------------------

@@ -351,9 +351,9 @@ def judge(rb: Runbook, result: ChaosResult) -> Path | None:
 def write_chaos_metrics(rb: Runbook, done: ExperimentRun) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector): the last experiment's figures."""
 
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, Gauge
 
-    from vextrus_nb import paths
+    from vextrus_nb.evidence import metrics
 
     registry = CollectorRegistry()
     labels = {"env": rb.env.name, "experiment": done.experiment.name}
@@ -380,11 +380,7 @@ def write_chaos_metrics(rb: Runbook, done: ExperimentRun) -> Path:
     for fault, seconds in done.time_to_detect_s.items():
         if seconds is not None:
             detect.labels(**labels, fault=fault).set(seconds)
-    directory = paths.metrics_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"vextrus_chaos_{rb.env.name}.prom"
-    write_to_textfile(str(path), registry)
-    return path
+    return metrics.write_textfile(registry, f"vextrus_chaos_{rb.env.name}")
 
 
 # -- Evidence: what the report and the metrics read of this runbook's runs ---------------------

@@ -291,9 +291,9 @@ def judge(rb: Runbook, run: LoadRun) -> Path | None:
 def write_load_metrics(rb: Runbook, result: LoadResult) -> Path:
     """A Prometheus textfile (node_exporter's textfile collector): the last load run's figures."""
 
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, Gauge
 
-    from vextrus_nb import paths
+    from vextrus_nb.evidence import metrics
 
     registry = CollectorRegistry()
     per_endpoint = {
@@ -316,11 +316,7 @@ def write_load_metrics(rb: Runbook, result: LoadResult) -> Path:
         ("vextrus_load_timestamp_seconds", "when the last load run ended", time.time()),
     ):
         Gauge(name, doc, ["env"], registry=registry).labels(env=rb.env.name).set(float(value))
-    directory = paths.metrics_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"vextrus_load_{rb.env.name}.prom"
-    write_to_textfile(str(path), registry)
-    return path
+    return metrics.write_textfile(registry, f"vextrus_load_{rb.env.name}")
 
 
 # -- Evidence: what the report and the metrics read of this runbook's runs ---------------------
